@@ -1,0 +1,91 @@
+"""An account: its own subject index, mappings, counters, and the routing of one message.
+
+`Account.route` is the single delivery path every client kind uses: apply the account's subject
+mappings, match through the sublist cache, then hand the message to every plain subscriber and to
+one member of each queue group. Imports and exports plug in as subscriptions of internal
+forwarding clients, so routing itself never needs to know about them.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+from .client import Msg
+from .sublist import Sublist
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+_choice = random.choice
+
+
+class Account:
+    def __init__(self, name: str, broker: "Broker | None" = None) -> None:
+        self.name = name
+        self.broker = broker
+        self.sublist = Sublist()
+        self.mappings: Any = None  # object with apply(subject) -> str | None
+        self.jetstream: Any = None  # per-account JetStream state, set by jetstream/
+        self.js_limits: Any = None
+        self.is_system = False
+        self.clients: set[Any] = set()
+        self.in_msgs = 0
+        self.in_bytes = 0
+        self.out_msgs = 0
+        self.out_bytes = 0
+        self.slow_consumers = 0
+        self.exports: Any = None
+        self.imports: Any = None
+        self.limits: dict[str, Any] = {}
+        self.jwt: str | None = None
+        self.nkey: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Account {self.name}>"
+
+    def route(self, msg: Msg) -> int:
+        """Deliver `msg` to every interested subscriber; return how many got it."""
+        if self.mappings is not None:
+            mapped = self.mappings.apply(msg.subject)
+            if mapped is not None and mapped != msg.subject:
+                msg.subject = mapped
+                msg.subject_b = mapped.encode()
+        self.in_msgs += 1
+        r = self.sublist.match(msg.subject)
+        if not r:
+            return 0
+        src = msg.src
+        no_echo = src is not None and not src.echo
+        n = 0
+        for sub in r.psubs:
+            c = sub.client
+            if no_echo and c is src:
+                continue
+            c.deliver(sub, msg)
+            n += 1
+            if sub.max:
+                sub.delivered += 1
+                if sub.delivered >= sub.max:
+                    c.remove_sub(sub)
+            else:
+                sub.delivered += 1
+        for group in r.qsubs:
+            sub = _choice(group) if len(group) > 1 else group[0]
+            c = sub.client
+            if no_echo and c is src:
+                others = [s for s in group if s.client is not src]
+                if not others:
+                    continue
+                sub = _choice(others)
+                c = sub.client
+            c.deliver(sub, msg)
+            n += 1
+            sub.delivered += 1
+            if sub.max and sub.delivered >= sub.max:
+                c.remove_sub(sub)
+        self.out_msgs += n
+        return n
+
+    def num_connections(self) -> int:
+        return sum(1 for c in self.clients if c.kind == "Client")

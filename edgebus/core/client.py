@@ -1,0 +1,163 @@
+"""The Client every connection kind is, and the message object routed between clients.
+
+A NATS TCP/WebSocket connection, an MQTT session, the leaf link, JetStream and $SYS are all
+Clients of the core: they belong to an account, own subscriptions, publish into the account and
+receive `deliver(sub, msg)` calls. `InternalClient` is the in-process kind: each of its
+subscriptions carries a callback that runs synchronously on delivery.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from .sublist import Subscription
+
+if TYPE_CHECKING:
+    from .account import Account
+    from .broker import Broker
+
+# connection kinds, as /connz names them
+CLIENT = "Client"
+JETSTREAM = "JetStream"
+SYSTEM = "System"
+ACCOUNT = "Account"
+LEAF = "Leafnode"
+
+
+class Msg:
+    """One published message on its way through an account."""
+
+    __slots__ = ("subject", "subject_b", "reply", "reply_b", "hdr", "data", "src")
+
+    def __init__(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes,
+                 src: "Client | None" = None, subject_b: bytes | None = None,
+                 reply_b: bytes | None = None) -> None:
+        self.subject = subject
+        self.subject_b = subject_b if subject_b is not None else subject.encode()
+        self.reply = reply or None
+        self.reply_b = reply_b if reply_b is not None else (reply.encode() if reply else None)
+        self.hdr = hdr
+        self.data = data
+        self.src = src
+
+    def size(self) -> int:
+        return len(self.data) + (len(self.hdr) if self.hdr else 0)
+
+    def __repr__(self) -> str:
+        return f"<Msg {self.subject} reply={self.reply} {len(self.data)}B>"
+
+
+class Client:
+    """Base of every connection kind. Subclasses implement `deliver` and `close`."""
+
+    kind = CLIENT
+    type = "nats"
+
+    def __init__(self, broker: "Broker", account: "Account | None" = None) -> None:
+        self.broker = broker
+        self.cid = broker.next_cid()
+        self.account: Account = account if account is not None else broker.global_account
+        self.subs: dict[bytes, Subscription] = {}
+        self.echo = True
+        self.headers = True
+        self.no_responders = False
+        self.permissions: Any = None  # core.permissions.Permissions or None
+        self.user: str | None = None
+        self.name = ""
+        self.lang = ""
+        self.version = ""
+        self.in_msgs = 0
+        self.in_bytes = 0
+        self.out_msgs = 0
+        self.out_bytes = 0
+        self.start_ns = broker.clock.now_ns()
+        self.last_activity_ns = self.start_ns
+        self.closed = False
+        self.close_reason = ""
+        self.stop_ns = 0
+
+    # -- interest -------------------------------------------------------------------------
+    def add_sub(self, subject: str, queue: str | None, sid: bytes) -> Subscription:
+        old = self.subs.get(sid)
+        if old is not None:
+            return old
+        sub = Subscription(self, subject, queue, sid)
+        self.subs[sid] = sub
+        self.account.sublist.insert(sub)
+        return sub
+
+    def remove_sub(self, sub: Subscription) -> None:
+        if self.subs.get(sub.sid) is sub:
+            del self.subs[sub.sid]
+            self.account.sublist.remove(sub)
+
+    def unsubscribe_sid(self, sid: bytes, max_msgs: int | None = None) -> None:
+        sub = self.subs.get(sid)
+        if sub is None:
+            return
+        if max_msgs and max_msgs > sub.delivered:
+            sub.max = max_msgs
+        else:
+            self.remove_sub(sub)
+
+    def drop_all_subs(self) -> None:
+        subs = list(self.subs.values())
+        self.subs.clear()
+        sl = self.account.sublist
+        for s in subs:
+            sl.remove(s)
+
+    # -- traffic --------------------------------------------------------------------------
+    def publish(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes) -> int:
+        """Route a message into this client's account; returns the number of deliveries."""
+        self.in_msgs += 1
+        self.in_bytes += len(data) + (len(hdr) if hdr else 0)
+        return self.account.route(Msg(subject, reply, hdr, data, self))
+
+    def deliver(self, sub: Subscription, msg: Msg) -> None:
+        raise NotImplementedError
+
+    def close(self, reason: str = "Client Closed") -> None:
+        raise NotImplementedError
+
+    def info_for_connz(self) -> dict[str, Any]:
+        return {}
+
+
+class InternalClient(Client):
+    """An in-process client: subscriptions call back into Python synchronously.
+
+    Used by JetStream, $SYS handlers, MQTT bridging and tests. A callback receives
+    `(sub, msg)` and must not block; work that must wait is queued to its owner's task.
+    """
+
+    kind = SYSTEM
+    type = "internal"
+
+    def __init__(self, broker: "Broker", account: "Account | None" = None, kind: str = SYSTEM,
+                 name: str = "") -> None:
+        super().__init__(broker, account)
+        self.kind = kind
+        self.name = name
+        self._sid = 0
+
+    def subscribe(self, subject: str, cb: Callable[[Subscription, Msg], None],
+                  queue: str | None = None) -> Subscription:
+        self._sid += 1
+        sub = self.add_sub(subject, queue, str(self._sid).encode())
+        sub.extra = cb
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.remove_sub(sub)
+
+    def deliver(self, sub: Subscription, msg: Msg) -> None:
+        self.out_msgs += 1
+        self.out_bytes += msg.size()
+        sub.extra(sub, msg)
+
+    def close(self, reason: str = "Client Closed") -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+            self.drop_all_subs()

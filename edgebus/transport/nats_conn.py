@@ -1,0 +1,543 @@
+"""The NATS client-protocol connection driver, for any trio byte stream.
+
+One `NatsConnection` per accepted TCP, TLS or WebSocket connection (or an in-memory stream in
+tests). It owns a nursery with three tasks: the reader (parse many operations per read and act
+on them synchronously), the writer (one `send_all` of everything pending in the outbound buffer)
+and the pinger. Deliveries from other clients append to the outbound buffer and wake the writer;
+nothing on the message path creates a task or sends on a channel.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from typing import Any
+
+import trio
+
+from ..codec import nats as proto
+from ..codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_OK, OP_PING, OP_PONG, OP_PUB, OP_SUB,
+                          OP_UNSUB, ProtocolError, err_frame)
+from ..core.client import CLIENT, Client, Msg
+from ..core.subject import valid_literal_subject, valid_subject
+from ..core.sublist import Subscription
+
+log = logging.getLogger("edgebus.conn")
+
+_NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
+_RESERVED_REPLY_PREFIXES = ("$JS.ACK.", "_R_.", "_GR_.")
+
+
+class NatsConnection(Client):
+    kind = CLIENT
+
+    def __init__(self, broker: Any, stream: trio.abc.Stream, *, conn_type: str = "nats",
+                 remote: tuple[str, int] = ("", 0), tls: dict[str, Any] | None = None,
+                 listener: str = "client", auth: Any = None, no_auth_user: str | None = None,
+                 tls_context: Any = None, tls_first: bool = False, tls_timeout: float = 2.0) -> None:
+        super().__init__(broker)
+        o = broker.options
+        self.type = conn_type
+        self.stream = stream
+        self.remote = remote
+        self.tls = tls or {}
+        self.listener = listener
+        self.auth = auth or broker.auth
+        self.no_auth_user = no_auth_user
+        self.parser = proto.ServerParser(o.max_payload, o.max_control_line)
+        self.out = bytearray()
+        self._lot = trio.lowlevel.ParkingLot()
+        self.inflight = 0
+        self.max_pending = o.max_pending
+        self.verbose = True
+        self.pedantic = True
+        self.headers = False
+        self.protocol = 0
+        self.connected = False
+        self.auth_required = self.auth.required_for(listener)
+        self.authed = not self.auth_required
+        self.nonce: str | None = None
+        self.pings_out = 0
+        self.rtt_ns = 0
+        self._ping_sent_at = 0.0
+        self.last_rx = 0.0
+        self.closing = False
+        self._scope: trio.CancelScope | None = None
+        self.resp_perms: dict[str, list] = {}  # reply subject -> [remaining, expires_at]
+        self.auth_expires: float | None = None
+        self.jwt: str | None = None
+        self.nkey: str | None = None
+        self.tls_context = tls_context
+        self.tls_first = tls_first
+        self.tls_timeout = tls_timeout
+        self.peer_cert: Any = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def run(self) -> None:
+        b = self.broker
+        b.register(self)
+        try:
+            info = self.make_info()
+            if self.tls_context is not None:
+                if not await self._start_tls(proto.info_frame(info)):
+                    return
+            else:
+                self.enqueue(proto.info_frame(info))
+            if b.num_client_connections() > b.options.max_connections:
+                self.close("Maximum Connections Exceeded", proto.ERR_MAX_CONNECTIONS)
+            if self.authed:
+                self._bind_default_account()
+            async with trio.open_nursery() as n:
+                self._scope = n.cancel_scope
+                self._nursery = n
+                n.start_soon(self._writer)
+                if not self.closing:
+                    n.start_soon(self._reader)
+                    n.start_soon(self._pinger)
+                    if self.auth_required:
+                        n.start_soon(self._auth_timer)
+        finally:
+            self.closed = True
+            self.stop_ns = b.clock.now_ns()
+            if not self.close_reason:
+                self.close_reason = "Server Shutdown" if b.shutting_down else "Client Closed"
+            self.drop_all_subs()
+            b.unregister(self, self.close_reason)
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1):
+                    try:
+                        await self.stream.aclose()
+                    except Exception:
+                        pass
+
+    async def _start_tls(self, info: bytes) -> bool:
+        """Upgrade to TLS: INFO goes first in plain text unless handshake_first is set."""
+        raw = self.stream
+        try:
+            if not self.tls_first:
+                await raw.send_all(info)
+            ssl_stream = trio.SSLStream(raw, self.tls_context, server_side=True)
+            with trio.move_on_after(self.tls_timeout) as cs:
+                await ssl_stream.do_handshake()
+            if cs.cancelled_caught:
+                self.close_reason = "TLS Handshake Error"
+                if not self.tls_first:
+                    try:
+                        await raw.send_all(err_frame(proto.ERR_TLS_REQUIRED))
+                    except Exception:
+                        pass
+                return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            log.debug("cid=%d TLS handshake failed: %s", self.cid, e)
+            self.close_reason = "TLS Handshake Error"
+            return False
+        self.stream = ssl_stream
+        try:
+            self.peer_cert = ssl_stream.getpeercert()
+        except Exception:
+            self.peer_cert = None
+        if self.tls_first:
+            self.enqueue(info)
+        return True
+
+    def make_info(self) -> dict[str, Any]:
+        info = self.broker.info_base()
+        info["client_id"] = self.cid
+        if self.remote[0]:
+            info["client_ip"] = self.remote[0]
+        if self.auth_required:
+            info["auth_required"] = True
+        if getattr(self.auth, "nonce", False):
+            self.nonce = base64.urlsafe_b64encode(os.urandom(11)).decode().rstrip("=")
+            info["nonce"] = self.nonce
+        info.update(self.tls)
+        if self.broker.lame_duck:
+            info["ldm"] = True
+        return info
+
+    def close(self, reason: str = "Client Closed", err: str | None = None) -> None:
+        """Close after flushing what is pending (and `err` as -ERR, if given)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_reason = reason
+        if err:
+            self.out += err_frame(err)
+        self._lot.unpark_all()
+        if self._scope is None:
+            return
+        # the writer flushes and then cancels the nursery
+
+    def kill(self, reason: str) -> None:
+        """Close at once, dropping pending output (slow consumer, shutdown)."""
+        self.closing = True
+        if not self.close_reason:
+            self.close_reason = reason
+        self.out = bytearray()
+        if self._scope is not None:
+            self._scope.cancel()
+        self._lot.unpark_all()
+
+    # -- writer ---------------------------------------------------------------------------
+    def enqueue(self, data: bytes) -> None:
+        self.out += data
+        if self._lot:
+            self._lot.unpark()
+
+    async def _writer(self) -> None:
+        wd = self.broker.options.write_deadline
+        try:
+            while True:
+                if not self.out:
+                    if self.closing:
+                        break
+                    await self._lot.park()
+                    continue
+                data = self.out
+                self.out = bytearray()
+                self.inflight = len(data)
+                with trio.move_on_after(wd) as cs:
+                    await self.stream.send_all(data)
+                self.inflight = 0
+                if cs.cancelled_caught:
+                    self._slow_consumer("Slow Consumer (Write Deadline)")
+                    break
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.closing = True
+            if not self.close_reason:
+                self.close_reason = "Client Closed"
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _slow_consumer(self, reason: str) -> None:
+        b = self.broker
+        b.slow_consumers += 1
+        self.account.slow_consumers += 1
+        log.warning("Slow Consumer Detected: %s cid=%d", reason, self.cid)
+        self.kill(reason)
+
+    # -- delivery (called by Account.route) -----------------------------------------------
+    def deliver(self, sub: Subscription, msg: Msg) -> None:
+        if self.closing:
+            return
+        out = self.out
+        data = msg.data
+        hdr = msg.hdr
+        reply = msg.reply_b
+        if hdr is not None and self.headers:
+            hl = len(hdr)
+            if reply:
+                out += b"HMSG %s %s %s %d %d\r\n" % (msg.subject_b, sub.sid, reply, hl, hl + len(data))
+            else:
+                out += b"HMSG %s %s %d %d\r\n" % (msg.subject_b, sub.sid, hl, hl + len(data))
+            out += hdr
+            size = hl + len(data)
+        else:
+            if reply:
+                out += b"MSG %s %s %s %d\r\n" % (msg.subject_b, sub.sid, reply, len(data))
+            else:
+                out += b"MSG %s %s %d\r\n" % (msg.subject_b, sub.sid, len(data))
+            size = len(data)
+        out += data
+        out += b"\r\n"
+        self.out_msgs += 1
+        self.out_bytes += size
+        if reply and self.permissions is not None and self.permissions.resp_max:
+            self._grant_response(msg.reply)
+        if len(out) + self.inflight > self.max_pending:
+            self._slow_consumer("Slow Consumer (Pending Bytes)")
+            return
+        if self._lot:
+            self._lot.unpark()
+
+    def _grant_response(self, reply: str) -> None:
+        p = self.permissions
+        self.resp_perms[reply] = [p.resp_max, trio.current_time() + p.resp_expires]
+        if len(self.resp_perms) > 10_000:
+            now = trio.current_time()
+            for k in [k for k, v in self.resp_perms.items() if v[1] < now]:
+                del self.resp_perms[k]
+
+    # -- reader ---------------------------------------------------------------------------
+    async def _reader(self) -> None:
+        stream = self.stream
+        parser = self.parser
+        try:
+            while not self.closing:
+                data = await stream.receive_some(65536)
+                if not data:
+                    self.close("Client Closed")
+                    return
+                self.last_rx = trio.current_time()
+                self.last_activity_ns = self.broker.clock.now_ns()
+                ops: list[tuple] = []
+                err = parser.feed_into(data, ops)
+                for op in ops:
+                    if self.closing:
+                        return
+                    self._process(op)
+                if err is not None and not self.closing:
+                    if err.err:
+                        log.debug("cid=%d protocol error: %s", self.cid, err)
+                    self.close(err.reason, err.err)
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.close("Client Closed")
+
+    def _process(self, op: tuple) -> None:
+        code = op[0]
+        if code == OP_PUB:
+            if not self.authed:
+                self._auth_violation()
+                return
+            self._pub(op[1], op[2], op[3], op[4])
+        elif code == OP_PING:
+            if not self.authed and self.auth_required:
+                self._auth_violation()
+                return
+            self.enqueue(proto.PONG)
+        elif code == OP_PONG:
+            self.pings_out = 0
+            if self._ping_sent_at:
+                self.rtt_ns = int((trio.current_time() - self._ping_sent_at) * 1e9)
+                self._ping_sent_at = 0.0
+        elif code == OP_SUB:
+            if not self.authed:
+                self._auth_violation()
+                return
+            self._sub(op[1], op[2], op[3])
+        elif code == OP_UNSUB:
+            if not self.authed:
+                self._auth_violation()
+                return
+            self.unsubscribe_sid(op[1], op[2])
+            if self.verbose:
+                self.enqueue(proto.OK)
+        elif code == OP_CONNECT:
+            self._connect(op[1])
+        elif code == OP_INFO:
+            try:
+                json.loads(op[1])
+            except ValueError:
+                self.close("Protocol Violation")
+        elif code == OP_ERR:
+            log.info("cid=%d client sent -ERR %s", self.cid, op[1][:200])
+            self.close("Client Closed")
+        # OP_OK is ignored
+
+    def _auth_violation(self) -> None:
+        self.close("Authentication Failure", proto.ERR_AUTH_VIOLATION)
+
+    def _pub(self, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None, data: bytes) -> None:
+        subject = subject_b.decode("utf-8", "surrogateescape")
+        reply = reply_b.decode("utf-8", "surrogateescape") if reply_b else None
+        size = len(data) + (len(hdr) if hdr is not None else 0)
+        self.in_msgs += 1
+        self.in_bytes += size
+        if self.pedantic and not valid_literal_subject(subject):
+            self.enqueue(err_frame(proto.ERR_INVALID_PUB_SUBJECT))
+        perms = self.permissions
+        if perms is not None and not perms.can_publish(subject) and not self._use_response(subject):
+            self.enqueue(err_frame(f'Permissions Violation for Publish to "{subject}"'))
+            return
+        if reply is not None:
+            if reply.startswith(_RESERVED_REPLY_PREFIXES) or (
+                    perms is not None and not perms.can_publish(reply) and perms.pub.allow is not None
+                    and False):
+                self.enqueue(err_frame(f'Permissions Violation for Publish with Reply of "{reply}"'))
+                return
+        acc = self.account
+        acc.in_bytes += size
+        n = acc.route(Msg(subject, reply, hdr, data, self, subject_b, reply_b))
+        if self.verbose:
+            self.enqueue(proto.OK)
+        if n == 0 and reply is not None and self.no_responders:
+            self._send_no_responders(reply, reply_b)
+
+    def _use_response(self, subject: str) -> bool:
+        r = self.resp_perms.get(subject)
+        if r is None:
+            return False
+        if r[1] < trio.current_time():
+            del self.resp_perms[subject]
+            return False
+        r[0] -= 1
+        if r[0] <= 0:
+            del self.resp_perms[subject]
+        return True
+
+    def _send_no_responders(self, reply: str, reply_b: bytes) -> None:
+        r = self.account.sublist.match(reply)
+        for sub in r.psubs:
+            if sub.client is self:
+                self.deliver(sub, Msg(reply, None, _NO_RESPONDERS_HDR, b"", None, reply_b))
+                return
+        for group in r.qsubs:
+            for sub in group:
+                if sub.client is self:
+                    self.deliver(sub, Msg(reply, None, _NO_RESPONDERS_HDR, b"", None, reply_b))
+                    return
+
+    def _sub(self, subject_b: bytes, queue_b: bytes | None, sid: bytes) -> None:
+        subject = subject_b.decode("utf-8", "surrogateescape")
+        queue = queue_b.decode("utf-8", "surrogateescape") if queue_b else None
+        if not valid_subject(subject):
+            self.enqueue(err_frame(proto.ERR_INVALID_SUBJECT))
+            return
+        perms = self.permissions
+        if queue == "_sys_" or (perms is not None and not perms.can_subscribe(subject, queue)):
+            if queue:
+                self.enqueue(err_frame(
+                    f'Permissions Violation for Subscription to "{subject}" using queue "{queue}"'))
+            else:
+                self.enqueue(err_frame(f'Permissions Violation for Subscription to "{subject}"'))
+            return
+        o = self.broker.options
+        if o.max_sub_tokens and subject.count(".") + 1 > o.max_sub_tokens:
+            self.enqueue(err_frame(f'Permissions Violation for Subscription to "{subject}", too many tokens'))
+            return
+        if o.max_subscriptions and len(self.subs) >= o.max_subscriptions and sid not in self.subs:
+            self.enqueue(err_frame(proto.ERR_MAX_SUBS))
+            return
+        self.add_sub(subject, queue, sid)
+        if self.verbose:
+            self.enqueue(proto.OK)
+
+    def _connect(self, raw: bytes) -> None:
+        try:
+            opts = json.loads(raw) if raw.strip() else {}
+            if not isinstance(opts, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            self.close("Protocol Violation")
+            return
+        self.verbose = bool(opts.get("verbose", True))
+        self.pedantic = bool(opts.get("pedantic", True))
+        self.echo = bool(opts.get("echo", True))
+        self.headers = bool(opts.get("headers", False)) and not self.broker.options.no_header_support
+        self.parser.headers = self.headers
+        self.no_responders = bool(opts.get("no_responders", False))
+        self.name = str(opts.get("name") or "")
+        self.lang = str(opts.get("lang") or "")
+        self.version = str(opts.get("version") or "")
+        try:
+            self.protocol = int(opts.get("protocol", 0) or 0)
+        except (TypeError, ValueError):
+            self.protocol = -1
+        if self.protocol < 0 or self.protocol > 1:
+            self.close("Protocol Violation", proto.ERR_INVALID_PROTOCOL)
+            return
+        if self.no_responders and not self.headers:
+            self.close("Protocol Violation", proto.ERR_NO_RESPONDERS_HEADERS)
+            return
+        if "account" in opts or "new_account" in opts:
+            self._auth_violation()
+            return
+        if self.auth_required or self.connected:
+            ctx = {"remote": self.remote, "tls": self.tls, "listener": self.listener,
+                   "conn_type": self.type, "stream": self.stream}
+            res = self.auth.authenticate(self, opts, self.nonce, ctx)
+            if res is None:
+                self._auth_violation()
+                return
+            if self.subs and res.account is not self.account:
+                self.drop_all_subs()
+            self.broker.move_account(self, res.account)
+            self.user = res.user
+            self.permissions = res.permissions
+            self.auth_expires = res.expires
+            if res.expires is not None:
+                self._expire_at(res.expires)
+        self.authed = True
+        first = not self.connected
+        self.connected = True
+        if self.verbose:
+            self.enqueue(proto.OK)
+        if first:
+            for cb in self.broker.on_connect:
+                cb(self)
+
+    def _bind_default_account(self) -> None:
+        """No auth required on this listener: a no_auth_user (if any) decides the account."""
+        user = self.no_auth_user
+        if user and hasattr(self.auth, "bind_user"):
+            res = self.auth.bind_user(user)
+            if res is not None:
+                self.broker.move_account(self, res.account)
+                self.user = res.user
+                self.permissions = res.permissions
+
+    def _expire_at(self, wall_seconds: float) -> None:
+        import time
+        delay = max(0.0, wall_seconds - time.time())
+
+        async def expire() -> None:
+            await trio.sleep(delay)
+            self.close("Authentication Expired", "User Authentication Expired")
+
+        if self._nursery is not None:
+            self._nursery.start_soon(expire)
+
+    _nursery: Any = None
+
+    # -- timers ---------------------------------------------------------------------------
+    async def _pinger(self) -> None:
+        o = self.broker.options
+        interval = o.ping_interval
+        await trio.sleep(min(2.0, interval))
+        first = True
+        while not self.closing:
+            if not first and trio.current_time() - self.last_rx < interval and self.rtt_ns:
+                await trio.sleep(interval)
+                continue
+            first = False
+            if self.pings_out + 1 > o.ping_max:
+                self.close("Stale Connection", proto.ERR_STALE)
+                return
+            self.pings_out += 1
+            self._ping_sent_at = trio.current_time()
+            self.enqueue(proto.PING)
+            await trio.sleep(interval)
+
+    async def _auth_timer(self) -> None:
+        o = self.broker.options
+        timeout = o.auth_timeout
+        if timeout is None:
+            timeout = (o.tls.timeout + 1) if o.tls else 2.0
+        await trio.sleep(timeout)
+        if not self.authed:
+            self.close("Authentication Timeout", proto.ERR_AUTH_TIMEOUT)
+
+    # -- monitoring -----------------------------------------------------------------------
+    def info_for_connz(self) -> dict[str, Any]:
+        from ..core.clock import rfc3339
+        return {
+            "cid": self.cid,
+            "kind": self.kind,
+            "type": self.type,
+            "ip": self.remote[0],
+            "port": self.remote[1],
+            "start": rfc3339(self.start_ns),
+            "last_activity": rfc3339(self.last_activity_ns),
+            "stop": rfc3339(self.stop_ns) if self.closed else None,
+            "reason": self.close_reason if self.closed else None,
+            "rtt": f"{self.rtt_ns / 1e6:.3f}ms" if self.rtt_ns else "0s",
+            "pending_bytes": len(self.out),
+            "in_msgs": self.in_msgs,
+            "out_msgs": self.out_msgs,
+            "in_bytes": self.in_bytes,
+            "out_bytes": self.out_bytes,
+            "subscriptions": len(self.subs),
+            "name": self.name,
+            "lang": self.lang,
+            "version": self.version,
+            "authorized_user": self.user or "",
+            "account": self.account.name,
+            "subs": [s.subject for s in self.subs.values()],
+            "subs_detail": [{"account": self.account.name, "subject": s.subject,
+                             "qgroup": s.queue or "", "sid": s.sid.decode(errors="replace"),
+                             "msgs": s.delivered, "max": s.max, "cid": self.cid}
+                            for s in self.subs.values()],
+        }
