@@ -1,0 +1,150 @@
+"""A thread-backed server usable from any code: sync, asyncio (nats-py), or another trio loop.
+
+    with EmbeddedServer(jetstream=True) as srv:
+        nc = await nats.connect(srv.client_url)
+
+The server runs its own trio loop in a daemon thread. `stop()` and `restart()` keep the port and
+the JetStream store directory, so clients reconnect to the same URL.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import threading
+from typing import Any, Callable
+
+import trio
+
+from ..options import Options
+from ..server import Server
+
+
+class EmbeddedServer:
+    def __init__(self, options: Options | None = None, *, jetstream: bool = False,
+                 store_dir: str | None = None, config: str | None = None, **overrides: Any) -> None:
+        if config is not None:
+            from ..conf import parse_string
+            from ..conf.options_map import options_from_config
+            options = options_from_config(parse_string(config), filename="<config>")
+        self.options = copy.deepcopy(options) if options is not None else Options()
+        if options is None and "port" not in overrides:
+            self.options.port = -1
+        for k, v in overrides.items():
+            setattr(self.options, k, v)
+        if jetstream:
+            self.options.jetstream.enabled = True
+        if store_dir is not None:
+            self.options.jetstream.store_dir = store_dir
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        if self.options.jetstream.enabled and not self.options.jetstream.store_dir:
+            self._tmp = tempfile.TemporaryDirectory(prefix="edgebus-js-")
+            self.options.jetstream.store_dir = self._tmp.name
+        self.server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._error: BaseException | None = None
+        self.port = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> "EmbeddedServer":
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        opts = copy.deepcopy(self.options)
+        if self.port:
+            opts.port = self.port  # restart on the same port
+
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            self.server = Server(opts)
+            async with trio.open_nursery() as n:
+                try:
+                    await n.start(self.server.run)
+                finally:
+                    ready.set()
+
+        def runner() -> None:
+            try:
+                trio.run(main)
+            except BaseException as e:  # surfaced to the caller of start()
+                self._error = e
+                ready.set()
+
+        self._error = None
+        self._thread = threading.Thread(target=runner, name="edgebus-embedded", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError("edgebus did not start")
+        if self._error is not None:
+            self._thread = None
+            raise RuntimeError(f"edgebus failed to start: {self._error!r}") from self._error
+        assert self.server is not None
+        self.port = self.server.port
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        try:
+            self.call(lambda s: s.shutdown())
+        except RuntimeError:
+            pass
+        self._thread.join(timeout)
+        self._thread = None
+        self._token = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "EmbeddedServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- access ---------------------------------------------------------------------------
+    @property
+    def client_url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def call(self, fn: Callable[[Server], Any]) -> Any:
+        """Run `fn(server)` inside the server's loop (thread-safe) and return its result."""
+        if self._token is None or self.server is None:
+            raise RuntimeError("server not running")
+        server = self.server
+
+        async def run() -> Any:
+            r = fn(server)
+            if hasattr(r, "__await__"):
+                r = await r
+            return r
+
+        return trio.from_thread.run(run, trio_token=self._token)
+
+    def drop_client(self, cid: int | None = None, name: str | None = None) -> int:
+        """Cut client connections (all, or by cid or CONNECT name); returns how many."""
+        def drop(server: Server) -> int:
+            n = 0
+            for c in list(server.connections):
+                if (cid is None or c.cid == cid) and (name is None or c.name == name):
+                    c.kill("Client Closed")
+                    n += 1
+            return n
+        return self.call(drop)
+
+    @property
+    def http_url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.http_port}"
