@@ -109,12 +109,21 @@ class Options:
     https_port: int | None = None
     ports_file_dir: str | None = None
     pid_file: str | None = None
+    client_advertise: str | None = None  # URL given to clients in connect_urls
+    http_base_path: str = ""
+    prof_port: int = 0  # accepted for compatibility; edgebus has no profiler
     # logging
     log_file: str | None = None
     debug: bool = False
     trace: bool = False
+    trace_verbose: bool = False
     logtime: bool = True
+    logtime_utc: bool = False
     syslog: bool = False
+    remote_syslog: str | None = None
+    log_size_limit: int = 0  # bytes; 0 = no rotation
+    log_max_num: int = 0  # rotated files to keep; 0 = all
+    max_traced_msg_len: int = 0  # 0 = unlimited
     # limits
     max_payload: int = MAX_PAYLOAD
     max_pending: int = MAX_PENDING
