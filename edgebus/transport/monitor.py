@@ -1,0 +1,474 @@
+"""HTTP monitoring (h11): /varz, /connz, /subsz, /healthz, /routez, /gatewayz, /leafz, /jsz,
+/accountz, /accstatz and the / index, with nats-server's JSON field names.
+
+Each endpoint is a plain function `(server, query) -> (status, body dict)` so the same data
+can be served over `$SYS.REQ.SERVER.*` by the system account.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+import trio
+
+from .. import NATS_VERSION
+from ..core.clock import rfc3339
+from .nats_tcp import normalize_port
+
+log = logging.getLogger("edgebus")
+
+
+def _uptime(seconds: float) -> str:
+    """nats-server's compact uptime: largest non-zero unit first, then every smaller unit."""
+    s = int(seconds)
+    y, s = divmod(s, 365 * 86400)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if y:
+        return f"{y}y{d}d{h}h{m}m{s}s"
+    if d:
+        return f"{d}d{h}h{m}m{s}s"
+    if h:
+        return f"{h}h{m}m{s}s"
+    if m:
+        return f"{m}m{s}s"
+    return f"{s}s"
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _q(query: dict[str, list[str]], key: str, default: str = "") -> str:
+    v = query.get(key)
+    return v[0] if v else default
+
+
+def _qbool(query: dict[str, list[str]], key: str) -> bool:
+    return _q(query, key).lower() in ("1", "true", "yes", "detail")
+
+
+def _qint(query: dict[str, list[str]], key: str, default: int) -> int:
+    try:
+        return int(_q(query, key, str(default)))
+    except ValueError:
+        return default
+
+
+def varz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    b = server.broker
+    o = server.options
+    now = b.clock.now_ns()
+    in_msgs = sum(a.in_msgs for a in b.accounts.values())
+    out_msgs = sum(a.out_msgs for a in b.accounts.values())
+    in_bytes = sum(c.in_bytes for c in b.clients.values())
+    out_bytes = sum(c.out_bytes for c in b.clients.values())
+    subs = sum(a.sublist.count for a in b.accounts.values())
+    d: dict[str, Any] = {
+        "server_id": b.server_id,
+        "server_name": b.server_name,
+        "version": NATS_VERSION,
+        "proto": 1,
+        "go": "go1.24.4",
+        "host": o.host,
+        "port": server.port,
+        "auth_required": bool(b.auth.required),
+        "max_connections": o.max_connections,
+        "max_subscriptions": o.max_subscriptions,
+        "ping_interval": int(o.ping_interval * 1e9),
+        "ping_max": o.ping_max,
+        "http_host": o.http_host,
+        "http_port": server.http_port,
+        "http_base_path": "",
+        "https_port": 0,
+        "auth_timeout": o.auth_timeout if o.auth_timeout is not None else 2.0,
+        "max_control_line": o.max_control_line,
+        "max_payload": o.max_payload,
+        "max_pending": o.max_pending,
+        "cluster": {},
+        "gateway": {},
+        "leaf": {},
+        "mqtt": {},
+        "websocket": {},
+        "jetstream": {},
+        "tls_timeout": o.tls.timeout if o.tls else 2.0,
+        "write_deadline": int(o.write_deadline * 1e9),
+        "start": rfc3339(b.start_ns),
+        "now": rfc3339(now),
+        "uptime": _uptime((now - b.start_ns) / 1e9),
+        "mem": _rss(),
+        "cores": os.cpu_count() or 1,
+        "gomaxprocs": os.cpu_count() or 1,
+        "cpu": 0,
+        "connections": b.num_client_connections(),
+        "total_connections": b.total_connections,
+        "routes": 0,
+        "remotes": 0,
+        "leafnodes": sum(1 for c in b.clients.values() if c.kind == "Leafnode"),
+        "in_msgs": in_msgs,
+        "out_msgs": out_msgs,
+        "in_bytes": in_bytes,
+        "out_bytes": out_bytes,
+        "slow_consumers": b.slow_consumers,
+        "slow_consumer_stats": {"clients": b.slow_consumers, "routes": 0, "gateways": 0, "leafs": 0},
+        "subscriptions": subs,
+        "http_req_stats": dict(server.http_req_stats) if hasattr(server, "http_req_stats") else {},
+        "config_load_time": rfc3339(b.config_load_ns or b.start_ns),
+        "tags": list(o.server_tags),
+        "system_account": b.system_account.name,
+    }
+    if o.tls:
+        d["tls_required"] = True
+        if o.tls.verify:
+            d["tls_verify"] = True
+    if o.websocket and o.websocket.port is not None:
+        d["websocket"] = {"host": o.websocket.host, "port": getattr(server, "ws_port", o.websocket.port),
+                          "no_tls": o.websocket.no_tls, "compression": o.websocket.compression,
+                          "same_origin": o.websocket.same_origin,
+                          "allowed_origins": list(o.websocket.allowed_origins)}
+    if o.mqtt and o.mqtt.port is not None:
+        d["mqtt"] = {"host": o.mqtt.host, "port": getattr(server, "mqtt_port", o.mqtt.port),
+                     "no_auth_user": o.mqtt.no_auth_user or "",
+                     "ack_wait": int(o.mqtt.ack_wait * 1e9), "max_ack_pending": o.mqtt.max_ack_pending}
+    if o.leafnodes:
+        d["leaf"] = {"host": o.leafnodes.host, "port": getattr(server, "leaf_port", o.leafnodes.port or 0)}
+    js = server.services.get("jetstream")
+    if js is not None and hasattr(js, "varz"):
+        d["jetstream"] = js.varz()
+    elif o.jetstream.enabled:
+        d["jetstream"] = {"config": {"max_memory": o.jetstream.max_memory_store,
+                                     "max_storage": o.jetstream.max_file_store,
+                                     "store_dir": o.jetstream.store_dir or "",
+                                     "domain": o.jetstream.domain or ""}}
+    return 200, d
+
+
+_SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "cid": lambda c: c["cid"],
+    "start": lambda c: c["start"],
+    "subs": lambda c: -c["subscriptions"],
+    "pending": lambda c: -c["pending_bytes"],
+    "msgs_to": lambda c: -c["out_msgs"],
+    "msgs_from": lambda c: -c["in_msgs"],
+    "bytes_to": lambda c: -c["out_bytes"],
+    "bytes_from": lambda c: -c["in_bytes"],
+    "last": lambda c: c["last_activity"],
+    "idle": lambda c: c["last_activity"],
+    "uptime": lambda c: c["start"],
+    "stop": lambda c: c.get("stop") or "",
+    "reason": lambda c: c.get("reason") or "",
+    "rtt": lambda c: c.get("rtt", ""),
+}
+
+
+def connz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    b = server.broker
+    now = b.clock.now_ns()
+    state = _q(query, "state", "open").lower()
+    infos: list[dict[str, Any]] = []
+    if state in ("open", "any", "all"):
+        infos += [c.info_for_connz() for c in b.clients.values() if c.kind == "Client"]
+    if state in ("closed", "any", "all"):
+        infos += list(b.closed_clients)
+    cid = _q(query, "cid")
+    if cid:
+        infos = [i for i in infos if str(i.get("cid")) == cid]
+    acc = _q(query, "acc")
+    if acc:
+        infos = [i for i in infos if i.get("account") == acc]
+    user = _q(query, "user")
+    if user:
+        infos = [i for i in infos if i.get("authorized_user") == user]
+    mqtt_client = _q(query, "mqtt_client")
+    if mqtt_client:
+        infos = [i for i in infos if i.get("mqtt_client") == mqtt_client]
+    sort = _q(query, "sort", "cid")
+    if sort not in _SORT_KEYS:
+        return 400, {"error": f"invalid sorting option: {sort}"}
+    infos.sort(key=_SORT_KEYS[sort])
+    offset = _qint(query, "offset", 0)
+    limit = _qint(query, "limit", 1024)
+    total = len(infos)
+    page = infos[offset:offset + limit]
+    subs_q = _q(query, "subs").lower()
+    auth = _qbool(query, "auth")
+    out = []
+    for i in page:
+        i = dict(i)
+        subs = i.pop("subs", [])
+        detail = i.pop("subs_detail", [])
+        start_ns = 0
+        i["uptime"] = i.get("uptime") or ""
+        if subs_q == "detail":
+            i["subscriptions_list_detail"] = detail
+        elif subs_q in ("1", "true"):
+            i["subscriptions_list"] = subs
+        if not auth:
+            i.pop("authorized_user", None)
+            i.pop("account", None)
+        if i.get("stop") is None:
+            i.pop("stop", None)
+            i.pop("reason", None)
+        del start_ns
+        out.append(i)
+    for i in out:
+        c = b.clients.get(i["cid"])
+        if c is not None:
+            i["uptime"] = _uptime((now - c.start_ns) / 1e9)
+            i["idle"] = _uptime((now - c.last_activity_ns) / 1e9)
+    return 200, {
+        "server_id": b.server_id,
+        "now": rfc3339(now),
+        "num_connections": len(out),
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "connections": out,
+    }
+
+
+def subsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    b = server.broker
+    acc_name = _q(query, "acc")
+    accounts = [b.accounts[acc_name]] if acc_name in b.accounts else list(b.accounts.values())
+    stats = {"num_subscriptions": 0, "num_cache": 0, "num_inserts": 0, "num_removes": 0,
+             "num_matches": 0, "cache_hit_rate": 0.0, "max_fanout": 0, "avg_fanout": 0.0}
+    hits = 0
+    for a in accounts:
+        s = a.sublist.stats()
+        for k in ("num_subscriptions", "num_cache", "num_inserts", "num_removes", "num_matches"):
+            stats[k] += s[k]
+        hits += a.sublist.cache_hits
+        stats["max_fanout"] = max(stats["max_fanout"], s["max_fanout"])
+    if stats["num_matches"]:
+        stats["cache_hit_rate"] = hits / stats["num_matches"]
+    d: dict[str, Any] = {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()), **stats}
+    offset = _qint(query, "offset", 0)
+    limit = _qint(query, "limit", 1024)
+    test = _q(query, "test")
+    if _qbool(query, "subs") or test:
+        lst = []
+        for a in accounts:
+            if test:
+                r = a.sublist.match(test)
+                subs = list(r.psubs) + [s for g in r.qsubs for s in g]
+            else:
+                subs = list(a.sublist.all_subs())
+            for s in subs:
+                lst.append({"account": a.name, "account_tag": a.name, "subject": s.subject,
+                            "qgroup": s.queue or "", "sid": s.sid.decode(errors="replace"),
+                            "msgs": s.delivered, "max": s.max,
+                            "cid": getattr(s.client, "cid", 0)})
+        d["total"] = len(lst)
+        d["offset"] = offset
+        d["limit"] = limit
+        d["subscriptions_list"] = lst[offset:offset + limit]
+    else:
+        d["total"] = 0
+        d["offset"] = offset
+        d["limit"] = limit
+    return 200, d
+
+
+def healthz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    o = server.options
+    js_only = _qbool(query, "js-enabled-only") or _qbool(query, "js-enabled")
+    if js_only and not o.jetstream.enabled:
+        return 503, {"status": "unavailable", "status_code": 503, "error": "JetStream not enabled"}
+    if not server.running:
+        return 500, {"status": "unavailable", "status_code": 500,
+                     "error": "server not ready for connections"}
+    js = server.services.get("jetstream")
+    if js is not None and hasattr(js, "healthz"):
+        err = js.healthz(query)
+        if err:
+            return 503, {"status": "unavailable", "status_code": 503, "error": err}
+    return 200, {"status": "ok", "status_code": 200}
+
+
+def routez(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    b = server.broker
+    return 200, {"server_id": b.server_id, "server_name": b.server_name,
+                 "now": rfc3339(b.clock.now_ns()), "num_routes": 0, "routes": []}
+
+
+def gatewayz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    b = server.broker
+    return 200, {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()), "name": "",
+                 "host": "", "port": 0, "outbound_gateways": {}, "inbound_gateways": {}}
+
+
+def leafz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    b = server.broker
+    leaf = server.services.get("leaf")
+    leafs = leaf.leafz(query) if leaf is not None and hasattr(leaf, "leafz") else []
+    return 200, {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()),
+                 "leafnodes": len(leafs), "leafs": leafs}
+
+
+def jsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    try:
+        from .monitor_jsz import jsz as _jsz
+    except ImportError:
+        _jsz = None  # type: ignore[assignment]
+    b = server.broker
+    if _jsz is None or not server.options.jetstream.enabled:
+        return 200, {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()),
+                     "disabled": not server.options.jetstream.enabled}
+    flat = {k: v[0] for k, v in query.items() if v}
+    return 200, _jsz(server, flat)
+
+
+def _security_fn(name: str) -> Callable[..., dict[str, Any]] | None:
+    try:
+        from ..security import monitor_acc
+    except ImportError:
+        return None
+    return getattr(monitor_acc, name, None)
+
+
+def accountz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    fn = _security_fn("accountz")
+    b = server.broker
+    if fn is not None:
+        return 200, fn(server, {k: v[0] for k, v in query.items() if v})
+    return 200, {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()),
+                 "system_account": b.system_account.name, "accounts": sorted(b.accounts)}
+
+
+def accstatz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    fn = _security_fn("accstatz")
+    b = server.broker
+    if fn is not None:
+        return 200, fn(server, {k: v[0] for k, v in query.items() if v})
+    stats = []
+    for a in b.accounts.values():
+        conns = a.num_connections()
+        if conns or _qbool(query, "unused"):
+            stats.append({"acc": a.name, "name": a.name, "conns": conns, "leafnodes": 0,
+                          "total_conns": conns, "num_subscriptions": a.sublist.count,
+                          "sent": {"msgs": a.out_msgs, "bytes": a.out_bytes},
+                          "received": {"msgs": a.in_msgs, "bytes": a.in_bytes},
+                          "slow_consumers": a.slow_consumers})
+    return 200, {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()), "account_statz": stats}
+
+
+ENDPOINTS: dict[str, Callable[[Any, dict[str, list[str]]], tuple[int, dict[str, Any]]]] = {
+    "/varz": varz,
+    "/connz": connz,
+    "/subsz": subsz,
+    "/subscriptionsz": subsz,
+    "/healthz": healthz,
+    "/routez": routez,
+    "/gatewayz": gatewayz,
+    "/leafz": leafz,
+    "/jsz": jsz,
+    "/accountz": accountz,
+    "/accstatz": accstatz,
+}
+
+_INDEX = """<html><head><title>edgebus monitoring</title></head><body>
+<h1>edgebus</h1><p>NATS-compatible monitoring endpoints:</p><ul>
+{links}
+</ul></body></html>"""
+
+
+def handle_request(server: Any, target: str) -> tuple[int, str, bytes]:
+    """(status, content type, body) for one GET; the h11 loop below only moves bytes."""
+    parts = urlsplit(target)
+    path = parts.path.rstrip("/") or "/"
+    query = parse_qs(parts.query)
+    stats = server.__dict__.setdefault("http_req_stats", {})
+    if path == "/":
+        stats["/"] = stats.get("/", 0) + 1
+        links = "\n".join(f'<li><a href="{p}">{p}</a></li>' for p in ENDPOINTS)
+        return 200, "text/html; charset=utf-8", _INDEX.format(links=links).encode()
+    fn = ENDPOINTS.get(path)
+    if fn is None:
+        return 404, "text/plain; charset=utf-8", b"404 page not found\n"
+    stats[path] = stats.get(path, 0) + 1
+    try:
+        status, body = fn(server, query)
+    except Exception as e:  # a monitoring bug must not break the server
+        log.exception("monitoring %s failed", path)
+        status, body = 500, {"error": str(e)}
+    text = json.dumps(body, indent=2)
+    cb = _q(query, "callback")
+    if cb:
+        return status, "application/javascript", f"{cb}({text})".encode()
+    return status, "application/json", text.encode()
+
+
+async def _serve_http_conn(server: Any, stream: trio.SocketStream) -> None:
+    conn = h11.Connection(h11.SERVER)
+    try:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                with trio.move_on_after(30) as cs:
+                    data = await stream.receive_some(65536)
+                if cs.cancelled_caught:
+                    return
+                conn.receive_data(data)
+                if not data:
+                    return
+                continue
+            if isinstance(event, h11.Request):
+                target = event.target.decode("latin-1")
+                if event.method not in (b"GET", b"HEAD"):
+                    status, ctype, body = 405, "text/plain", b"method not allowed\n"
+                else:
+                    status, ctype, body = handle_request(server, target)
+                headers = [("Content-Type", ctype), ("Content-Length", str(len(body))),
+                           ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))]
+                await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
+                if event.method != b"HEAD":
+                    await stream.send_all(conn.send(h11.Data(data=body)))
+                await stream.send_all(conn.send(h11.EndOfMessage()))
+                continue
+            if isinstance(event, (h11.ConnectionClosed,)) or event is h11.PAUSED:
+                if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+                    try:
+                        conn.start_next_cycle()
+                        continue
+                    except h11.LocalProtocolError:
+                        return
+                return
+            # Data / EndOfMessage of the request: nothing to do
+    except (h11.RemoteProtocolError, h11.LocalProtocolError):
+        try:
+            await stream.send_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        except Exception:
+            pass
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    finally:
+        with trio.CancelScope(shield=True):
+            try:
+                await stream.aclose()
+            except Exception:
+                pass
+
+
+async def serve_monitor(server: Any, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+    o = server.options
+    host = o.http_host
+    listeners = await trio.open_tcp_listeners(normalize_port(o.http_port), host=host)
+    server.http_port = listeners[0].socket.getsockname()[1]
+    h = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    server.ports["monitoring"] = [f"http://{h}:{server.http_port}"]
+    log.info("Starting http monitor on %s:%d", host, server.http_port)
+    async with trio.open_nursery() as n:
+        task_status.started()
+        await trio.serve_listeners(lambda s: _serve_http_conn(server, s), listeners, handler_nursery=n)
