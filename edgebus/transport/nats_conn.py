@@ -73,6 +73,9 @@ class NatsConnection(Client):
         self.tls_first = tls_first
         self.tls_timeout = tls_timeout
         self.peer_cert: Any = None
+        self.connect_opts: dict[str, Any] = {}  # kept for re-authentication on reload
+        self.auth_extra: Any = None  # authenticator's identity details ($SYS events, USER.INFO)
+        self.deny_filter = False  # a wildcard sub overlaps a subscribe deny entry
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -93,6 +96,8 @@ class NatsConnection(Client):
                 self._scope = n.cancel_scope
                 self._nursery = n
                 n.start_soon(self._writer)
+                if self._pending_expiry is not None:
+                    n.start_soon(self._pending_expiry)
                 if not self.closing:
                     n.start_soon(self._reader)
                     n.start_soon(self._pinger)
@@ -118,6 +123,8 @@ class NatsConnection(Client):
         try:
             if not self.tls_first:
                 await raw.send_all(info)
+                if self.broker.options.allow_non_tls and not await self._client_starts_tls(raw):
+                    return True  # plain-text client on a TLS-optional listener
             ssl_stream = trio.SSLStream(raw, self.tls_context, server_side=True)
             with trio.move_on_after(self.tls_timeout) as cs:
                 await ssl_stream.do_handshake()
@@ -142,17 +149,35 @@ class NatsConnection(Client):
             self.enqueue(info)
         return True
 
+    async def _client_starts_tls(self, raw: Any) -> bool:
+        """allow_non_tls: peek at the first byte; 0x16 opens a TLS handshake."""
+        import socket as _socket
+        sock = getattr(raw, "socket", None)
+        if sock is None:
+            return True
+        try:
+            first = await sock.recv(1, _socket.MSG_PEEK)
+        except OSError:
+            return True
+        return first[:1] == b"\x16"
+
     def make_info(self) -> dict[str, Any]:
         info = self.broker.info_base()
         info["client_id"] = self.cid
         if self.remote[0]:
             info["client_ip"] = self.remote[0]
         if self.auth_required:
-            info["auth_required"] = True
+            advertise = getattr(self.auth, "advertise_for", None)
+            if advertise is None or advertise(self.listener):
+                info["auth_required"] = True
         if getattr(self.auth, "nonce", False):
             self.nonce = base64.urlsafe_b64encode(os.urandom(11)).decode().rstrip("=")
             info["nonce"] = self.nonce
         info.update(self.tls)
+        if self.tls_context is not None and self.broker.options.allow_non_tls:
+            # TLS is offered, not required: the client picks by starting a handshake or not
+            info.pop("tls_required", None)
+            info["tls_available"] = True
         if self.broker.lame_duck:
             info["ldm"] = True
         return info
@@ -222,6 +247,9 @@ class NatsConnection(Client):
     def deliver(self, sub: Subscription, msg: Msg) -> None:
         if self.closing:
             return
+        if self.deny_filter and self.permissions is not None and \
+                self.permissions.delivery_denied(msg.subject):
+            return
         out = self.out
         data = msg.data
         hdr = msg.hdr
@@ -254,7 +282,9 @@ class NatsConnection(Client):
 
     def _grant_response(self, reply: str) -> None:
         p = self.permissions
-        self.resp_perms[reply] = [p.resp_max, trio.current_time() + p.resp_expires]
+        # negative max / expires mean unlimited (nats-server ResponsePermission)
+        exp = trio.current_time() + p.resp_expires if p.resp_expires > 0 else float("inf")
+        self.resp_perms[reply] = [p.resp_max, exp]
         if len(self.resp_perms) > 10_000:
             now = trio.current_time()
             for k in [k for k, v in self.resp_perms.items() if v[1] < now]:
@@ -339,15 +369,14 @@ class NatsConnection(Client):
         if self.pedantic and not valid_literal_subject(subject):
             self.enqueue(err_frame(proto.ERR_INVALID_PUB_SUBJECT))
         perms = self.permissions
-        if perms is not None and not perms.can_publish(subject) and not self._use_response(subject):
+        if perms is not None and perms.has_pub_rules and not perms.can_publish(subject) \
+                and not self._use_response(subject):
             self.enqueue(err_frame(f'Permissions Violation for Publish to "{subject}"'))
             return
-        if reply is not None:
-            if reply.startswith(_RESERVED_REPLY_PREFIXES) or (
-                    perms is not None and not perms.can_publish(reply) and perms.pub.allow is not None
-                    and False):
-                self.enqueue(err_frame(f'Permissions Violation for Publish with Reply of "{reply}"'))
-                return
+        if reply is not None and reply.startswith(_RESERVED_REPLY_PREFIXES):
+            # reserved for service-import reply tracking and JetStream acks
+            self.enqueue(err_frame(f'Permissions Violation for Publish with Reply of "{reply}"'))
+            return
         acc = self.account
         acc.in_bytes += size
         n = acc.route(Msg(subject, reply, hdr, data, self, subject_b, reply_b))
@@ -363,9 +392,10 @@ class NatsConnection(Client):
         if r[1] < trio.current_time():
             del self.resp_perms[subject]
             return False
-        r[0] -= 1
-        if r[0] <= 0:
-            del self.resp_perms[subject]
+        if r[0] > 0:
+            r[0] -= 1
+            if r[0] == 0:
+                del self.resp_perms[subject]
         return True
 
     def _send_no_responders(self, reply: str, reply_b: bytes) -> None:
@@ -402,6 +432,8 @@ class NatsConnection(Client):
             self.enqueue(err_frame(proto.ERR_MAX_SUBS))
             return
         self.add_sub(subject, queue, sid)
+        if perms is not None and not self.deny_filter and perms.needs_delivery_filter(subject):
+            self.deny_filter = True
         if self.verbose:
             self.enqueue(proto.OK)
 
@@ -435,21 +467,16 @@ class NatsConnection(Client):
         if "account" in opts or "new_account" in opts:
             self._auth_violation()
             return
+        self.connect_opts = opts
         if self.auth_required or self.connected:
-            ctx = {"remote": self.remote, "tls": self.tls, "listener": self.listener,
-                   "conn_type": self.type, "stream": self.stream}
-            res = self.auth.authenticate(self, opts, self.nonce, ctx)
+            res = self.auth.authenticate(self, opts, self.nonce, self.auth_context())
             if res is None:
                 self._auth_violation()
                 return
-            if self.subs and res.account is not self.account:
-                self.drop_all_subs()
-            self.broker.move_account(self, res.account)
-            self.user = res.user
-            self.permissions = res.permissions
-            self.auth_expires = res.expires
-            if res.expires is not None:
-                self._expire_at(res.expires)
+            if isinstance(res, str):  # a refusal with its own -ERR text (e.g. account limits)
+                self.close("Authentication Failure", res)
+                return
+            self.apply_auth(res)
         self.authed = True
         first = not self.connected
         self.connected = True
@@ -458,6 +485,30 @@ class NatsConnection(Client):
         if first:
             for cb in self.broker.on_connect:
                 cb(self)
+
+    def auth_context(self) -> dict[str, Any]:
+        """What an authenticator may look at besides CONNECT: peer, TLS, listener, type."""
+        return {"remote": self.remote, "tls": self.tls, "listener": self.listener,
+                "conn_type": self.type, "stream": self.stream, "peer_cert": self.peer_cert}
+
+    def apply_auth(self, res: Any) -> None:
+        """Bind the connection to an AuthResult (CONNECT, or re-authentication on reload)."""
+        if self.subs and res.account is not self.account:
+            self.drop_all_subs()
+        self.broker.move_account(self, res.account)
+        self.user = res.user
+        self.permissions = res.permissions
+        self.auth_extra = res.extra
+        self.resp_perms.clear()
+        self.deny_filter = False
+        if res.permissions is not None:
+            for s in self.subs.values():
+                if res.permissions.needs_delivery_filter(s.subject):
+                    self.deny_filter = True
+                    break
+        self.auth_expires = res.expires
+        if res.expires is not None:
+            self._expire_at(res.expires)
 
     def _bind_default_account(self) -> None:
         """No auth required on this listener: a no_auth_user (if any) decides the account."""
@@ -472,15 +523,24 @@ class NatsConnection(Client):
     def _expire_at(self, wall_seconds: float) -> None:
         import time
         delay = max(0.0, wall_seconds - time.time())
+        if self._expiry_scope is not None:
+            self._expiry_scope.cancel()  # re-authenticated: only the newest expiry counts
+        scope = self._expiry_scope = trio.CancelScope()
 
         async def expire() -> None:
-            await trio.sleep(delay)
-            self.close("Authentication Expired", "User Authentication Expired")
+            with scope:
+                await trio.sleep(delay)
+                self.close("Authentication Expired", "User Authentication Expired")
 
         if self._nursery is not None:
             self._nursery.start_soon(expire)
+        else:
+            self._pending_expiry = expire
 
     _nursery: Any = None
+    _expiry_scope: Any = None
+    _pending_expiry: Any = None
+
 
     # -- timers ---------------------------------------------------------------------------
     async def _pinger(self) -> None:
