@@ -35,6 +35,9 @@ class Server:
         self.nursery: trio.Nursery = None  # type: ignore[assignment]
         self.port = 0
         self.http_port = 0
+        self.ws_port = 0
+        self.mqtt_port = 0
+        self.leaf_port = 0
         self.ports: dict[str, list[str]] = {}
         self._stop: trio.Event | None = None
         self.running = False
