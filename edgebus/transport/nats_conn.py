@@ -142,7 +142,7 @@ class NatsConnection(Client):
             return False
         self.stream = ssl_stream
         try:
-            self.peer_cert = ssl_stream.getpeercert()
+            self.peer_cert = ssl_stream.getpeercert(binary_form=True)  # DER, for verify_and_map
         except Exception:
             self.peer_cert = None
         if self.tls_first:
