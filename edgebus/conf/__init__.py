@@ -6,13 +6,17 @@ a dict into `edgebus.options.Options`; `load_config` does both for a path.
 
 from .durations import parse_duration
 from .errors import ConfigError, Position
+from .options_map import ConfigReport, load_config, options_from_config
 from .parser import ConfigList, ConfigMap, parse_file, parse_string
 
 __all__ = [
     "ConfigError",
     "ConfigList",
     "ConfigMap",
+    "ConfigReport",
     "Position",
+    "load_config",
+    "options_from_config",
     "parse_duration",
     "parse_file",
     "parse_string",
