@@ -1,0 +1,632 @@
+"""Backend-independent store logic: limits, per-subject limits, TTL / max_age expiry, purge
+variants and every query. `MemoryStore` and `FileStore` subclass `StoreCore` and only decide
+where message bytes live (the `_persist_*`, `_load_slot`, `_slot_size` and `_on_*` hooks), so
+both backends have the same semantics by construction.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import threading
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from .base import (
+    DiscardPolicy,
+    ErrMaxBytes,
+    ErrMaxMsgs,
+    ErrMaxMsgSize,
+    ErrMaxMsgsPerSubject,
+    ErrStoreClosed,
+    ErrTooManyResults,
+    MsgStore,
+    SimpleState,
+    StoredMsg,
+    StoreError,
+    StoreLimits,
+    StreamState,
+)
+from .index import Page, SeqMap, SubjectIndex, SubjInfo
+from .subjects import compile_filter, has_wildcard, is_all
+
+NS_PER_S = 1_000_000_000
+_ROLLUP = b"\r\nNats-Rollup:"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ErrSequenceMismatch(StoreError):
+    def __init__(self) -> None:
+        super().__init__("expected sequence does not match store")
+
+
+def _op(fn: F) -> F:
+    """Public-method wrapper: take the store lock, refuse when closed, and let the backend
+    flush whatever the operation queued (file store: tombstones / state records) at the end."""
+
+    @functools.wraps(fn)
+    def wrapper(self: StoreCore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._closed:
+                raise ErrStoreClosed()
+            try:
+                return fn(self, *args, **kwargs)
+            finally:
+                self._after_op()
+
+    return wrapper  # type: ignore[return-value]
+
+
+class StoreCore(MsgStore):
+    """Shared implementation; see `MsgStore` for the contract of each public method."""
+
+    # Column layout of the SeqMap; backends override.
+    _A_TYPE = "O"
+    _B_TYPE: str | None = None
+
+    def __init__(self, limits: StoreLimits | None = None) -> None:
+        self.limits = limits if limits is not None else StoreLimits()
+        self._lock = threading.RLock()
+        self._closed = False
+        self._seqs = SeqMap(self._A_TYPE, self._B_TYPE)
+        self._subjects = SubjectIndex()
+        self._msgs = 0
+        self._bytes = 0
+        self._first = 0
+        self._first_ts = 0
+        self._last = 0
+        self._last_ts = 0
+        # Per-message TTL: seq -> expiry ns, and a heap of (expiry, seq) with lazy deletion.
+        self._ttl_exp: dict[int, int] = {}
+        self._ttl_heap: list[tuple[int, int]] = []
+        # Messages with a negative TTL ("never"): exempt from max_age.
+        self._never: set[int] = set()
+
+    # ---------------------------------------------------------------- backend hooks
+    def _size_of(self, subject: str, hlen: int, dlen: int) -> int:
+        """Accounting size of a message (what max_bytes and state.bytes count)."""
+        raise NotImplementedError
+
+    def _slot_size(self, page: Page, off: int, info: SubjInfo) -> int:
+        raise NotImplementedError
+
+    def _persist_msg(self, seq: int, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[Any, int]:
+        """Store the bytes; return the (a, b) column values for the slot."""
+        raise NotImplementedError
+
+    def _load_slot(self, seq: int, info: SubjInfo, page: Page, off: int) -> StoredMsg:
+        raise NotImplementedError
+
+    def _on_removed(self, seq: int, a: Any, b: int, erase: bool) -> None:
+        """A live message was removed (slot already cleared)."""
+
+    def _on_purged(self) -> None:
+        """Everything was dropped at once (purge / reset / compact past the end)."""
+
+    def _on_skipped(self) -> None:
+        """last_seq (and maybe first_seq) moved without a message."""
+
+    def _on_truncated(self, seq: int) -> None:
+        """Messages above `seq` were removed and last_seq lowered to `seq`."""
+
+    def _after_op(self) -> None:
+        """End of a public operation."""
+
+    # ---------------------------------------------------------------- internals
+    def _insert(self, seq: int, subject: str, info: SubjInfo | None, ts: int, a: Any, b: int, size: int, ttl: int) -> SubjInfo:
+        info = self._subjects.add(subject, info, seq)
+        self._seqs.append(seq, info, ts, a, b)
+        self._msgs += 1
+        self._bytes += size
+        if self._msgs == 1:
+            self._first = seq
+            self._first_ts = ts
+        if ttl > 0:
+            exp = ts + ttl * NS_PER_S
+            self._ttl_exp[seq] = exp
+            heapq.heappush(self._ttl_heap, (exp, seq))
+        elif ttl < 0:
+            self._never.add(seq)
+        return info
+
+    def _remove_seq(self, seq: int, erase: bool = False) -> bool:
+        loc = self._seqs.get(seq)
+        if loc is None:
+            return False
+        page, off = loc
+        info = page.subj[off]
+        assert info is not None
+        size = self._slot_size(page, off, info)
+        a = page.a[off]
+        b = page.b[off] if page.b is not None else 0
+        self._seqs.remove(seq)
+        self._subjects.remove(info, seq)
+        self._msgs -= 1
+        self._bytes -= size
+        if self._ttl_exp and self._ttl_exp.pop(seq, None) is not None:
+            if len(self._ttl_heap) > 2 * len(self._ttl_exp) + 64:
+                # Too many stale heap entries: rebuild from the live map.
+                self._ttl_heap = [(e, s) for s, e in self._ttl_exp.items()]
+                heapq.heapify(self._ttl_heap)
+        if self._never:
+            self._never.discard(seq)
+        if seq == self._first:
+            self._advance_first(seq + 1)
+        self._on_removed(seq, a, b, erase)
+        return True
+
+    def _advance_first(self, start: int) -> None:
+        if self._msgs == 0:
+            self._first = self._last + 1
+            self._first_ts = 0
+            return
+        nxt = self._seqs.first_live(start)
+        assert nxt is not None
+        self._first = nxt
+        loc = self._seqs.get(nxt)
+        assert loc is not None
+        self._first_ts = loc[0].ts[loc[1]]
+
+    def _reset_all(self) -> None:
+        self._seqs.clear()
+        self._subjects.clear()
+        self._ttl_exp.clear()
+        self._ttl_heap.clear()
+        self._never.clear()
+        self._msgs = 0
+        self._bytes = 0
+        self._first = self._last + 1
+        self._first_ts = 0
+
+    def _remove_first_of(self, info: SubjInfo) -> None:
+        self._remove_seq(info.first)
+
+    def _enforce_per_subject(self, info: SubjInfo, maxp: int) -> None:
+        while info.msgs > maxp:
+            self._remove_seq(info.first)
+
+    def _enforce_limits(self) -> None:
+        """Discard-old eviction for max_msgs then max_bytes (nats-server order)."""
+        lim = self.limits
+        if lim.discard is not DiscardPolicy.OLD:
+            return
+        if lim.max_msgs > 0:
+            while self._msgs > lim.max_msgs:
+                self._remove_seq(self._first)
+        if lim.max_bytes > 0:
+            while self._bytes > lim.max_bytes and self._msgs:
+                self._remove_seq(self._first)
+
+    def _load(self, seq: int) -> StoredMsg | None:
+        loc = self._seqs.get(seq)
+        if loc is None:
+            return None
+        page, off = loc
+        info = page.subj[off]
+        assert info is not None
+        return self._load_slot(seq, info, page, off)
+
+    def _clamp_start(self, start: int) -> int:
+        return start if start > self._first else self._first
+
+    def _scan_matching(self, filter_subject: str, lo: int, hi: int) -> Iterator[int]:
+        """Live sequences in [lo, hi] on subjects matching the filter, ascending, by a linear
+        walk with a per-subject match cache (used when many subjects could match)."""
+        matcher = compile_filter(filter_subject)
+        cache: dict[SubjInfo, bool] = {}
+        for seq, info, _, _ in self._seqs.iter_live(lo, hi):
+            m = cache.get(info)
+            if m is None:
+                m = cache[info] = matcher(info.name)
+            if m:
+                yield seq
+
+    def _matching_seqs(self, filter_subject: str, lo: int, hi: int) -> Iterator[int]:
+        """Live matching sequences in [lo, hi], ascending, choosing the cheaper strategy."""
+        if lo > hi:
+            return iter(())
+        if is_all(filter_subject):
+            return (s for s, _, _, _ in self._seqs.iter_live(lo, hi))
+        if not has_wildcard(filter_subject):
+            info = self._subjects.get(filter_subject)
+            return iter(info.seqs_between(lo, hi) if info else ())
+        if self._subjects.candidates(filter_subject) > 1024:
+            return self._scan_matching(filter_subject, lo, hi)
+        lists = [i.seqs_between(lo, hi) for i in self._subjects.match(filter_subject)]
+        lists = [x for x in lists if x]
+        if len(lists) == 1:
+            return iter(lists[0])
+        return heapq.merge(*lists)
+
+    # ---------------------------------------------------------------- writing
+    @_op
+    def store_msg(self, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int = 0) -> tuple[int, int]:
+        if not hdr:
+            hdr = None
+        if type(data) is not bytes:
+            data = bytes(data)
+        if hdr is not None and type(hdr) is not bytes:
+            hdr = bytes(hdr)
+        lim = self.limits
+        hlen = len(hdr) if hdr else 0
+        dlen = len(data)
+        if lim.max_msg_size > 0 and hlen + dlen > lim.max_msg_size:
+            raise ErrMaxMsgSize()
+        size = self._size_of(subject, hlen, dlen)
+        info = self._subjects.get(subject)
+        maxp = lim.max_msgs_per_subject
+        at_subject_limit = maxp > 0 and info is not None and info.msgs >= maxp
+        if lim.discard is DiscardPolicy.NEW:
+            # Same precedence as nats-server: per-subject, then msgs, then bytes. A message
+            # that will replace its subject's oldest (per-subject limit) does not grow msgs.
+            if at_subject_limit and lim.discard_new_per_subject and not (hdr and _ROLLUP in hdr):
+                raise ErrMaxMsgsPerSubject()
+            if lim.max_msgs > 0 and self._msgs >= lim.max_msgs and not at_subject_limit:
+                raise ErrMaxMsgs()
+            if lim.max_bytes > 0 and self._bytes + size > lim.max_bytes:
+                if not at_subject_limit:
+                    raise ErrMaxBytes()
+                assert info is not None
+                loc = self._seqs.get(info.first)
+                assert loc is not None
+                if self._slot_size(loc[0], loc[1], info) < size:
+                    raise ErrMaxBytes()
+        seq = self._last + 1
+        a, b = self._persist_msg(seq, subject, hdr, data, ts, ttl)
+        self._last = seq
+        self._last_ts = ts
+        info = self._insert(seq, subject, info, ts, a, b, size, ttl)
+        if maxp > 0 and info.msgs > maxp:
+            self._enforce_per_subject(info, maxp)
+        self._enforce_limits()
+        return seq, ts
+
+    @_op
+    def skip_msg(self, ts: int | None = None) -> int:
+        seq = self._last + 1
+        self._skip(seq, 1, ts)
+        return seq
+
+    @_op
+    def skip_msgs(self, seq: int, num: int, ts: int | None = None) -> None:
+        if num <= 0:
+            return
+        self._skip(seq, num, ts)
+
+    def _skip(self, seq: int, num: int, ts: int | None) -> None:
+        if seq == 0:
+            seq = self._last + 1
+        elif seq != self._last + 1:
+            raise ErrSequenceMismatch()
+        self._last = seq + num - 1
+        if ts and not self._last_ts:
+            self._last_ts = ts
+        if self._msgs == 0:
+            self._first = self._last + 1
+            self._first_ts = 0
+        self._on_skipped()
+
+    # ---------------------------------------------------------------- reading
+    @_op
+    def load_msg(self, seq: int) -> StoredMsg | None:
+        return self._load(seq)
+
+    @_op
+    def subject_for_seq(self, seq: int) -> str | None:
+        loc = self._seqs.get(seq)
+        if loc is None:
+            return None
+        info = loc[0].subj[loc[1]]
+        return info.name if info is not None else None
+
+    @_op
+    def load_next_msg(self, filter_subject: str, start_seq: int) -> tuple[StoredMsg | None, int]:
+        start = start_seq
+        while True:
+            seq = self._next_matching(filter_subject, start)
+            if seq is None:
+                return None, self._last + 1
+            msg = self._load(seq)
+            if msg is not None:
+                return msg, seq + 1
+            start = seq + 1  # unreadable record (file store dropped it): keep looking
+
+    def _next_matching(self, filter_subject: str, start_seq: int) -> int | None:
+        if self._msgs == 0:
+            return None
+        start = self._clamp_start(start_seq)
+        if start > self._last:
+            return None
+        if is_all(filter_subject):
+            return self._seqs.first_live(start)
+        if not has_wildcard(filter_subject):
+            info = self._subjects.get(filter_subject)
+            return info.next_ge(start) if info is not None else None
+        ncand = self._subjects.candidates(filter_subject)
+        if ncand <= 1024 or (self._last - start) > 8 * ncand:
+            best = None
+            for info in self._subjects.match(filter_subject):
+                s = info.next_ge(start)
+                if s is not None and (best is None or s < best):
+                    best = s
+            return best
+        return next(self._scan_matching(filter_subject, start, self._last), None)
+
+    @_op
+    def load_last_msg(self, subject_filter: str) -> StoredMsg | None:
+        if self._msgs == 0:
+            return None
+        seq: int | None
+        if is_all(subject_filter):
+            seq = self._seqs.last_live(self._last)
+        elif not has_wildcard(subject_filter):
+            info = self._subjects.get(subject_filter)
+            seq = info.last if info is not None else None
+        else:
+            seq = max((i.last for i in self._subjects.match(subject_filter)), default=None)
+        return self._load(seq) if seq is not None else None
+
+    @_op
+    def load_prev_msg(self, filter_subject: str, start_seq: int) -> StoredMsg | None:
+        if self._msgs == 0 or start_seq < self._first:
+            return None
+        start = min(start_seq, self._last)
+        seq: int | None
+        if is_all(filter_subject):
+            seq = self._seqs.last_live(start)
+        elif not has_wildcard(filter_subject):
+            info = self._subjects.get(filter_subject)
+            seq = info.last_le(start) if info is not None else None
+        elif self._subjects.candidates(filter_subject) <= 1024:
+            seq = max((s for i in self._subjects.match(filter_subject) if (s := i.last_le(start)) is not None), default=None)
+        else:
+            matcher = compile_filter(filter_subject)
+            seq = None
+            for s, info, _, _ in self._seqs.iter_live_rev(start, self._first):
+                if matcher(info.name):
+                    seq = s
+                    break
+        return self._load(seq) if seq is not None else None
+
+    # ---------------------------------------------------------------- removing
+    @_op
+    def remove_msg(self, seq: int) -> bool:
+        return self._remove_seq(seq)
+
+    @_op
+    def erase_msg(self, seq: int) -> bool:
+        return self._remove_seq(seq, erase=True)
+
+    @_op
+    def purge(self) -> int:
+        return self._purge()
+
+    def _purge(self) -> int:
+        n = self._msgs
+        self._reset_all()
+        self._on_purged()
+        return n
+
+    @_op
+    def purge_ex(self, subject_filter: str = "", seq: int = 0, keep: int = 0) -> int:
+        if seq == 1:
+            return 0  # "up to but not including 1"
+        if is_all(subject_filter):
+            if keep == 0 and seq == 0:
+                return self._purge()
+            if seq > 1:
+                return self._compact(seq)
+            subject_filter = ">"
+        ss = self._filtered_state(subject_filter, 0)
+        if ss.msgs == 0:
+            return 0
+        maxp = 0
+        if keep > 0:
+            if keep >= ss.msgs:
+                return 0
+            maxp = ss.msgs - keep
+        last = ss.last if seq == 0 else min(seq - 1, ss.last)
+        victims: list[int] = []
+        for s in self._matching_seqs(subject_filter, ss.first, last):
+            victims.append(s)
+            if maxp and len(victims) >= maxp:
+                break
+        for s in victims:
+            self._remove_seq(s)
+        return len(victims)
+
+    @_op
+    def compact(self, seq: int) -> int:
+        return self._compact(seq)
+
+    def _compact(self, seq: int) -> int:
+        if seq == 0:
+            return self._purge()
+        if self._first > seq:
+            return 0
+        if seq <= self._last:
+            victims = [s for s, _, _, _ in self._seqs.iter_live(self._first, seq - 1)]
+            for s in victims:
+                self._remove_seq(s)
+            if self._msgs == 0:
+                self._first = self._last + 1
+            elif self._first < seq:  # pragma: no cover - defensive
+                self._advance_first(seq)
+            return len(victims)
+        # Past the end: empty store whose next message gets `seq`.
+        n = self._msgs
+        self._last = seq - 1
+        self._reset_all()
+        self._first = seq
+        self._on_purged()
+        return n
+
+    @_op
+    def truncate(self, seq: int) -> None:
+        if seq == 0:
+            self._last = 0
+            self._last_ts = 0
+            self._reset_all()
+            self._first = 0
+            self._on_purged()
+            return
+        if seq >= self._last:
+            return
+        victims = [s for s, _, _, _ in self._seqs.iter_live(seq + 1, self._last)]
+        for s in reversed(victims):
+            self._remove_seq(s)
+        loc = self._seqs.get(seq)
+        if loc is not None:
+            self._last_ts = loc[0].ts[loc[1]]
+        self._last = seq
+        self._seqs.trim_after(seq)
+        if self._msgs == 0:
+            self._first = seq + 1
+            self._first_ts = 0
+        self._on_truncated(seq)
+
+    @_op
+    def expire(self, now_ns: int) -> list[int]:
+        removed: list[int] = []
+        max_age = self.limits.max_age
+        if max_age > 0 and self._msgs:
+            min_ts = now_ns - max_age
+            never = self._never
+            for seq, _, page, off in self._seqs.iter_live(self._first, self._last):
+                if page.ts[off] > min_ts:
+                    break
+                if never and seq in never:
+                    continue
+                removed.append(seq)
+            for seq in removed:
+                self._remove_seq(seq)
+        heap = self._ttl_heap
+        if heap:
+            ttl_exp = self._ttl_exp
+            extra = []
+            while heap and heap[0][0] <= now_ns:
+                exp, seq = heapq.heappop(heap)
+                if ttl_exp.get(seq) == exp and self._remove_seq(seq):
+                    extra.append(seq)
+            if extra:
+                removed.extend(extra)
+                removed.sort()
+        return removed
+
+    @_op
+    def next_expiry(self) -> int | None:
+        best: int | None = None
+        heap = self._ttl_heap
+        while heap and self._ttl_exp.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # stale
+        if heap:
+            best = heap[0][0]
+        max_age = self.limits.max_age
+        if max_age > 0 and self._msgs:
+            never = self._never
+            for seq, _, page, off in self._seqs.iter_live(self._first, self._last):
+                if never and seq in never:
+                    continue
+                t = page.ts[off] + max_age
+                if best is None or t < best:
+                    best = t
+                break
+        return best
+
+    # ---------------------------------------------------------------- state
+    @_op
+    def state(self, deleted_details: bool = False) -> StreamState:
+        st = StreamState(
+            msgs=self._msgs,
+            bytes=self._bytes,
+            first_seq=self._first,
+            first_ts=self._first_ts,
+            last_seq=self._last,
+            last_ts=self._last_ts,
+            num_subjects=len(self._subjects),
+        )
+        if self._msgs:
+            st.num_deleted = self._last - self._first + 1 - self._msgs
+        if deleted_details:
+            st.deleted = self._seqs.absent(self._first, self._last) if st.num_deleted else []
+        return st
+
+    @_op
+    def filtered_state(self, subject_filter: str = ">", start_seq: int = 0) -> SimpleState:
+        return self._filtered_state(subject_filter, start_seq)
+
+    def _filtered_state(self, subject_filter: str, start_seq: int) -> SimpleState:
+        if self._msgs == 0:
+            return SimpleState()
+        start = self._clamp_start(start_seq)
+        if start > self._last:
+            return SimpleState()
+        if is_all(subject_filter):
+            n = self._seqs.count_range(start, self._last)
+            if n == 0:
+                return SimpleState()
+            first = self._seqs.first_live(start)
+            last = self._seqs.last_live(self._last)
+            assert first is not None and last is not None
+            return SimpleState(n, first, last)
+        ss = SimpleState()
+        for info in self._subjects.match(subject_filter):
+            n = info.count_ge(start)
+            if not n:
+                continue
+            ss.msgs += n
+            f = info.next_ge(start)
+            assert f is not None
+            if ss.first == 0 or f < ss.first:
+                ss.first = f
+            if info.last > ss.last:
+                ss.last = info.last
+        return ss
+
+    @_op
+    def subjects_state(self, subject_filter: str = ">") -> dict[str, SimpleState]:
+        return {i.name: SimpleState(i.msgs, i.first, i.last) for i in self._subjects.match(subject_filter)}
+
+    @_op
+    def subjects_totals(self, subject_filter: str = ">") -> dict[str, int]:
+        return {i.name: i.msgs for i in self._subjects.match(subject_filter)}
+
+    @_op
+    def num_pending(self, start_seq: int, filter_subject: str = ">", last_per_subject: bool = False) -> int:
+        if self._msgs == 0:
+            return 0
+        start = self._clamp_start(start_seq)
+        if start > self._last:
+            return 0
+        if last_per_subject:
+            return sum(1 for i in self._subjects.match(filter_subject) if i.last >= start)
+        if is_all(filter_subject):
+            return self._seqs.count_range(start, self._last)
+        return sum(i.count_ge(start) for i in self._subjects.match(filter_subject))
+
+    @_op
+    def multi_last_seqs(self, filters: Iterable[str], max_seq: int = 0, max_allowed: int = 0) -> list[int]:
+        if self._msgs == 0:
+            return []
+        if max_seq <= 0:
+            max_seq = self._last
+        found: set[int] = set()
+        for f in filters:
+            for info in self._subjects.match(f):
+                s = info.last_le(max_seq)
+                if s is not None:
+                    found.add(s)
+            if max_allowed > 0 and len(found) > max_allowed:
+                raise ErrTooManyResults()
+        return sorted(found)
+
+    # ---------------------------------------------------------------- config
+    @_op
+    def update_config(self, limits: StoreLimits) -> None:
+        old = self.limits
+        self.limits = limits
+        self._enforce_limits()
+        maxp = limits.max_msgs_per_subject
+        if maxp > 0 and (old.max_msgs_per_subject <= 0 or maxp < old.max_msgs_per_subject):
+            for info in [i for i in self._subjects.by_name.values() if i.msgs > maxp]:
+                self._enforce_per_subject(info, maxp)

@@ -1,0 +1,81 @@
+"""MemoryStore: the `MsgStore` kept entirely in RAM (stream `storage: memory`).
+
+Layout (per message): one slot in each of three page columns of `SeqMap` (subject-info pointer,
+int64 timestamp in an array, payload pointer) plus the payload object itself — the `bytes` data
+when there are no headers, else a `(hdr, data)` tuple. Subject strings are shared through the
+subject index. Byte accounting uses nats-server's memstore formula
+(`len(subject) + len(hdr) + len(data) + 16`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import StoredMsg, StoreLimits, check_meta_name
+from .core import StoreCore, _op
+from .index import Page, SubjInfo
+
+
+class MemoryStore(StoreCore):
+    """In-memory message store. `erase_msg` cannot scrub Python's immutable bytes; it drops
+    the store's references (same visible effect as remove)."""
+
+    _A_TYPE = "O"
+
+    def __init__(self, limits: StoreLimits | None = None) -> None:
+        super().__init__(limits)
+        self._meta: dict[str, bytes] = {}
+
+    # ---------------------------------------------------------------- hooks
+    def _size_of(self, subject: str, hlen: int, dlen: int) -> int:
+        return len(subject) + hlen + dlen + 16
+
+    def _slot_size(self, page: Page, off: int, info: SubjInfo) -> int:
+        p = page.a[off]
+        if type(p) is bytes:
+            return len(info.name) + len(p) + 16
+        return len(info.name) + len(p[0]) + len(p[1]) + 16
+
+    def _persist_msg(self, seq: int, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[Any, int]:
+        return (data if hdr is None else (hdr, data)), 0
+
+    def _load_slot(self, seq: int, info: SubjInfo, page: Page, off: int) -> StoredMsg:
+        p = page.a[off]
+        if type(p) is bytes:
+            return StoredMsg(seq, info.name, None, p, page.ts[off])
+        return StoredMsg(seq, info.name, p[0], p[1], page.ts[off])
+
+    # ---------------------------------------------------------------- lifecycle
+    @_op
+    def sync(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def delete(self) -> None:
+        with self._lock:
+            self._reset_all()
+            self._meta.clear()
+            self._closed = True
+
+    # ---------------------------------------------------------------- metadata
+    @_op
+    def write_meta(self, name: str, data: bytes) -> None:
+        check_meta_name(name)
+        self._meta[name] = bytes(data)
+
+    @_op
+    def read_meta(self, name: str) -> bytes | None:
+        check_meta_name(name)
+        return self._meta.get(name)
+
+    @_op
+    def delete_meta(self, name: str) -> bool:
+        check_meta_name(name)
+        return self._meta.pop(name, None) is not None
+
+    @_op
+    def list_meta(self) -> list[str]:
+        return sorted(self._meta)
