@@ -519,3 +519,55 @@ def test_differential_valid_configs_accepted(tmp_path: Any) -> None:
     res = subprocess.run([NATS_SERVER or "nats-server", "-t", "-c", str(path)], capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stdout + res.stderr
     Mappings(_DIFF_RULES)
+
+
+@needs_server
+def test_differential_stream_subject_transform() -> None:
+    """Stream ingest transforms use ``SubjectTransform.match`` (non-matching subjects stay)."""
+    import nats
+    from nats.js.api import StreamConfig
+    from nats.js.api import SubjectTransform as JsTransform
+
+    src, dest = "in.*.*.>", "out.{{partition(4,1,2)}}.{{splitFromLeft(2,2)}}.$1.>"
+    store = tempfile.mkdtemp(prefix="eb-js-")
+    srv = _Server(f"jetstream {{ store_dir: {json.dumps(store)} }}")
+    rnd = random.Random(99)
+    subjects = [f"in.{_random_token(rnd)}.{''.join(c for c in _random_token(rnd) if c.isascii()) or 'q'}.{i}"
+                for i in range(60)] + ["in.short", "in.a.b"]
+
+    async def run() -> list[str]:
+        nc = await nats.connect(srv.url, allow_reconnect=False)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(StreamConfig(name="T", subjects=["in.>"],
+                                             subject_transform=JsTransform(src=src, dest=dest)))
+            for s in subjects:
+                await js.publish(s, b"")
+            return [(await js.get_msg("T", seq)).subject for seq in range(1, len(subjects) + 1)]
+        finally:
+            await nc.close()
+
+    try:
+        stored = asyncio.run(asyncio.wait_for(run(), 60))
+    finally:
+        srv.close()
+        shutil.rmtree(store, ignore_errors=True)
+    tr = SubjectTransform.compile(src, dest)
+    expected = [(lambda r: s if r is None else r)(tr.match(s)) for s in subjects]
+    assert stored == expected
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_slices_rejoin_to_token(size: int) -> None:
+    rnd = random.Random(size)
+    for _ in range(200):
+        token = "".join(rnd.choice("abcdefgh") for _ in range(rnd.randint(1, 20)))
+        for fn in ("sliceFromLeft", "sliceFromRight", "splitFromLeft", "splitFromRight"):
+            out = T("k.*", f"{{{{{fn}(1,{size})}}}}").match(f"k.{token}")
+            assert out is not None and out.replace(".", "") == token
+            pieces = out.split(".")
+            assert all(pieces)
+            if fn == "sliceFromLeft":
+                assert all(len(p) == size for p in pieces[:-1])
+            if fn == "sliceFromRight":
+                assert all(len(p) == size for p in pieces[1:])
