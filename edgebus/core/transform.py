@@ -768,8 +768,7 @@ class Mappings:
             totals[d.cluster] = totals.get(d.cluster, 0) + d.weight
             if totals[d.cluster] > 100:
                 raise MappingError("total weight needs to be <= 100")
-            validate_mapping(src, d.subject)
-            tr = SubjectTransform.compile(src, d.subject, validate=False, rng=self._rng)
+            tr = SubjectTransform.compile(src, d.subject, rng=self._rng)  # ValidateMapping first
             if d.cluster:
                 m.cdests.setdefault(d.cluster, []).append(_Dest(tr, d.weight))
             else:

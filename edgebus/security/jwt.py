@@ -23,12 +23,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import itertools
 import json
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final, Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo
 
 from . import nkeys
 from .nkeys import KeyPair, PrefixByte
@@ -782,8 +784,6 @@ _TIME_RE: Final = re.compile(r"([01]?\d|2[0-3]):[0-5]\d:[0-5]\d")
 
 
 def _validate_user_limits(nats: Mapping[str, Any], errors: list[str]) -> None:
-    import ipaddress
-
     for cidr in _cidr_list(nats.get("src")):
         try:
             ipaddress.ip_network(cidr, strict=False)
@@ -804,8 +804,6 @@ def _validate_user_limits(nats: Mapping[str, Any], errors: list[str]) -> None:
     loc = nats.get("times_location")
     if loc:
         try:
-            from zoneinfo import ZoneInfo
-
             ZoneInfo(str(loc))
         except Exception:
             errors.append(f"could not parse iana time zone by name: unknown time zone {loc}")
