@@ -364,6 +364,7 @@ class FileStore(StoreCore):
         self._active_fd = fd
         self._need_state = False
         self._write(self._state_record())
+        blk.state_last_max = self._last
         if self.sync_always:
             self._fsync_dir(self._msg_dir)
         return blk
