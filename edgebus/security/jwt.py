@@ -616,8 +616,12 @@ def decode(token: str) -> Claims:
         raise JWTError(f"{kind.capitalize()}Claims are not supported")
     cls = _CLAIM_CLASSES.get(kind)
     if cls is None:
-        # Generic claims are treated like v1 (signature over the payload only).
-        cls, version = GenericClaims, -1
+        cls = GenericClaims
+        if kind not in _EXPECTED_ISSUERS:
+            # Unknown types load as Go's GenericClaims, verified like v1
+            # (signature over the payload only).  Activation / auth-callout
+            # claims keep their version and v2 verification.
+            version = -1
     sig = _b64url_decode(chunks[2])
     claims = cls(payload, token, version)
     if version <= 1:

@@ -209,6 +209,14 @@ def test_v1_and_generic_claims_sign_payload_only(keys: dict[str, nkeys.KeyPair])
     assert isinstance(claims, J.GenericClaims) and claims.claim_type == "custom"
 
 
+def test_activation_claims_are_v2(keys: dict[str, nkeys.KeyPair]) -> None:
+    payload = {"sub": nkeys.create_pair("account").public_key, "nats": {"type": "activation", "subject": "svc.>"}}
+    claims = J.decode(J.encode(payload, keys["acc"]))
+    assert isinstance(claims, J.GenericClaims) and claims.version == 2 and claims.claim_type == "activation"
+    with pytest.raises(JWTError, match=r"expected prefixes - \[account operator\]"):
+        J.encode(payload, keys["user"])
+
+
 # ----------------------------------------------------------------- validation
 
 
