@@ -181,7 +181,8 @@ class AccountManager:
     def get(self, name: str) -> Account | None:
         """An account by name; in operator mode an unknown public key is resolved and loaded."""
         acc = self.broker.accounts.get(name)
-        if acc is not None:
+        st = self.states.get(name)
+        if acc is not None and (self.resolver is None or (st is not None and st.claims is not None)):
             return acc
         if self.resolver is not None and name.startswith("A") and len(name) == 56:
             token = self.resolver.fetch(name)
@@ -190,7 +191,7 @@ class AccountManager:
                     return self.apply_jwt(token)
                 except Exception as e:
                     log.warning("account %s: JWT refused: %s", name, e)
-        return None
+        return acc
 
     # -- configuration (accounts {} block) ------------------------------------------------
     def configure(self, accounts: dict[str, Any] | None) -> None:
