@@ -389,7 +389,7 @@ def build_options(argv: Sequence[str]) -> tuple[Options, CliActions]:
     if result.config_file:
         opts, report = load_config(result.config_file)
         if actions.test_config and report.warnings:
-            raise ConfigError.collect([ConfigError(w) for w in report.warnings])
+            raise ConfigError.collect([w.as_error() for w in report.warnings])
         actions.config_warnings.extend(report.warnings)
         actions.notices.extend(report.notices)
     actions.notices.extend(apply_overrides(opts, result.overrides))

@@ -6,7 +6,7 @@ a dict into `edgebus.options.Options`; `load_config` does both for a path.
 
 from .durations import parse_duration
 from .errors import ConfigError, Position
-from .options_map import ConfigReport, load_config, options_from_config
+from .options_map import ConfigReport, ConfigWarning, load_config, options_from_config
 from .parser import ConfigList, ConfigMap, parse_file, parse_string
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "ConfigList",
     "ConfigMap",
     "ConfigReport",
+    "ConfigWarning",
     "Position",
     "load_config",
     "options_from_config",

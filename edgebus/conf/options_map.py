@@ -28,7 +28,6 @@ from datetime import datetime
 from typing import Any
 
 from ..options import (
-    JetStreamOptions,
     LeafOptions,
     LeafRemote,
     MQTTOptions,
@@ -47,7 +46,24 @@ from .validate import (
     storage_size,
 )
 
-__all__ = ["ConfigReport", "options_from_config", "load_config"]
+__all__ = ["ConfigReport", "ConfigWarning", "options_from_config", "load_config"]
+
+
+class ConfigWarning(str):
+    """A warning's text (``file:line:col: invalid use of field ...``) that also knows
+    its `position` and bare `reason`, so it can be turned into a `ConfigError`."""
+
+    position: Position
+    reason: str
+
+    def __new__(cls, position: Position, reason: str) -> ConfigWarning:
+        self = super().__new__(cls, f"{position}: {reason}")
+        self.position = position
+        self.reason = reason
+        return self
+
+    def as_error(self) -> ConfigError:
+        return ConfigError(self.reason, self.position)
 
 
 @dataclass
@@ -58,7 +74,7 @@ class ConfigReport:
     `notices` name settings edgebus accepts but does not act on.
     """
 
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ConfigWarning] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
 
 
@@ -108,9 +124,10 @@ _WANT_NAMES = {
 
 
 class _Mapper:
-    def __init__(self, filename: str, report: ConfigReport) -> None:
+    def __init__(self, filename: str, report: ConfigReport, allow_unknown: bool = False) -> None:
         self.filename = filename
         self.report = report
+        self.allow_unknown = allow_unknown
         self.errors: list[ConfigError] = []
         self.store_dir_set = False
         self.accounts_pos: Position | None = None
@@ -131,7 +148,9 @@ class _Mapper:
         return _Skip()
 
     def warn(self, pos: Position, fieldname: str, reason: str) -> None:
-        self.report.warnings.append(f'{pos}: invalid use of field "{fieldname}": {reason}')
+        self.report.warnings.append(
+            ConfigWarning(pos, f'invalid use of field "{fieldname}": {reason}')
+        )
 
     def notice(self, pos: Position, key: str, what: str = "not supported by edgebus") -> None:
         self.report.notices.append(f'{pos}: "{key}" is {what}; ignored')
@@ -261,7 +280,9 @@ class _Mapper:
     def top(self, d: Mapping[str, Any], o: Options) -> None:
         self.o = o
         if not d:
-            self.report.warnings.append(f"{self.filename}: config has no values or is empty")
+            self.report.warnings.append(
+                ConfigWarning(Position(self.filename, 1, 1), "config has no values or is empty")
+            )
         s = self
         h: dict[str, Callable[[Any, Position, str], None]] = {}
 
@@ -363,8 +384,14 @@ class _Mapper:
                 "proxies",
             }
         )
-        self.run_block(d, h, ignored=ignored)
+        self.run_block(d, h, ignored=ignored, unknown=self.top_unknown)
         self.cross_checks()
+
+    def top_unknown(self, pos: Position, key: str) -> None:
+        if self.allow_unknown:
+            self.notice(pos, key, "not a known setting")
+        else:
+            self.unknown(pos, key)
 
     def top_listen(self, v: Any, pos: Position, key: str) -> None:
         host, port = self.listen(v, pos)
@@ -1404,14 +1431,17 @@ def options_from_config(
     filename: str = "<config>",
     options: Options | None = None,
     report: ConfigReport | None = None,
+    allow_unknown: bool = False,
 ) -> Options:
     """Build `Options` from a parsed config dict.
 
     Settings are applied onto `options` (a fresh `Options()` by default). Raises
     `ConfigError` listing every error found; warnings and notices go to `report`.
+    `allow_unknown` turns unknown *top-level* keys from errors into notices (what
+    nats-server's ``NoErrOnUnknownFields`` does for embedders).
     """
     o = options if options is not None else Options()
-    mapper = _Mapper(filename, report if report is not None else ConfigReport())
+    mapper = _Mapper(filename, report if report is not None else ConfigReport(), allow_unknown)
     mapper.top(d, o)
     if mapper.errors:
         raise ConfigError.collect(mapper.errors)

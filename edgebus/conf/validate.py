@@ -104,7 +104,7 @@ def is_public_nkey(key: str, kind: str) -> bool:
         return False
     try:
         raw = base64.b32decode(key)
-    except (ValueError, base64.binascii.Error):  # type: ignore[attr-defined]
+    except ValueError:  # binascii.Error is a ValueError
         return False
     body, crc = raw[:-2], int.from_bytes(raw[-2:], "little")
     return body[0] == _NKEY_PREFIX[kind] and _crc16(body) == crc

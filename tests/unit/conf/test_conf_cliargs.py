@@ -208,8 +208,9 @@ def test_test_config_fails_on_warnings(tmp_path: Path) -> None:
     conf.write_text("ping_interval: 5\n")
     o, actions = build_options(["-c", str(conf)])
     assert o.ping_interval == 5.0 and len(actions.config_warnings) == 1
-    with pytest.raises(ConfigError, match="should be converted to a duration"):
+    with pytest.raises(ConfigError, match="should be converted to a duration") as info:
         build_options(["-c", str(conf), "-t"])
+    assert str(info.value).startswith(f"{conf}:1:1: Parse error: ")
 
 
 def test_bad_config_file(tmp_path: Path) -> None:

@@ -385,7 +385,8 @@ def test_integer_duration_warns() -> None:
 def test_empty_config_warns() -> None:
     report = ConfigReport()
     opts("", report)
-    assert report.warnings == ["o.conf: config has no values or is empty"]
+    assert report.warnings == ["o.conf:1:1: config has no values or is empty"]
+    assert report.warnings[0].as_error().line == 1
 
 
 def test_duplicate_leaf_url_warns() -> None:
@@ -487,3 +488,12 @@ def test_applies_onto_given_options() -> None:
     base = Options(port=9999, debug=True)
     o = options_from_config(parse_string("debug: false"), options=base)
     assert o is base and (o.port, o.debug) == (9999, False)
+
+
+def test_allow_unknown_top_level_keys() -> None:
+    report = ConfigReport()
+    o = options_from_config(parse_string("port: 1\ncustom_thing: 2\n"), report=report, allow_unknown=True)
+    assert o.port == 1 and '"custom_thing"' in report.notices[0]
+    # nested unknown keys are still errors
+    with pytest.raises(ConfigError, match='unknown field "x"'):
+        options_from_config(parse_string("jetstream { x: 1 }"), allow_unknown=True)
