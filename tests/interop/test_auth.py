@@ -84,7 +84,7 @@ def seed_file(tmp_path, kp) -> str:
 
 # -- token --------------------------------------------------------------------------------
 def test_token_accept_and_refuse():
-    with EmbeddedServer(config="authorization { token: s3cr3t }") as s:
+    with EmbeddedServer(config="authorization { token: s3cr3t }", port=-1) as s:
         assert connects(s.client_url, token="s3cr3t")
         assert not connects(s.client_url, token="wrong")
         assert not connects(s.client_url)
@@ -96,7 +96,7 @@ def test_token_accept_and_refuse():
 
 def test_bcrypted_token():
     h = hash_password("tok-123", cost=4)
-    with EmbeddedServer(config=f"authorization {{ token: '{h}' }}") as s:
+    with EmbeddedServer(config=f"authorization {{ token: '{h}' }}", port=-1) as s:
         assert connects(s.client_url, token="tok-123")
         assert not connects(s.client_url, token=h)  # the hash itself is not the secret
 
@@ -112,7 +112,7 @@ def test_auth_token_option_as_cli_flag_equivalent():
 
 # -- users --------------------------------------------------------------------------------
 def test_single_user_password():
-    with EmbeddedServer(config="authorization { user: alice, password: pw }") as s:
+    with EmbeddedServer(config="authorization { user: alice, password: pw }", port=-1) as s:
         assert connects(s.client_url, user="alice", password="pw")
         assert not connects(s.client_url, user="alice", password="bad")
         assert not connects(s.client_url, user="bob", password="pw")
@@ -125,7 +125,7 @@ def test_users_list_with_bcrypt_passwords():
         {{user: plain, password: p1}},
         {{user: hashed, password: "{h}"}}
     ] }}"""
-    with EmbeddedServer(config=conf) as s:
+    with EmbeddedServer(config=conf, port=-1) as s:
         assert connects(s.client_url, user="plain", password="p1")
         assert connects(s.client_url, user="hashed", password="s3cret")
         assert not connects(s.client_url, user="hashed", password=h)
@@ -134,7 +134,7 @@ def test_users_list_with_bcrypt_passwords():
 
 
 def test_credentials_in_url():
-    with EmbeddedServer(config="authorization { users: [{user: u, password: p}] }") as s:
+    with EmbeddedServer(config="authorization { users: [{user: u, password: p}] }", port=-1) as s:
         assert connects(f"nats://u:p@127.0.0.1:{s.port}")
         assert not connects(f"nats://u:x@127.0.0.1:{s.port}")
 
@@ -147,7 +147,7 @@ def test_no_auth_user_binds_credential_less_clients():
     }
     no_auth_user: b
     """
-    with EmbeddedServer(config=conf) as s:
+    with EmbeddedServer(config=conf, port=-1) as s:
         r = Raw(s.port)
         assert "auth_required" not in r.info  # nats-server hides it when no_auth_user is set
         r.close()
@@ -187,7 +187,7 @@ def test_no_auth_user_must_exist():
 
 # -- protocol refusals ----------------------------------------------------------------------
 def test_operation_before_connect_is_auth_violation():
-    with EmbeddedServer(config="authorization { token: t }") as s:
+    with EmbeddedServer(config="authorization { token: t }", port=-1) as s:
         r = Raw(s.port)
         r.send(b"SUB foo 1\r\n")
         lines = r.closed_after()
@@ -195,21 +195,21 @@ def test_operation_before_connect_is_auth_violation():
 
 
 def test_wrong_credentials_error_and_close():
-    with EmbeddedServer(config="authorization { token: t }") as s:
+    with EmbeddedServer(config="authorization { token: t }", port=-1) as s:
         r = Raw(s.port)
         r.connect(auth_token="bad")
         assert r.closed_after() == [b"-ERR 'Authorization Violation'"]
 
 
 def test_auth_timeout():
-    with EmbeddedServer(config="authorization { token: t, timeout: 0.3 }") as s:
+    with EmbeddedServer(config="authorization { token: t, timeout: 0.3 }", port=-1) as s:
         r = Raw(s.port)
         # send nothing: the server gives up on us
         assert r.closed_after() == [b"-ERR 'Authentication Timeout'"]
 
 
 def test_malformed_connect_json_closes():
-    with EmbeddedServer(config="authorization { token: t }") as s:
+    with EmbeddedServer(config="authorization { token: t }", port=-1) as s:
         r = Raw(s.port)
         r.send(b'CONNECT {"auth_token": "t",\r\n')
         lines = r.closed_after()
@@ -217,7 +217,7 @@ def test_malformed_connect_json_closes():
 
 
 def test_huge_connect_payload_is_refused_and_server_survives():
-    with EmbeddedServer(config="authorization { token: t }") as s:
+    with EmbeddedServer(config="authorization { token: t }", port=-1) as s:
         r = Raw(s.port)
         big = json.dumps({"auth_token": "t", "name": "x" * 200_000}).encode()
         try:
@@ -230,7 +230,7 @@ def test_huge_connect_payload_is_refused_and_server_survives():
 
 
 def test_legacy_account_field_in_connect_is_refused():
-    with EmbeddedServer(config="authorization { token: t }") as s:
+    with EmbeddedServer(config="authorization { token: t }", port=-1) as s:
         r = Raw(s.port)
         r.connect(auth_token="t", account="$G")
         assert r.closed_after() == [b"-ERR 'Authorization Violation'"]
@@ -242,7 +242,7 @@ def test_nkey_users(tmp_path):
     good = nk.create_pair("user")
     other = nk.create_pair("user")
     conf = f"authorization {{ users: [{{nkey: {good.public_key}}}] }}"
-    with EmbeddedServer(config=conf) as s:
+    with EmbeddedServer(config=conf, port=-1) as s:
         r = Raw(s.port)
         assert r.info["auth_required"] and len(r.info["nonce"]) >= 11
         r.close()
@@ -253,7 +253,7 @@ def test_nkey_users(tmp_path):
 def test_nkey_signature_checks_raw():
     kp = nk.create_pair("user")
     conf = f"authorization {{ users: [{{nkey: {kp.public_key}}}] }}"
-    with EmbeddedServer(config=conf) as s:
+    with EmbeddedServer(config=conf, port=-1) as s:
         # a correct signature, in base64url-raw and in std base64
         for enc in (lambda b: base64.urlsafe_b64encode(b).decode().rstrip("="),
                     lambda b: base64.b64encode(b).decode()):
@@ -284,7 +284,7 @@ def test_nkeys_and_users_side_by_side(tmp_path):
         {{nkey: {kp.public_key}}},
         {{user: pw, password: pw}}
     ] }}"""
-    with EmbeddedServer(config=conf) as s:
+    with EmbeddedServer(config=conf, port=-1) as s:
         assert connects(s.client_url, user="pw", password="pw")
         r = Raw(s.port)
         r.connect(nkey=kp.public_key,
@@ -298,13 +298,13 @@ def test_allowed_connection_types():
         {user: ws_only, password: p, allowed_connection_types: ["WEBSOCKET"]},
         {user: std, password: p, allowed_connection_types: ["STANDARD"]}
     ] }"""
-    with EmbeddedServer(config=conf) as s:
+    with EmbeddedServer(config=conf, port=-1) as s:
         assert connects(s.client_url, user="std", password="p")
         assert not connects(s.client_url, user="ws_only", password="p")
 
 
 def test_connect_and_disconnect_seen_by_on_connect_hooks_only_after_auth():
-    with EmbeddedServer(config="authorization { token: t }") as s:
+    with EmbeddedServer(config="authorization { token: t }", port=-1) as s:
         assert not connects(s.client_url, token="x")
         n = s.call(lambda srv: srv.broker.num_client_connections())
         assert n == 0
@@ -312,7 +312,7 @@ def test_connect_and_disconnect_seen_by_on_connect_hooks_only_after_auth():
 
 def test_unique_nonce_per_connection():
     kp = nk.create_pair("user")
-    with EmbeddedServer(config=f"authorization {{ users: [{{nkey: {kp.public_key}}}] }}") as s:
+    with EmbeddedServer(config=f"authorization {{ users: [{{nkey: {kp.public_key}}}] }}", port=-1) as s:
         nonces = set()
         for _ in range(5):
             r = Raw(s.port)
@@ -322,7 +322,7 @@ def test_unique_nonce_per_connection():
 
 
 def test_random_bytes_connect_does_not_crash_server():
-    with EmbeddedServer(config="authorization { token: t }") as s:
+    with EmbeddedServer(config="authorization { token: t }", port=-1) as s:
         r = Raw(s.port)
         r.send(b"CONNECT " + os.urandom(300).replace(b"\r\n", b"xx") + b"\r\n")
         r.closed_after()

@@ -143,7 +143,7 @@ def org(tmp_path):
 
 def test_user_creds_accepted_and_traffic_flows(org):
     kp, tok = org.user("alice")
-    with EmbeddedServer(config=org.config()) as s:
+    with EmbeddedServer(config=org.config(), port=-1) as s:
         r = Raw(s.port)
         assert r.info["auth_required"] and r.info["nonce"]
 
@@ -160,7 +160,7 @@ def test_user_creds_accepted_and_traffic_flows(org):
 
 
 def test_chain_of_trust_refusals(org, tmp_path):
-    with EmbeddedServer(config=org.config()) as s:
+    with EmbeddedServer(config=org.config(), port=-1) as s:
         # signed by a registered signing key: fine
         assert verdict(s.client_url, org.creds(*org.user("sk", signer=org.acc_sk)))
         # signed by an unknown account key claiming to be the account
@@ -177,7 +177,7 @@ def test_chain_of_trust_refusals(org, tmp_path):
 
 def test_scoped_signing_key_applies_template(org):
     kp, tok = org.user("bob", signer=org.scope_sk, scoped=True)
-    with EmbeddedServer(config=org.config()) as s:
+    with EmbeddedServer(config=org.config(), port=-1) as s:
         errors = []
 
         async def go():
@@ -206,14 +206,14 @@ def test_revoked_user_refused(tmp_path):
     kp, tok = o.user("revoked", iat=int(time.time()) - 100)
     o.revocations = {kp.public_key: int(time.time())}
     o.acc_jwt = o.account_jwt()
-    with EmbeddedServer(config=o.config()) as s:
+    with EmbeddedServer(config=o.config(), port=-1) as s:
         assert not verdict(s.client_url, o.creds(kp, tok))
         assert verdict(s.client_url, o.creds(*o.user("fresh", iat=int(time.time()) + 5)))
 
 
 def test_user_jwt_expiry_disconnects(org):
     kp, tok = org.user("short", exp=int(time.time()) + 2)
-    with EmbeddedServer(config=org.config()) as s:
+    with EmbeddedServer(config=org.config(), port=-1) as s:
         r = Raw(s.port)
         r.connect(jwt=tok, sig=r.sign(kp))
         assert r.line() == b"PONG"
@@ -223,7 +223,7 @@ def test_user_jwt_expiry_disconnects(org):
 def test_bearer_token_needs_no_signature(org):
     kp, bearer = org.user("bearer", bearer_token=True)
     kp2, plain = org.user("plain")
-    with EmbeddedServer(config=org.config()) as s:
+    with EmbeddedServer(config=org.config(), port=-1) as s:
         r = Raw(s.port)
         r.connect(jwt=bearer)
         assert r.line() == b"PONG"
@@ -238,7 +238,7 @@ def test_bearer_token_needs_no_signature(org):
 def test_bearer_refused_when_account_disallows(tmp_path):
     o = Org(tmp_path, acc_limits={"disallow_bearer": True})
     kp, bearer = o.user("bearer", bearer_token=True)
-    with EmbeddedServer(config=o.config()) as s:
+    with EmbeddedServer(config=o.config(), port=-1) as s:
         r = Raw(s.port)
         r.connect(jwt=bearer)
         assert r.until_error() == b"-ERR 'Authorization Violation'"
@@ -248,7 +248,7 @@ def test_bearer_refused_when_account_disallows(tmp_path):
     "not-a-jwt", "a.b.c", "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.AAAA", "", "." * 3,
 ])
 def test_malformed_user_jwt(org, bad):
-    with EmbeddedServer(config=org.config()) as s:
+    with EmbeddedServer(config=org.config(), port=-1) as s:
         r = Raw(s.port)
         r.connect(jwt=bad, sig="AAAA")
         assert r.until_error() == b"-ERR 'Authorization Violation'"
@@ -260,7 +260,7 @@ def test_tampered_user_jwt(org):
     claims = json.loads(base64.urlsafe_b64decode(p + "=="))
     claims["nats"]["pub"] = {"allow": [">"]}
     p2 = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
-    with EmbeddedServer(config=org.config()) as s:
+    with EmbeddedServer(config=org.config(), port=-1) as s:
         r = Raw(s.port)
         r.connect(jwt=f"{h}.{p2}.{sig}", sig=r.sign(kp))
         assert r.until_error() == b"-ERR 'Authorization Violation'"
@@ -269,7 +269,7 @@ def test_tampered_user_jwt(org):
 def test_account_connection_limit(tmp_path):
     o = Org(tmp_path, acc_limits={"conn": 1})
     kp, tok = o.user("one")
-    with EmbeddedServer(config=o.config()) as s:
+    with EmbeddedServer(config=o.config(), port=-1) as s:
         r1 = Raw(s.port)
         r1.connect(jwt=tok, sig=r1.sign(kp))
         assert r1.line() == b"PONG"
@@ -280,7 +280,7 @@ def test_account_connection_limit(tmp_path):
 
 def test_jwt_user_permissions(org):
     kp, tok = org.user("perm", pub={"allow": ["ok.>"]}, sub={"deny": ["secret.>"]})
-    with EmbeddedServer(config=org.config()) as s:
+    with EmbeddedServer(config=org.config(), port=-1) as s:
         r = Raw(s.port)
         r.connect(jwt=tok, sig=r.sign(kp))
         assert r.line() == b"PONG"
@@ -297,7 +297,7 @@ def test_nats_resolver_claims_update_revokes_live_user(tmp_path):
     skp, stok = o.sys_user()
     jwt_dir = tmp_path / "jwt"
     conf = o.config(resolver=f"{{ type: full, dir: '{jwt_dir}' }}")
-    with EmbeddedServer(config=conf) as s:
+    with EmbeddedServer(config=conf, port=-1) as s:
         r = Raw(s.port)
         r.connect(jwt=tok, sig=r.sign(kp))
         assert r.line() == b"PONG"
@@ -339,7 +339,7 @@ def test_same_verdicts_as_real_nats_server(tmp_path, real_nats_server):
     }
     creds = {k: o.creds(*v) for k, v in cases.items()}
     real = real_nats_server(config=o.config())
-    with EmbeddedServer(config=o.config()) as s:
+    with EmbeddedServer(config=o.config(), port=-1) as s:
         ours = {k: verdict(s.client_url, c) for k, c in creds.items()}
     theirs = {k: verdict(real.client_url, c) for k, c in creds.items()}
     assert ours == theirs

@@ -1,0 +1,235 @@
+"""Per-user permissions over real sockets: allow/deny matrices (deny wins), queue permissions,
+allow_responses, default_permissions, wildcard subscriptions over denied subjects, and the
+same -ERR lines as the real nats-server for a matrix of publishes and subscriptions."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import nats
+import pytest
+
+from conftest import run_async
+from edgebus.testing.embedded import EmbeddedServer
+
+PERMS_CONF = """
+authorization {
+  users: [
+    { user: alice, password: a, permissions: {
+        publish: { allow: ["orders.>", "logs.*"], deny: ["orders.secret", "logs.audit"] }
+        subscribe: { allow: ["orders.*", "events.>", "jobs workers", "tasks.> w.*"], deny: ["events.private.>", "jobs evil"] }
+    } }
+    { user: bob, password: b, permissions: { publish: "only.this", subscribe: ["a", "b.*"] } }
+    { user: svc, password: s, permissions: { subscribe: "req.>", allow_responses: true } }
+    { user: svc2, password: s, permissions: { subscribe: "req.>", allow_responses: { max: 2, expires: "1m" } } }
+    { user: free, password: f }
+  ]
+  default_permissions: { publish: { deny: "forbidden.>" } }
+}
+"""
+
+
+class Raw:
+    def __init__(self, port: int, **connect) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        self.line()
+        opts = {"verbose": False, "pedantic": False, **connect}
+        self.sock.sendall(b"CONNECT " + json.dumps(opts).encode() + b"\r\nPING\r\n")
+        assert self.line() == b"PONG"
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def ask(self, op: bytes) -> bytes | None:
+        """Send one operation, then PING; the -ERR it caused (or None if only PONG came)."""
+        self.sock.sendall(op + b"PING\r\n")
+        first = self.line()
+        if first == b"PONG":
+            return None
+        assert self.line() == b"PONG"
+        return first
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def pub(subj: str) -> bytes:
+    return f"PUB {subj} 2\r\nhi\r\n".encode()
+
+
+_sid = iter(range(1, 10**6))
+
+
+def sub(subj: str, queue: str | None = None) -> bytes:
+    q = f" {queue}" if queue else ""
+    return f"SUB {subj}{q} {next(_sid)}\r\n".encode()
+
+
+PUB_ERR = "Permissions Violation for Publish to \"{}\""
+SUB_ERR = "Permissions Violation for Subscription to \"{}\""
+
+
+@pytest.fixture(scope="module")
+def server():
+    with EmbeddedServer(config=PERMS_CONF, port=-1) as s:
+        yield s
+
+
+@pytest.mark.parametrize("subject,ok", [
+    ("orders.new", True), ("orders.eu.new", True), ("orders.secret", False),
+    ("logs.app", True), ("logs.audit", False), ("logs.app.x", False), ("other", False),
+])
+def test_publish_matrix_deny_wins(server, subject, ok):
+    r = Raw(server.port, user="alice", **{"pass": "a"})
+    err = r.ask(pub(subject))
+    assert (err is None) == ok, err
+    if not ok:
+        assert err == f"-ERR '{PUB_ERR.format(subject)}'".encode()
+    # the connection stays usable after a violation
+    assert r.ask(pub("orders.after")) is None
+    r.close()
+
+
+@pytest.mark.parametrize("subject,queue,ok", [
+    ("orders.new", None, True), ("orders.*", None, True),
+    # nats-server matches the subscription subject token by token: "*" also covers ">"
+    ("orders.>", None, True), ("*.new", None, False),
+    ("events.x.y", None, True), ("events.private.x", None, False), ("events.>", None, True),
+    ("jobs", "workers", True), ("jobs", None, False), ("jobs", "evil", False),
+    ("jobs", "other", False), ("tasks.1", "w.1", True), ("tasks.1", "x", False),
+    ("tasks.1", None, False),
+])
+def test_subscribe_matrix_with_queues(server, subject, queue, ok):
+    r = Raw(server.port, user="alice", **{"pass": "a"})
+    err = r.ask(sub(subject, queue))
+    assert (err is None) == ok, err
+    if not ok:
+        text = SUB_ERR.format(subject)
+        if queue:
+            text += f' using queue "{queue}"'
+        assert err == f"-ERR '{text}'".encode()
+    r.close()
+
+
+def test_plain_list_and_string_forms(server):
+    r = Raw(server.port, user="bob", **{"pass": "b"})
+    assert r.ask(pub("only.this")) is None
+    assert r.ask(pub("only.that")) is not None
+    assert r.ask(sub("a")) is None
+    assert r.ask(sub("b.x")) is None
+    assert r.ask(sub("c")) is not None
+    r.close()
+
+
+def test_default_permissions_apply_to_users_without_their_own(server):
+    r = Raw(server.port, user="free", **{"pass": "f"})
+    assert r.ask(pub("anything")) is None
+    assert r.ask(pub("forbidden.x")) == f"-ERR '{PUB_ERR.format('forbidden.x')}'".encode()
+    r.close()
+
+
+def test_wildcard_subscription_does_not_receive_denied_subjects(server):
+    async def go():
+        nc_a = await nats.connect(server.client_url, user="alice", password="a")
+        nc_f = await nats.connect(server.client_url, user="free", password="f")
+        s = await nc_a.subscribe("events.>")
+        await nc_a.flush()
+        await nc_f.publish("events.private.x", b"hidden")
+        await nc_f.publish("events.public.x", b"shown")
+        await nc_f.flush()
+        m = await s.next_msg(timeout=2)
+        assert m.subject == "events.public.x"
+        with pytest.raises(nats.errors.TimeoutError):
+            await s.next_msg(timeout=0.3)
+        await nc_a.close()
+        await nc_f.close()
+    run_async(go)
+
+
+def test_allow_responses(server):
+    async def go():
+        errors = []
+
+        async def err_cb(e):
+            errors.append(str(e))
+        svc = await nats.connect(server.client_url, user="svc", password="s", error_cb=err_cb)
+        cli = await nats.connect(server.client_url, user="free", password="f")
+
+        async def handler(m):
+            await m.respond(b"one")
+            await m.respond(b"two")  # beyond the default max of 1
+        await svc.subscribe("req.echo", cb=handler)
+        await svc.flush()
+        inbox = cli.new_inbox()
+        s = await cli.subscribe(inbox)
+        await cli.publish("req.echo", b"x", reply=inbox)
+        await cli.flush()
+        assert (await s.next_msg(timeout=2)).data == b"one"
+        with pytest.raises(nats.errors.TimeoutError):
+            await s.next_msg(timeout=0.3)
+        # no publish rights other than responses
+        await svc.publish("anything", b"x")
+        await svc.flush()
+        await svc.close()
+        await cli.close()
+        return errors
+    errors = run_async(go)
+    assert any("permissions violation for publish" in e.lower() for e in errors)
+
+
+def test_allow_responses_max(server):
+    async def go():
+        svc = await nats.connect(server.client_url, user="svc2", password="s")
+        cli = await nats.connect(server.client_url, user="free", password="f")
+
+        async def handler(m):
+            for i in range(3):
+                await m.respond(str(i).encode())
+        await svc.subscribe("req.many", cb=handler)
+        await svc.flush()
+        inbox = cli.new_inbox()
+        s = await cli.subscribe(inbox)
+        await cli.publish("req.many", b"", reply=inbox)
+        got = [(await s.next_msg(timeout=2)).data for _ in range(2)]
+        with pytest.raises(nats.errors.TimeoutError):
+            await s.next_msg(timeout=0.3)
+        await svc.close()
+        await cli.close()
+        return got
+    assert run_async(go) == [b"0", b"1"]
+
+
+def test_reply_to_reserved_prefix_is_refused(server):
+    r = Raw(server.port, user="free", **{"pass": "f"})
+    err = r.ask(b"PUB x _R_.abc 0\r\n\r\n")
+    assert err == b"-ERR 'Permissions Violation for Publish with Reply of \"_R_.abc\"'"
+    r.close()
+
+
+DIFF_OPS = [pub("orders.new"), pub("orders.secret"), pub("logs.a.b"), pub("zzz"),
+            sub("orders.*"), sub("orders.>"), sub("events.>"), sub("events.private.x"),
+            sub("jobs", "workers"), sub("jobs"), sub("jobs", "evil"), sub("tasks.x", "w.q"),
+            sub("tasks.x", "q"), sub("tasks.*", "w.1"), sub("*.new")]
+
+
+def test_same_errors_as_real_nats_server(real_nats_server):
+    real = real_nats_server(config=PERMS_CONF)
+
+    def run(port: int) -> list:
+        r = Raw(port, user="alice", **{"pass": "a"})
+        out = [r.ask(op.replace(b" 1\r\n", b" 1\r\n")) for op in DIFF_OPS]
+        r.close()
+        return out
+
+    with EmbeddedServer(config=PERMS_CONF, port=-1) as s:
+        ours = run(s.port)
+    theirs = run(real.port)
+    assert ours == theirs
