@@ -96,6 +96,20 @@ VALID: dict[str, tuple[str, dict[str, str]]] = {
     "mappings": ('mappings { "a.*": "b.$1" }\n', {}),
     "block_string": ("server_name: (\nmulti\n)\n", {}),
     "ip_looking": ("host: 127.0.0.1\n", {}),
+    "ws_without_tls_settings": ("websocket { port: 8080 }\n", {}),
+    "wrapped": ("{ port: 4222 }\n", {}),
+    "json_trailing_comma": ('{\n  "port": 4222,\n}\n', {}),
+    "trailing_comma": ("port: 4222,\n", {}),
+    "trailing_close": ("port: 4222 }\n", {}),
+    "max_conn_zero": ("max_connections: 0\n", {}),
+    "zero_duration": ('ping_interval: "0"\n', {}),
+    "negative_size": ("jetstream { max_mem: -1 }\n", {}),
+    "hex_escape": ('server_name: "a\\x41"\n', {}),
+    "resolver_memory": ("resolver: MEMORY\n", {}),
+    "duplicate_key": ("debug: true; debug: false\n", {}),
+    "quoted_keys": ('"port": 1\n\'debug\' = true\n', {}),
+    "lone_slash_after_value": ("port: 1 /\n", {}),
+    "spaced_array_end": ("server_tags: [a, b ]\nmax_payload: 1KB\n", {}),
 }
 
 INVALID: dict[str, tuple[str, dict[str, str]]] = {
@@ -147,6 +161,20 @@ INVALID: dict[str, tuple[str, dict[str, str]]] = {
     "mqtt_ack_pending": ("mqtt { port: -1, max_ack_pending: 70000 }\n", {}),
     "bad_date": ("server_name: 2021-13-01T00:00:00Z\n", {}),
     "lone_slash": ("/\n", {}),
+    "user_with_account_key": ("authorization { users = [ { user: a, password: b, account: X } ] }\n", {}),
+    "duplicate_account_list": ("accounts: [A, A]\n", {}),
+    "duplicate_user_across_accounts": (
+        "accounts { A { users: [ {user: a} ] }, B { users: [ {user: a} ] } }\n",
+        {},
+    ),
+    "bad_tls_timeout": ('tls { timeout: "2x" }\n', {}),
+    "mqtt_int_ack_wait": ("mqtt { ack_wait: 5 }\n", {}),
+    "js_size_not_number": ('jetstream { max_mem: "abc" }\n', {}),
+    "hex_port": ("port: 0x10\n", {}),
+    "underscore_port": ("port: 4_222\n", {}),
+    "int_lame_duck": ("lame_duck_duration: 60\n", {}),
+    "auth_timeout_high": ("authorization { timeout: 120 }\n", {}),
+    "unknown_dollar_variable": ("system_account: $G\n", {}),
 }
 
 
