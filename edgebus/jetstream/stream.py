@@ -1,0 +1,812 @@
+"""Stream: one JetStream stream — ingest, limits, retention, dedupe, expectations, TTLs.
+
+A stream is an internal subscriber in its account. Every message published on its subjects
+arrives synchronously in `process()` (on the publisher's task, no queue hop), is checked in
+nats-server's order (sealed, expected stream, TTL enabled, Nats-Msg-Id duplicate, expected
+last subject sequence, expected last sequence, expected last msg id, rollup, sizes, account
+limits), stored, and acknowledged to the reply subject with a pub ack. Then rollups purge,
+republish fires and `new_msg_listeners` (consumers) are told.
+
+Time-based work runs in the stream's own nursery on the server clock: the expiry task
+(max_age, per-message TTL, subject delete markers) and the sync task (periodic fsync, or a
+group commit before acks when `sync_interval` is "always"). File I/O that can block long
+(sync, stop, delete, config writes) goes to a worker thread.
+
+Contract with consumers (consumer.py): `name`, `config`, `store`, `account`, `js`, `nursery`,
+`consumers`, `dir`, `new_msg_listeners`, `on_consumer_ack`, `on_consumer_deleted`,
+`state_dict()`. Optional consumer hooks this module calls if present:
+`consumer.matches_subject(subject)` (interest-retention "is anyone interested") and
+`consumer.on_stream_purged(first_seq, subject_filter)` after a purge.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import trio
+
+from ..codec.headers import get_header
+from ..core.clock import rfc3339
+from ..core.subject import subjects_collide
+from .config import SECOND, StreamConfig
+from .errors import (
+    ACCOUNT_RESOURCES_EXCEEDED,
+    INSUFFICIENT_RESOURCES,
+    MESSAGE_TTL_DISABLED,
+    MESSAGE_TTL_INVALID,
+    STREAM_HEADER_EXCEEDS_MAX,
+    STREAM_MSG_EXCEEDS_MAX,
+    STREAM_NOT_MATCH,
+    STREAM_ROLLUP_FAILED,
+    STREAM_SEALED,
+    STREAM_STORE_FAILED,
+    STREAM_WRONG_LAST_MSG_ID,
+    STREAM_WRONG_LAST_SEQUENCE,
+    JSError,
+    js_err,
+)
+from .store.base import LimitError, MsgStore, StoredMsg, StoreError, StoreLimits
+
+if TYPE_CHECKING:
+    from .service import JSAccount
+
+log = logging.getLogger("edgebus.jetstream")
+
+# Header names (case-sensitive, as nats-server looks them up).
+MSG_ID = b"Nats-Msg-Id"
+EXPECTED_STREAM = b"Nats-Expected-Stream"
+EXPECTED_LAST_SEQ = b"Nats-Expected-Last-Sequence"
+EXPECTED_LAST_SUBJ_SEQ = b"Nats-Expected-Last-Subject-Sequence"
+EXPECTED_LAST_SUBJ_SEQ_SUBJ = b"Nats-Expected-Last-Subject-Sequence-Subject"
+EXPECTED_LAST_MSG_ID = b"Nats-Expected-Last-Msg-Id"
+ROLLUP = b"Nats-Rollup"
+MSG_TTL = b"Nats-TTL"
+MARKER_REASON = b"Nats-Marker-Reason"
+REQUEST_INFO = "Nats-Request-Info"
+MAX_HEADER = 65535
+STATUS_PREFIX = b"NATS/1.0 "
+
+META_NAME = "stream"  # the store metadata blob holding {config, created}
+
+
+def parse_int64(b: bytes) -> int:
+    """Go nats-server `parseInt64`: ASCII digits only, else -1."""
+    if not b or not b.isdigit() or len(b) > 18:
+        return -1
+    return int(b)
+
+
+def parse_msg_ttl(value: bytes) -> int:
+    """Nats-TTL -> whole seconds: >0 expires, -1 never. Raises JSError 10165 when invalid.
+
+    nats-server accepts a Go duration (`30s`, `1h`; at least 1s) or an integer number of
+    seconds, or `never`."""
+    s = value.decode("utf-8", "replace")
+    if s.lower() == "never":
+        return -1
+    from ..conf.durations import _parse_ns  # Go's time.ParseDuration
+    try:
+        ns = _parse_ns(s)
+    except ValueError:
+        n = parse_int64(value)
+        if n < 0:
+            raise js_err(MESSAGE_TTL_INVALID) from None
+        return n
+    if ns < SECOND:
+        raise js_err(MESSAGE_TTL_INVALID)
+    return ns // SECOND
+
+
+def msg_ttl_of(hdr: bytes | None) -> tuple[int, JSError | None]:
+    """(ttl seconds, parse error) of a header block; (0, None) when there is no Nats-TTL."""
+    if not hdr or MSG_TTL not in hdr:
+        return 0, None
+    v = get_header(hdr, MSG_TTL)
+    if not v:
+        return 0, None
+    try:
+        return parse_msg_ttl(v), None
+    except JSError as e:
+        return 0, e
+
+
+def go_duration_seconds(secs: int) -> str:
+    """Go's Duration.String for whole seconds: 5s, 1m0s, 1h0m0s."""
+    h, rest = divmod(secs, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m}m{s}s"
+    if m:
+        return f"{m}m{s}s"
+    return f"{s}s"
+
+
+def _append_headers(hdr: bytes | None, items: list[tuple[str, str]]) -> bytes:
+    """nats-server genHeader: append `Key: value` lines to a block (or start one)."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in items).encode()
+    if not hdr:
+        return b"NATS/1.0\r\n" + extra + b"\r\n"
+    return hdr[:-2] + extra + b"\r\n"
+
+
+def _strip_status(hdr: bytes) -> bytes | None:
+    """Drop a status code from the first line (`NATS/1.0 503` -> `NATS/1.0`)."""
+    end = hdr.find(b"\r\n")
+    rest = hdr[end:] if end >= 0 else b"\r\n\r\n"
+    if rest == b"\r\n\r\n":
+        return None
+    return b"NATS/1.0" + rest
+
+
+def _remove_header(hdr: bytes, key: str) -> bytes | None:
+    from ..codec.headers import remove_header
+    return remove_header(hdr, key)
+
+
+def _set_ttl_header(hdr: bytes, ttl: int) -> bytes:
+    h = _remove_header(hdr, MSG_TTL.decode())
+    return _append_headers(h, [("Nats-TTL", str(ttl))])
+
+
+def store_limits_for(cfg: StreamConfig) -> StoreLimits:
+    return StoreLimits(
+        max_msgs=cfg.max_msgs, max_bytes=cfg.max_bytes, max_age=cfg.max_age,
+        max_msgs_per_subject=cfg.max_msgs_per_subject, max_msg_size=cfg.max_msg_size,
+        discard=cfg.discard, discard_new_per_subject=cfg.discard_new_per_subject)
+
+
+def _consumer_matches(c: Any, subject: str) -> bool:
+    """Does consumer `c` want messages on `subject`? (interest retention ingest check)"""
+    fn = getattr(c, "matches_subject", None)
+    if fn is not None:
+        return bool(fn(subject))
+    cfg = getattr(c, "config", None)
+    filters: list[str] = []
+    if cfg is not None:
+        fs = getattr(cfg, "filter_subjects", None) or []
+        filters = list(fs)
+        f = getattr(cfg, "filter_subject", "")
+        if f:
+            filters.append(f)
+    if not filters:
+        return True
+    return any(subjects_collide(f, subject) for f in filters)
+
+
+def seq_from_time(store: MsgStore, ts_ns: int) -> int:
+    """First sequence stored at or after `ts_ns` (nats-server GetSeqFromTime); last+1 if none.
+
+    Timestamps grow with sequence numbers, so "the next message at or after s is not older
+    than ts" is monotone in s: binary-search the smallest such s over the sequence range."""
+    st = store.state()
+    last = store.load_last_msg(">") if st.msgs else None
+    if last is None or last.ts < ts_ns:
+        return st.last_seq + 1
+    lo, hi = st.first_seq, last.seq
+    while lo < hi:
+        mid = (lo + hi) // 2
+        m, _ = store.load_next_msg(">", mid)
+        if m is not None and m.ts >= ts_ns:
+            hi = mid
+        else:
+            lo = mid + 1
+    m, _ = store.load_next_msg(">", lo)
+    return m.seq if m is not None else st.last_seq + 1
+
+
+class Stream:
+    """One stream in one account. Created by the service; see the module docstring."""
+
+    def __init__(self, js: "JSAccount", config: StreamConfig, store: MsgStore, created_ns: int,
+                 directory: Path | None) -> None:
+        self.js = js
+        self.account = js.account
+        self.name = config.name
+        self.config = config
+        self.store = store
+        self.created = created_ns
+        self.dir = directory
+        self.consumers: dict[str, Any] = {}
+        self.new_msg_listeners: list[Callable[[int, str], None]] = []
+        self.nursery: trio.Nursery = None  # type: ignore[assignment]
+        self.closed = False
+        self.clock = js.service.clock
+        self._subs: list[Any] = []
+        self._direct_subs: list[Any] = []
+        self._scope: trio.CancelScope | None = None
+        self._done = trio.Event()
+        # ingest state
+        st = store.state()
+        self.lseq = st.last_seq
+        self.lmsgid = ""
+        self._dd: dict[str, tuple[int, int]] = {}  # msg id -> (seq, ts)
+        self._ddq: deque[tuple[int, str]] = deque()
+        # expiry
+        self._wake = trio.Event()
+        self._scheduled: int | None = None
+        self._sdm_heap: list[tuple[int, int]] = []  # (expires ns, seq) for delete markers
+        # sync
+        self._pending_acks: list[tuple[str, bytes]] = []
+        self._sync_wanted = trio.Event()
+        self._compile()
+        self._ack_prefix = self._make_ack_prefix()
+
+    # ---------------------------------------------------------------------------------
+    # setup
+    # ---------------------------------------------------------------------------------
+    def _compile(self) -> None:
+        cfg = self.config
+        self._itr = self._rp_tr = None
+        try:
+            from ..core.transform import SubjectTransform
+        except ImportError:  # pragma: no cover - transform module ships with the core
+            SubjectTransform = None  # type: ignore[assignment,misc]
+        if SubjectTransform is not None:
+            st = cfg.subject_transform
+            if st is not None and st.get("dest"):
+                self._itr = SubjectTransform.compile(st.get("src") or ">", st["dest"])
+            rp = cfg.republish
+            if rp is not None:
+                self._rp_tr = SubjectTransform.compile(rp.get("src") or ">", rp.get("dest") or ">")
+        self._max_msg_size = cfg.max_msg_size
+        self._sdm_ttl = cfg.subject_delete_marker_ttl // SECOND if cfg.subject_delete_marker_ttl > 0 else 0
+
+    def _make_ack_prefix(self) -> bytes:
+        dom = self.js.service.domain
+        if dom:
+            return json.dumps({"stream": self.name, "domain": dom}, separators=(",", ":"))[:-1].encode() + b',"seq":'
+        return b'{"stream":' + json.dumps(self.name).encode() + b',"seq":'
+
+    @property
+    def is_file(self) -> bool:
+        return self.config.storage == "file"
+
+    async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the stream's nursery (consumer tasks live here) until the stream stops."""
+        try:
+            async with trio.open_nursery() as n:
+                self.nursery = n
+                self._scope = n.cancel_scope
+                self._subscribe()
+                if self.config.subject_delete_marker_ttl > 0:
+                    self._rebuild_sdm_index()
+                self._rebuild_dedupe()
+                n.start_soon(self._expiry_loop)
+                if self.is_file:
+                    n.start_soon(self._sync_loop)
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            self._done.set()
+
+    def _subscribe(self) -> None:
+        c = self.js.client
+        for subj in self.config.subjects:
+            self._subs.append(c.subscribe(subj, self._on_inbound))
+        self._set_direct(self.config.allow_direct or self.config.mirror_direct)
+
+    def _set_direct(self, on: bool) -> None:
+        c = self.js.client
+        if on and not self._direct_subs:
+            from .direct import on_direct_get, on_direct_get_last
+            pre = f"$JS.API.DIRECT.GET.{self.name}"
+            self._direct_subs = [
+                c.subscribe(pre, lambda sub, msg: on_direct_get(self, msg), queue="_sys_"),
+                c.subscribe(pre + ".>", lambda sub, msg: on_direct_get_last(self, msg), queue="_sys_"),
+            ]
+        elif not on and self._direct_subs:
+            for s in self._direct_subs:
+                c.unsubscribe(s)
+            self._direct_subs = []
+
+    def _unsubscribe_all(self) -> None:
+        c = self.js.client
+        for s in self._subs:
+            c.unsubscribe(s)
+        self._subs = []
+        self._set_direct(False)
+
+    def _rebuild_dedupe(self) -> None:
+        """Recover Nats-Msg-Id entries still inside the duplicate window (after a restart)."""
+        window = self.config.duplicate_window
+        last = self.store.load_last_msg(">")
+        if last is None:
+            return
+        if last.hdr:
+            v = get_header(last.hdr, MSG_ID)
+            self.lmsgid = v.decode("utf-8", "replace") if v else ""
+        if window <= 0:
+            return
+        cutoff = self.clock.now_ns() - window
+        found: list[tuple[int, int, str]] = []
+        m: StoredMsg | None = last
+        while m is not None and m.ts >= cutoff:
+            if m.hdr and MSG_ID in m.hdr:
+                v = get_header(m.hdr, MSG_ID)
+                if v:
+                    found.append((m.ts, m.seq, v.decode("utf-8", "replace")))
+            if m.seq <= 1:
+                break
+            m = self.store.load_prev_msg(">", m.seq - 1)
+        for ts, seq, mid in reversed(found):
+            if mid not in self._dd:
+                self._dd[mid] = (seq, ts)
+                self._ddq.append((ts, mid))
+
+    def _rebuild_sdm_index(self) -> None:
+        self._sdm_heap = []
+        seq = 0
+        while True:
+            m, nxt = self.store.load_next_msg(">", seq)
+            if m is None:
+                break
+            if m.hdr and MSG_TTL in m.hdr:
+                ttl, _ = msg_ttl_of(m.hdr)
+                if ttl > 0:
+                    self._sdm_heap.append((m.ts + ttl * SECOND, m.seq))
+            seq = nxt
+        heapq.heapify(self._sdm_heap)
+
+    # ---------------------------------------------------------------------------------
+    # ingest
+    # ---------------------------------------------------------------------------------
+    def _on_inbound(self, sub: Any, msg: Any) -> None:
+        self.process(msg.subject, msg.reply, msg.hdr, msg.data)
+
+    def _reply_err(self, reply: str | None, err: JSError) -> None:
+        if reply and not self.config.no_ack:
+            body = {"error": err.to_json(), "stream": self.name, "seq": 0}
+            self.js.client.publish(reply, None, None, json.dumps(body, separators=(",", ":")).encode())
+
+    def process(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes) -> int:
+        """Ingest one published message; returns the stored sequence (0 if not stored)."""
+        if self.closed:
+            return 0
+        cfg = self.config
+        if cfg.sealed:
+            self._reply_err(reply, js_err(STREAM_SEALED))
+            return 0
+        if self._itr is not None:
+            mapped = self._itr.match(subject)
+            if mapped is not None:
+                subject = mapped
+        msg_id = ""
+        rollup = b""
+        ttl = 0
+        ttl_err: JSError | None = None
+        now = self.clock.now_ns()
+        if hdr:
+            if hdr.startswith(STATUS_PREFIX):
+                hdr = _strip_status(hdr)
+            if hdr and b"Nats-Request-Info:" in hdr:
+                hdr = _remove_header(hdr, REQUEST_INFO)
+        if hdr:
+            v = get_header(hdr, EXPECTED_STREAM)
+            if v and v.decode("utf-8", "replace") != self.name:
+                self._reply_err(reply, js_err(STREAM_NOT_MATCH))
+                return 0
+            ttl, ttl_err = msg_ttl_of(hdr)
+            if ttl != 0 and not cfg.allow_msg_ttl:
+                self._reply_err(reply, js_err(MESSAGE_TTL_DISABLED))
+                return 0
+            v = get_header(hdr, MSG_ID)
+            if v:
+                msg_id = v.decode("utf-8", "replace")
+                dd = self._dd.get(msg_id)
+                if dd is not None and now - dd[1] < cfg.duplicate_window:
+                    if reply and not cfg.no_ack:
+                        self._send_ack(reply, self._ack_prefix + b"%d,\"duplicate\": true}" % dd[0])
+                    return 0
+            v = get_header(hdr, EXPECTED_LAST_SUBJ_SEQ)
+            if v is not None and v != b"":
+                want = parse_int64(v)
+                subj = subject
+                alt = get_header(hdr, EXPECTED_LAST_SUBJ_SEQ_SUBJ)
+                if alt:
+                    subj = alt.decode("utf-8", "replace")
+                last = self.store.load_last_msg(subj)
+                have = last.seq if last is not None else 0
+                if have != want or (last is None and want != 0):
+                    self._reply_err(reply, js_err(STREAM_WRONG_LAST_SEQUENCE, seq=have))
+                    return 0
+            v = get_header(hdr, EXPECTED_LAST_SEQ)
+            if v is not None and v != b"":
+                if parse_int64(v) != self.lseq:
+                    self._reply_err(reply, js_err(STREAM_WRONG_LAST_SEQUENCE, seq=self.lseq))
+                    return 0
+            v = get_header(hdr, EXPECTED_LAST_MSG_ID)
+            if v:
+                if v.decode("utf-8", "replace") != self.lmsgid:
+                    self._reply_err(reply, js_err(STREAM_WRONG_LAST_MSG_ID, id=self.lmsgid))
+                    return 0
+            v = get_header(hdr, ROLLUP)
+            if v:
+                if not cfg.allow_rollup_hdrs or cfg.deny_purge:
+                    self._reply_err(reply, js_err(STREAM_ROLLUP_FAILED, err="rollup not permitted"))
+                    return 0
+                rollup = v.lower()
+                if rollup not in (b"sub", b"all"):
+                    r = rollup.decode("utf-8", "replace")
+                    self._reply_err(reply, js_err(STREAM_ROLLUP_FAILED, err=f'rollup value invalid: "{r}"'))
+                    return 0
+        hlen = len(hdr) if hdr else 0
+        if 0 <= self._max_msg_size < hlen + len(data):
+            self._reply_err(reply, js_err(STREAM_MSG_EXCEEDS_MAX))
+            return 0
+        if hlen > MAX_HEADER:
+            self._reply_err(reply, js_err(STREAM_HEADER_EXCEEDS_MAX))
+            return 0
+        svc = self.js.service
+        if svc.limits_exceeded(cfg.storage):
+            self._reply_err(reply, js_err(INSUFFICIENT_RESOURCES))
+            return 0
+        if cfg.retention == "interest" and not self._has_interest(subject):
+            # nobody would ever consume it: consume a sequence, store nothing, ack normally
+            seq = self.store.skip_msg(now)
+            self.lseq = seq
+            self.lmsgid = msg_id
+            if msg_id:
+                self._remember_id(msg_id, seq, now)
+            if reply and not cfg.no_ack:
+                self._send_ack(reply, self._ack_prefix + b"%d}" % seq)
+            return 0
+        if self.js.would_exceed_limits(cfg.storage, subject, hdr, data):
+            self._reply_err(reply, js_err(ACCOUNT_RESOURCES_EXCEEDED))
+            return 0
+        if ttl_err is not None:
+            self._reply_err(reply, ttl_err)
+            return 0
+        if ttl > 0 and self._sdm_ttl and cfg.max_msgs_per_subject != 1 and ttl < self._sdm_ttl:
+            # a delete marker must outlive the message it replaces
+            ttl = self._sdm_ttl
+            assert hdr is not None
+            hdr = _set_ttl_header(hdr, ttl)
+        try:
+            seq, ts = self.store.store_msg(subject, hdr, data, now, ttl)
+        except LimitError as e:
+            self._reply_err(reply, js_err(STREAM_STORE_FAILED, err=str(e)))
+            return 0
+        except StoreError as e:
+            log.error("JetStream failed to store a msg on stream '%s > %s': %s",
+                      self.account.name, self.name, e)
+            self._reply_err(reply, js_err(STREAM_STORE_FAILED, err=str(e)))
+            return 0
+        self.lseq = seq
+        self.lmsgid = msg_id
+        if msg_id:
+            self._remember_id(msg_id, seq, ts)
+        if ttl > 0 and self._sdm_ttl:
+            heapq.heappush(self._sdm_heap, (ts + ttl * SECOND, seq))
+        if rollup == b"sub":
+            self.purge(subject, 0, 1)
+        elif rollup == b"all":
+            self.purge("", 0, 1)
+        if self._rp_tr is not None:
+            self._republish(subject, hdr, data, seq, ts)
+        if reply and not cfg.no_ack:
+            self._send_ack(reply, self._ack_prefix + b"%d}" % seq)
+        for cb in self.new_msg_listeners:
+            try:
+                cb(seq, subject)
+            except Exception:
+                log.exception("new message listener failed on stream %s", self.name)
+        if (cfg.max_age > 0 or ttl) and (self._scheduled is None or
+                                          (ttl > 0 and ts + ttl * SECOND < self._scheduled)):
+            self._wake.set()
+        return seq
+
+    def _send_ack(self, reply: str, body: bytes) -> None:
+        if self.js.service.sync_always and self.is_file:
+            # group commit: the ack goes out once the write is on disk
+            self._pending_acks.append((reply, body))
+            self._sync_wanted.set()
+            return
+        self.js.client.publish(reply, None, None, body)
+
+    def _remember_id(self, msg_id: str, seq: int, ts: int) -> None:
+        self._dd[msg_id] = (seq, ts)
+        q = self._ddq
+        q.append((ts, msg_id))
+        window = self.config.duplicate_window
+        while q and ts - q[0][0] >= window:
+            old_ts, old = q.popleft()
+            e = self._dd.get(old)
+            if e is not None and e[1] == old_ts:
+                del self._dd[old]
+
+    def _has_interest(self, subject: str) -> bool:
+        return any(_consumer_matches(c, subject) for c in self.consumers.values())
+
+    def _republish(self, subject: str, hdr: bytes | None, data: bytes, seq: int, ts: int) -> None:
+        assert self._rp_tr is not None
+        dest = self._rp_tr.match(subject)
+        if dest is None:
+            return
+        prev = self.store.load_prev_msg(subject, seq - 1) if seq > 1 else None
+        items = [("Nats-Stream", self.name), ("Nats-Subject", subject), ("Nats-Sequence", str(seq)),
+                 ("Nats-Time-Stamp", rfc3339(ts)), ("Nats-Last-Sequence", str(prev.seq if prev else 0))]
+        body = data
+        if (self.config.republish or {}).get("headers_only"):
+            items.append(("Nats-Msg-Size", str(len(data))))
+            body = b""
+        self.js.client.publish(dest, None, _append_headers(hdr, items), body)
+
+    # ---------------------------------------------------------------------------------
+    # retention hooks (called by consumers)
+    # ---------------------------------------------------------------------------------
+    def on_consumer_ack(self, consumer: Any, seq: int) -> None:
+        """A consumer acked `seq`: workqueue removes it, interest removes it once every
+        interested consumer has acked it."""
+        r = self.config.retention
+        if r == "workqueue":
+            self._remove(seq)
+        elif r == "interest" and self._interest_done(seq):
+            self._remove(seq)
+
+    def on_consumer_deleted(self, consumer: Any) -> None:
+        """A consumer is gone: interest streams drop messages nobody else still wants."""
+        for k, c in list(self.consumers.items()):
+            if c is consumer:
+                del self.consumers[k]
+        if self.config.retention == "interest":
+            self.check_interest_state()
+
+    def check_interest_state(self) -> None:
+        if self.closed:
+            return
+        if not self.consumers:
+            if self.store.state().msgs:
+                self.store.purge()
+            return
+        seq = 0
+        doomed = []
+        while True:
+            m, nxt = self.store.load_next_msg(">", seq)
+            if m is None:
+                break
+            if self._interest_done(m.seq):
+                doomed.append(m.seq)
+            seq = nxt
+        for s in doomed:
+            self._remove(s)
+
+    def _interest_done(self, seq: int) -> bool:
+        for c in self.consumers.values():
+            try:
+                if c.is_interested(seq) and not c.has_acked(seq):
+                    return False
+            except Exception:
+                log.exception("consumer interest check failed")
+                return False
+        return True
+
+    def _remove(self, seq: int) -> bool:
+        try:
+            return self.store.remove_msg(seq)
+        except StoreError:
+            return False
+
+    # ---------------------------------------------------------------------------------
+    # operations used by the API
+    # ---------------------------------------------------------------------------------
+    def purge(self, subject_filter: str = "", seq: int = 0, keep: int = 0, *, full: bool = False) -> int:
+        """Purge (`full` = no request body: everything) and move consumers along."""
+        n = self.store.purge() if full else self.store.purge_ex(subject_filter, seq, keep)
+        st = self.store.state()
+        if st.last_seq > self.lseq:
+            self.lseq = st.last_seq
+        first = st.first_seq
+        if subject_filter and subject_filter != ">":
+            fs = self.store.filtered_state(subject_filter, first)
+            first = fs.first or first
+        for c in list(self.consumers.values()):
+            hook = getattr(c, "on_stream_purged", None)
+            if hook is not None:
+                try:
+                    hook(first, subject_filter)
+                except Exception:
+                    log.exception("consumer purge hook failed")
+        return n
+
+    def delete_msg(self, seq: int, erase: bool) -> bool:
+        return self.store.erase_msg(seq) if erase else self.store.remove_msg(seq)
+
+    def state_dict(self, deleted_details: bool = False) -> dict[str, Any]:
+        """StreamState JSON (`state` in StreamInfo)."""
+        st = self.store.state(deleted_details)
+        d: dict[str, Any] = {
+            "messages": st.msgs,
+            "bytes": st.bytes,
+            "first_seq": st.first_seq,
+            "first_ts": rfc3339(st.first_ts if st.msgs else 0),
+            "last_seq": st.last_seq,
+            "last_ts": rfc3339(st.last_ts),
+        }
+        if st.num_subjects:
+            d["num_subjects"] = st.num_subjects
+        if st.num_deleted:
+            d["num_deleted"] = st.num_deleted
+        if deleted_details and st.deleted:
+            d["deleted"] = list(st.deleted)
+        d["consumer_count"] = len(self.consumers)
+        return d
+
+    def info(self, deleted_details: bool = False) -> dict[str, Any]:
+        """StreamInfo JSON (without paging or subject details)."""
+        svc = self.js.service
+        d: dict[str, Any] = {
+            "config": self.config.to_info_json(svc.server_version),
+            "created": rfc3339(self.created),
+            "state": self.state_dict(deleted_details),
+        }
+        if svc.domain:
+            d["domain"] = svc.domain
+        d["cluster"] = {"leader": svc.server_name}
+        d["ts"] = rfc3339(self.clock.now_ns())
+        return d
+
+    def apply_config(self, cfg: StreamConfig) -> None:
+        """Switch to an already validated new config (STREAM.UPDATE)."""
+        old = self.config
+        self.config = cfg
+        c = self.js.client
+        if list(cfg.subjects) != list(old.subjects):
+            keep = {s.subject: s for s in self._subs}
+            subs = []
+            for subj in cfg.subjects:
+                s = keep.pop(subj, None)
+                subs.append(s if s is not None else c.subscribe(subj, self._on_inbound))
+            for s in keep.values():
+                c.unsubscribe(s)
+            self._subs = subs
+        self._set_direct(cfg.allow_direct or cfg.mirror_direct)
+        self._compile()
+        self._ack_prefix = self._make_ack_prefix()
+        self.store.update_config(store_limits_for(cfg))
+        if cfg.subject_delete_marker_ttl > 0 and not old.subject_delete_marker_ttl:
+            self._rebuild_sdm_index()
+        if old.retention != cfg.retention and cfg.retention == "interest":
+            self.check_interest_state()
+        self._wake.set()
+
+    def meta_blob(self) -> bytes:
+        return json.dumps({"config": self.config.to_json(), "created": self.created}).encode()
+
+    async def persist_config(self) -> None:
+        if self.is_file:
+            await trio.to_thread.run_sync(self.store.write_meta, META_NAME, self.meta_blob())
+        else:
+            self.store.write_meta(META_NAME, self.meta_blob())
+
+    async def stop(self, delete: bool = False) -> None:
+        """Stop consumers and tasks, then close (or delete) the store off the event loop."""
+        if self.closed:
+            return
+        self.closed = True
+        self._unsubscribe_all()
+        for c in list(self.consumers.values()):
+            try:
+                await c.stop()
+            except Exception:
+                log.exception("stopping consumer failed")
+        if delete:
+            self.consumers.clear()
+        if self._scope is not None:
+            self._scope.cancel()
+        await self._flush_acks()
+        fn = self.store.delete if delete else self.store.stop
+        if self.is_file:
+            await trio.to_thread.run_sync(fn)
+        else:
+            fn()
+
+    # ---------------------------------------------------------------------------------
+    # background tasks
+    # ---------------------------------------------------------------------------------
+    async def _expiry_loop(self) -> None:
+        svc_clock = self.clock
+        while True:
+            nxt = self._next_expiry()
+            self._scheduled = nxt
+            if nxt is None:
+                await self._wake.wait()
+            else:
+                delay = max(0, nxt - svc_clock.now_ns()) / 1e9
+                with trio.move_on_after(delay):
+                    await self._wake.wait()
+            self._wake = trio.Event()
+            self._scheduled = None
+            if not self.closed:
+                try:
+                    self.run_expiry(svc_clock.now_ns())
+                except StoreError:
+                    return
+
+    def _next_expiry(self) -> int | None:
+        try:
+            return self.store.next_expiry()
+        except StoreError:
+            return None
+
+    def run_expiry(self, now: int) -> None:
+        """Remove what max_age and message TTLs say is due; with subject delete markers, leave
+        a marker where the last message of a subject expired."""
+        if not self._sdm_ttl:
+            self.store.expire(now)
+            return
+        due = self._due_for_markers(now)
+        by_subject: dict[str, list[StoredMsg]] = {}
+        for seq in sorted(due):
+            m = self.store.load_msg(seq)
+            if m is not None:
+                by_subject.setdefault(m.subject, []).append(m)
+        for subject, msgs in by_subject.items():
+            total = self.store.filtered_state(subject).msgs
+            last = msgs[-1]
+            if len(msgs) >= total and not (last.hdr and MARKER_REASON in last.hdr):
+                for m in msgs[:-1]:
+                    self._remove(m.seq)
+                hdr = _append_headers(None, [("Nats-Marker-Reason", "MaxAge"),
+                                             ("Nats-TTL", go_duration_seconds(self._sdm_ttl)),
+                                             ("Nats-Rollup", "sub")])
+                self.process(subject, None, hdr, b"")
+                if self.store.load_msg(last.seq) is not None:
+                    self._remove(last.seq)
+            else:
+                for m in msgs:
+                    self._remove(m.seq)
+        nxt = self._next_expiry()
+        if nxt is not None and nxt <= now:
+            # anything our own index missed still goes, markers or not
+            self.store.expire(now)
+
+    def _due_for_markers(self, now: int) -> set[int]:
+        due: set[int] = set()
+        max_age = self.config.max_age
+        if max_age > 0:
+            cutoff = now - max_age
+            seq = 0
+            while True:
+                m, nxt = self.store.load_next_msg(">", seq)
+                if m is None or m.ts > cutoff:
+                    break
+                ttl, _ = msg_ttl_of(m.hdr)
+                if ttl >= 0:
+                    due.add(m.seq)
+                seq = nxt
+        heap = self._sdm_heap
+        while heap and heap[0][0] <= now:
+            due.add(heapq.heappop(heap)[1])
+        return due
+
+    async def _sync_loop(self) -> None:
+        svc = self.js.service
+        if svc.sync_always:
+            while True:
+                await self._sync_wanted.wait()
+                await self._flush_acks()
+        else:
+            while True:
+                await trio.sleep(svc.sync_interval)
+                try:
+                    await trio.to_thread.run_sync(self.store.sync)
+                except StoreError:
+                    return
+
+    async def _flush_acks(self) -> None:
+        self._sync_wanted = trio.Event()
+        acks, self._pending_acks = self._pending_acks, []
+        if not acks and not self.js.service.sync_always:
+            return
+        try:
+            await trio.to_thread.run_sync(self.store.sync)
+        except StoreError:
+            return
+        pub = self.js.client.publish
+        for reply, body in acks:
+            pub(reply, None, None, body)
