@@ -34,6 +34,7 @@ __all__ = [
     "build_options",
     "apply_overrides",
     "help_text",
+    "usage",
     "SIGNAL_COMMANDS",
 ]
 
@@ -83,8 +84,34 @@ class CliActions:
     show_help: bool = False
     show_tls_help: bool = False
     signal: SignalRequest | None = None
+    signal_spec: str | None = None  # the --signal value as given ("reload=123")
     config_warnings: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+
+    # dict-style access with short names, for callers that treat actions as a mapping;
+    # "signal" gives the raw spec string there
+    _ALIASES = {
+        "help": "show_help",
+        "version": "show_version",
+        "tls_help": "show_tls_help",
+        "help_tls": "show_tls_help",
+        "test_config": "test_config",
+        "signal": "signal_spec",
+        "config_warnings": "config_warnings",
+        "notices": "notices",
+    }
+
+    def get(self, key: str, default: Any = None) -> Any:
+        attr = self._ALIASES.get(key)
+        if attr is None:
+            return default
+        value = getattr(self, attr)
+        return value if value else default
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._ALIASES:
+            raise KeyError(key)
+        return getattr(self, self._ALIASES[key])
 
 
 @dataclass
@@ -275,6 +302,7 @@ def parse_args(argv: Sequence[str]) -> CliResult:
             actions.test_config = bool(converted)
         elif dest == "@signal":
             actions.signal = parse_signal(converted) if converted else None
+            actions.signal_spec = converted or None
         elif dest in ("@DV", "@VV", "@DVV"):
             composite.append((dest[1:], bool(converted)))
         else:
@@ -460,3 +488,6 @@ Other:
     -v, --version                     Show the version
     --help_tls                        TLS help
 """
+
+
+usage = help_text  # the name edgebus.cli uses

@@ -9,7 +9,7 @@ messages match nats-server's. `format_duration` renders seconds the way Go's
 
 from __future__ import annotations
 
-__all__ = ["parse_duration", "format_duration"]
+__all__ = ["parse_duration", "parse_duration_ns", "format_duration"]
 
 _NS = 1
 _US = 1000 * _NS
@@ -80,6 +80,11 @@ def _parse_ns(text: str) -> int:
         if total > _MAX_NS:
             raise invalid
     return -total if negative else total
+
+
+def parse_duration_ns(text: str) -> int:
+    """Integer nanoseconds in a Go duration string (exact, no float rounding)."""
+    return _parse_ns(text)
 
 
 def parse_duration(value: str | int | float) -> float:

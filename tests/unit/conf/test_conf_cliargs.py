@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgebus.cliargs import CliError, apply_overrides, build_options, help_text, parse_args
+from edgebus.cliargs import CliError, apply_overrides, build_options, help_text, parse_args, usage
 from edgebus.conf import ConfigError
 from edgebus.options import Options
 
@@ -264,3 +264,14 @@ def test_help_text_lists_flags() -> None:
                  "--ports_file_dir", "--tlscert", "--routes", "--user", "--auth", "-DV", "--http_port",
                  "--pid", "--log", "--logtime", "--version", "--help"):
         assert flag in text, flag
+
+
+def test_actions_mapping_access() -> None:
+    actions = parse_args(["--signal", "ldm=42", "-t"]).actions
+    assert actions["signal"] == "ldm=42" and actions.get("signal") == "ldm=42"
+    assert actions.get("test_config") is True and actions.get("help") is None
+    assert actions.get("nonsense", "d") == "d"
+    with pytest.raises(KeyError):
+        actions["nonsense"]
+    assert parse_args(["-h"]).actions.get("help") is True
+    assert usage() == help_text()
