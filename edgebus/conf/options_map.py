@@ -124,7 +124,10 @@ _WANT_NAMES = {
 
 
 class _Mapper:
-    def __init__(self, filename: str, report: ConfigReport, allow_unknown: bool = False) -> None:
+    def __init__(
+        self, o: Options, filename: str, report: ConfigReport, allow_unknown: bool = False
+    ) -> None:
+        self.o = o
         self.filename = filename
         self.report = report
         self.allow_unknown = allow_unknown
@@ -277,8 +280,8 @@ class _Mapper:
 
     # -- top level ------------------------------------------------------------------------
 
-    def top(self, d: Mapping[str, Any], o: Options) -> None:
-        self.o = o
+    def top(self, d: Mapping[str, Any]) -> None:
+        o = self.o
         if not d:
             self.report.warnings.append(
                 ConfigWarning(Position(self.filename, 1, 1), "config has no values or is empty")
@@ -465,12 +468,19 @@ class _Mapper:
 
     def top_operator(self, v: Any, pos: Position, key: str) -> None:
         if isinstance(v, str):
-            self.o.operator = [v]
+            ops = [v]
         elif isinstance(v, list):
             ops = self.strings(v, pos, key, "operators")
-            self.o.operator = ops
         else:
             raise self.fail(pos, f"error parsing operators: unsupported type {_go_type(v)}")
+        for op in ops:
+            # a file path, or the JWT itself inline (JWTs start with "eyJ"); the claims
+            # are decoded and checked by edgebus.security when the server starts
+            if not op.startswith("eyJ") and not os.path.isfile(op):
+                self.error(
+                    pos, f"error parsing operator JWT: open {op}: no such file or directory"
+                )
+        self.o.operator = ops
 
     def top_resolver(self, v: Any, pos: Position, key: str) -> None:
         if isinstance(v, str):
@@ -1441,8 +1451,8 @@ def options_from_config(
     nats-server's ``NoErrOnUnknownFields`` does for embedders).
     """
     o = options if options is not None else Options()
-    mapper = _Mapper(filename, report if report is not None else ConfigReport(), allow_unknown)
-    mapper.top(d, o)
+    mapper = _Mapper(o, filename, report if report is not None else ConfigReport(), allow_unknown)
+    mapper.top(d)
     if mapper.errors:
         raise ConfigError.collect(mapper.errors)
     o.config_file = filename if filename != "<config>" else o.config_file

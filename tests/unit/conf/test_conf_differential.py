@@ -175,6 +175,7 @@ INVALID: dict[str, tuple[str, dict[str, str]]] = {
     "int_lame_duck": ("lame_duck_duration: 60\n", {}),
     "auth_timeout_high": ("authorization { timeout: 120 }\n", {}),
     "unknown_dollar_variable": ("system_account: $G\n", {}),
+    "missing_operator_file": ("operator: {dir}/nope.jwt\n", {}),
 }
 
 

@@ -241,8 +241,8 @@ def test_realistic_config(tmp_path: Path, certs: dict[str, str]) -> None:
         ("no_header_support: true", "no_header_support", True),
         ("no_sys_acc: true", "no_system_account", True),
         ("system: SYS", "system_account", "SYS"),
-        ("operator: /etc/op.jwt", "operator", ["/etc/op.jwt"]),
-        ("operators: [a.jwt, b.jwt]", "operator", ["a.jwt", "b.jwt"]),
+        ("operator: eyJhbGciOi.e30.sig", "operator", ["eyJhbGciOi.e30.sig"]),
+        ("operators: [eyJa.b.c, eyJd.e.f]", "operator", ["eyJa.b.c", "eyJd.e.f"]),
         ("resolver: MEMORY", "resolver", "MEMORY"),
         ('resolver: URL("http://r:9090/jwt/v1/accounts/")', "resolver", 'URL("http://r:9090/jwt/v1/accounts/")'),
         ("server_tags: solo", "server_tags", ["solo"]),
@@ -455,6 +455,7 @@ def test_unsupported_known_keys_are_notices() -> None:
         ("system_account: 5\n", "system account name must be a string", 1),
         ("resolver_preload { ABC: notajwt }\n", "invalid account JWT", 1),
         ("write_timeout: sometimes\n", "write_timeout must be 'default', 'close' or 'retry'", 1),
+        ("operator: /nonexistent/op.jwt\n", "error parsing operator JWT: open /nonexistent/op.jwt", 1),
     ],
 )
 def test_errors(text: str, message: str, line: int) -> None:
@@ -497,3 +498,9 @@ def test_allow_unknown_top_level_keys() -> None:
     # nested unknown keys are still errors
     with pytest.raises(ConfigError, match='unknown field "x"'):
         options_from_config(parse_string("jetstream { x: 1 }"), allow_unknown=True)
+
+
+def test_operator_file(tmp_path: Path) -> None:
+    f = tmp_path / "op.jwt"
+    f.write_text("eyJ...")
+    assert opts(f"operator: {f}\n").operator == [str(f)]
