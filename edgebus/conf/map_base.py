@@ -90,6 +90,8 @@ _WANT_NAMES = {
 
 
 class MapperBase:
+    """Error/warning/notice collection and typed value access for one config file."""
+
     def __init__(
         self, o: Options, filename: str, report: ConfigReport, allow_unknown: bool = False
     ) -> None:
