@@ -47,6 +47,7 @@ from .errors import (
     STREAM_NAME_PATH_SEPARATORS,
     STREAM_NOT_FOUND,
     STREAM_PURGE_FAILED,
+    STREAM_REPLICAS_NOT_SUPPORTED,
     STREAM_SEALED,
     STREAM_UPDATE,
     js_err,
@@ -129,22 +130,26 @@ class _Route:
     pattern: str
     handler: Handler
     response_type: str
+    error_fields: dict[str, Any] | None = None
 
 
 _ROUTES: list[_Route] = []
 
 
-def register(pattern: str, handler: Handler, response_type: str) -> None:
+def register(pattern: str, handler: Handler, response_type: str,
+             error_fields: dict[str, Any] | None = None) -> None:
     """Route `$JS.API.<pattern>` (tokens may be `*` / trailing `>`) to `handler`.
 
     `response_type` is the full `type` string, e.g.
-    `io.nats.jetstream.api.v1.consumer_create_response`. A later registration of the same
-    pattern replaces the earlier one; the most specific (longest) pattern wins on overlap."""
+    `io.nats.jetstream.api.v1.consumer_create_response`; `error_fields` are keys nats-server
+    also sends next to an error (its non-omitempty zero values, e.g. `{"purged": 0}`). A later
+    registration of the same pattern replaces the earlier one; the most specific (longest)
+    pattern wins on overlap."""
     for r in _ROUTES:
         if r.pattern == pattern:
-            r.handler, r.response_type = handler, response_type
+            r.handler, r.response_type, r.error_fields = handler, response_type, error_fields
             return
-    _ROUTES.append(_Route(pattern, handler, response_type))
+    _ROUTES.append(_Route(pattern, handler, response_type, error_fields))
     _ROUTES.sort(key=lambda r: (-len(r.pattern.split(".")), r.pattern.count("*") + r.pattern.count(">")))
 
 
@@ -232,8 +237,6 @@ class ApiRouter:
         rest = subject[len(API_PREFIX):]
         route = _find_route(rest)
         req = ApiRequest(js, subject, subject.split("."), msg.reply, msg.hdr, msg.data, msg.src)
-        js.api_total += 1
-        svc.api_total += 1
         if route is None:
             body: dict[str, Any] | None = {"type": SYSTEM_RESPONSE, "error": js_err(BAD_REQUEST).to_json()}
         else:
@@ -247,6 +250,11 @@ class ApiRouter:
                 body.update(res)
             except JSError as e:
                 body = {"type": route.response_type, "error": e.to_json()}
+                if route.error_fields:
+                    body.update(route.error_fields)
+        # counted once answered, as nats-server does (INFO shows the requests before it)
+        js.api_total += 1
+        svc.api_total += 1
         if "error" in body:
             js.api_errors += 1
             svc.api_errors += 1
@@ -336,6 +344,8 @@ async def stream_update(req: ApiRequest) -> dict[str, Any]:
     if name != checked.name:
         raise js_err(STREAM_MISMATCH)
     stream = _stream_or_404(req, name)
+    if checked.num_replicas > 1:
+        raise js_err(STREAM_REPLICAS_NOT_SUPPORTED)
     set_static_metadata(ncfg)
     cfg = check_update(stream.config, ncfg, pedantic=pedantic, lookup=js.lookup_config,
                        limits=js.limits,
@@ -358,7 +368,7 @@ def _consumers_violating(stream: Stream, cfg: StreamConfig) -> list[str]:
     lim_map = cfg.consumer_limits.get("max_ack_pending", 0)
     bad = []
     for name, c in stream.consumers.items():
-        cc = getattr(c, "config", None)
+        cc = getattr(c, "cfg", None) or getattr(c, "config", None)
         it = getattr(cc, "inactive_threshold", 0) or 0
         mp = getattr(cc, "max_ack_pending", 0) or 0
         if it > lim_it or mp > lim_map:
@@ -466,6 +476,13 @@ async def msg_delete(req: ApiRequest) -> dict[str, Any]:
         raise js_err(STREAM_SEALED)
     if stream.config.deny_delete:
         raise js_err(STREAM_MSG_DELETE_FAILED, err="message delete not permitted")
+    if stream.is_file:
+        # nats-server's file store reports these as store errors rather than "not found"
+        st = stream.store.state()
+        if seq == 0 or seq < st.first_seq:
+            raise js_err(STREAM_MSG_DELETE_FAILED, err="no message found")
+        if seq > st.last_seq:
+            raise js_err(STREAM_MSG_DELETE_FAILED, err="stream store EOF")
     try:
         removed = stream.delete_msg(seq, erase=not no_erase)
     except Exception as e:
@@ -555,6 +572,11 @@ async def stream_cluster_only(req: ApiRequest) -> dict[str, Any]:
     raise js_err(10010)
 
 
+_PAGED_ZERO = {"total": 0, "offset": 0, "limit": 0}
+_ERROR_FIELDS: dict[str, dict[str, Any]] = {
+    "STREAM.INFO.*": _PAGED_ZERO,
+    "STREAM.PURGE.*": {"purged": 0},
+}
 _TYPES = {
     "INFO": ("account_info_response", account_info),
     "STREAM.CREATE.*": ("stream_create_response", stream_create),
@@ -570,4 +592,4 @@ _TYPES = {
     "STREAM.PEER.REMOVE.*": ("stream_remove_peer_response", stream_cluster_only),
 }
 for _pattern, (_t, _h) in _TYPES.items():
-    register(_pattern, _h, TYPE_PREFIX + _t)
+    register(_pattern, _h, TYPE_PREFIX + _t, _ERROR_FIELDS.get(_pattern))

@@ -778,8 +778,7 @@ def check_update(old: StreamConfig, new: StreamConfig, *, pedantic: bool = False
     cfg = check_stream_config(new, pedantic=pedantic, lookup=lookup, limits=limits)
     if cfg.name != old.name:
         raise invalid_config("stream configuration name must match original")
-    if cfg.max_consumers != old.max_consumers:
-        raise invalid_config("stream configuration update can not change MaxConsumers")
+    # (2.10/2.11 refused to change max_consumers; 2.12+ allow it, and so do we)
     if cfg.storage != old.storage:
         raise invalid_config("stream configuration update can not change storage type")
     if cfg.retention != old.retention and "workqueue" in (cfg.retention, old.retention):

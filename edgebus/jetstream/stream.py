@@ -160,16 +160,28 @@ def store_limits_for(cfg: StreamConfig) -> StoreLimits:
         discard=cfg.discard, discard_new_per_subject=cfg.discard_new_per_subject)
 
 
+def _consumer_config(c: Any) -> Any:
+    return getattr(c, "cfg", None) or getattr(c, "config", None)
+
+
 def _consumer_matches(c: Any, subject: str) -> bool:
-    """Does consumer `c` want messages on `subject`? (interest retention ingest check)"""
+    """Does consumer `c` want messages on `subject`? (interest retention ingest check)
+
+    Uses `c.matches_subject(subject)` or `c.is_interested(seq, subject)` when the consumer has
+    them, else its config's filter_subject / filter_subjects."""
     fn = getattr(c, "matches_subject", None)
     if fn is not None:
         return bool(fn(subject))
-    cfg = getattr(c, "config", None)
+    fn = getattr(c, "is_interested", None)
+    if fn is not None:
+        try:
+            return bool(fn(0, subject))
+        except TypeError:
+            pass
+    cfg = _consumer_config(c)
     filters: list[str] = []
     if cfg is not None:
-        fs = getattr(cfg, "filter_subjects", None) or []
-        filters = list(fs)
+        filters = list(getattr(cfg, "filter_subjects", None) or [])
         f = getattr(cfg, "filter_subject", "")
         if f:
             filters.append(f)
