@@ -97,7 +97,7 @@ class StoreCore(MsgStore):
     def _load_slot(self, seq: int, info: SubjInfo, page: Page, off: int) -> StoredMsg:
         raise NotImplementedError
 
-    def _on_removed(self, seq: int, a: Any, b: int, erase: bool) -> None:
+    def _on_removed(self, seq: int, a: Any, b: int, ts: int, erase: bool) -> None:
         """A live message was removed (slot already cleared)."""
 
     def _on_purged(self) -> None:
@@ -139,6 +139,7 @@ class StoreCore(MsgStore):
         size = self._slot_size(page, off, info)
         a = page.a[off]
         b = page.b[off] if page.b is not None else 0
+        ts = page.ts[off]
         self._seqs.remove(seq)
         self._subjects.remove(info, seq)
         self._msgs -= 1
@@ -152,7 +153,7 @@ class StoreCore(MsgStore):
             self._never.discard(seq)
         if seq == self._first:
             self._advance_first(seq + 1)
-        self._on_removed(seq, a, b, erase)
+        self._on_removed(seq, a, b, ts, erase)
         return True
 
     def _advance_first(self, start: int) -> None:

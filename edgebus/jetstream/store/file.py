@@ -15,7 +15,8 @@ type..body. Types:
            "every seq < first is gone; last_seq >= last" — written as the first record of
            every block and whenever the head of the stream moves (limits, expiry, purge,
            compact, skips), so head removals need no per-message tombstone
-    ERASED zeros                        a MSG overwritten in place by `erase_msg`
+    ERASED seq u64, ts i64, zeros       a MSG overwritten in place by `erase_msg` (seq and ts
+                                        kept: they may still define last_seq / last_ts)
 
 Recovery replays the blocks in order (MSG inserts, TOMB removes, STATE raises the floor and
 last_seq). A torn tail (a record that does not fully verify and nothing valid after it) is cut
@@ -60,6 +61,7 @@ CRC = struct.Struct("<I")
 MSGF = struct.Struct("<QqqHI")
 TOMBF = struct.Struct("<Q")
 STATEF = struct.Struct("<QQq")
+ERASEDF = struct.Struct("<Qq")
 T_MSG, T_TOMB, T_STATE, T_ERASED = 1, 2, 3, 4
 REC_OVERHEAD = HEAD.size + CRC.size  # 12
 MSG_OVERHEAD = REC_OVERHEAD + MSGF.size  # 42
@@ -178,7 +180,7 @@ class FileStore(StoreCore):
         self._dead: set[int] = set()
         self._sparse: set[int] = set()
         self._pending_tombs: list[int] = []
-        self._pending_erase: list[tuple[int, int, int]] = []
+        self._pending_erase: list[tuple[int, int, int, int, int]] = []
         self._need_state = False
         self._recovering = False
         self._newly_dead: set[int] = set()
@@ -300,6 +302,10 @@ class FileStore(StoreCore):
                             best_seq, best_ts = last, lts
                         if last > self._last:
                             self._last = last
+                    elif typ == T_ERASED:
+                        seq, ts = ERASEDF.unpack_from(buf, off + 8)
+                        if seq >= best_seq:
+                            best_seq, best_ts = seq, ts
                     elif typ == -1:
                         log.warning("filestore %s: corrupt bytes at offset %d..%d of %s skipped", self.directory, off, end, path)
                         blk.corrupt = True
@@ -468,7 +474,7 @@ class FileStore(StoreCore):
             self._remove_seq(seq)
             return None
 
-    def _on_removed(self, seq: int, a: Any, b: int, erase: bool) -> None:
+    def _on_removed(self, seq: int, a: Any, b: int, ts: int, erase: bool) -> None:
         index = a >> 32
         blk = self._blocks.get(index)
         if blk is not None:
@@ -486,7 +492,7 @@ class FileStore(StoreCore):
         else:
             self._pending_tombs.append(seq)
         if erase:
-            self._pending_erase.append((index, a & OFF_MASK, b >> 1))
+            self._pending_erase.append((seq, ts, index, a & OFF_MASK, b >> 1))
 
     def _on_skipped(self) -> None:
         self._need_state = True
@@ -548,8 +554,8 @@ class FileStore(StoreCore):
             self._need_state = False
         if self._pending_erase:
             erase, self._pending_erase = self._pending_erase, []
-            for index, pos, rl in erase:
-                self._erase_in_place(index, pos, rl)
+            for seq, ts, index, pos, rl in erase:
+                self._erase_in_place(seq, ts, index, pos, rl)
         if self._newly_dead:
             # Unlink what died if no tombstone in it can matter; the rest waits for sync().
             for index in sorted(self._newly_dead):
@@ -562,11 +568,11 @@ class FileStore(StoreCore):
                     self._unlink_block(blk)
             self._newly_dead.clear()
 
-    def _erase_in_place(self, index: int, pos: int, rl: int) -> None:
+    def _erase_in_place(self, seq: int, ts: int, index: int, pos: int, rl: int) -> None:
         blk = self._blocks.get(index)
         if blk is None:
             return
-        rec = _record(T_ERASED, bytes(rl - REC_OVERHEAD))
+        rec = _record(T_ERASED, ERASEDF.pack(seq, ts) + bytes(rl - REC_OVERHEAD - ERASEDF.size))
         if blk is self._active:
             os.pwrite(self._active_fd, rec, pos)
             if self.sync_always:

@@ -343,6 +343,20 @@ def test_crash_sigkill_keeps_acknowledged(tmp_path):
     acked: dict[int, bytes] = {}
     deleted: set[int] = set()  # removal acknowledged: must be gone
     maybe: set[int] = set()  # removal started: either outcome is fine
+
+    def record(line: str) -> int:
+        parts = line.split()
+        if not line.endswith("\n") or len(parts) < 2:
+            return 0  # cut short by the kill: never acknowledged
+        if parts[0] == "ack" and len(parts) == 3:
+            acked[int(parts[1])] = parts[2].encode()
+            return 1
+        if parts[0] == "deleting":
+            maybe.add(int(parts[1]))
+        elif parts[0] == "deleted":
+            deleted.add(int(parts[1]))
+        return 0
+
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
     for run in range(15):
         p = subprocess.Popen([sys.executable, str(script), d, str(run)], stdout=subprocess.PIPE, text=True, env=env)
@@ -353,25 +367,13 @@ def test_crash_sigkill_keeps_acknowledged(tmp_path):
             line = p.stdout.readline()
             if not line:
                 break
-            parts = line.split()
-            if parts[0] == "ack":
-                acked[int(parts[1])] = parts[2].encode()
-                got += 1
-            elif parts[0] == "deleting":
-                maybe.add(int(parts[1]))
-            else:
-                deleted.add(int(parts[1]))
+            got += record(line)
         time.sleep(rng.random() * 0.01)  # kill at a random moment, usually mid-write
         p.send_signal(signal.SIGKILL)
         rest, _ = p.communicate()
-        for line in rest.splitlines():  # acknowledged before the kill landed
-            parts = line.split()
-            if parts and parts[0] == "ack":
-                acked[int(parts[1])] = parts[2].encode()
-            elif parts and parts[0] == "deleting":
-                maybe.add(int(parts[1]))
-            elif parts and parts[0] == "deleted":
-                deleted.add(int(parts[1]))
+        assert p.returncode == -signal.SIGKILL, "child died on its own"
+        for line in rest.splitlines(keepends=True):  # acknowledged before the kill landed
+            record(line)
         st = FileStore(d, sync_always=True, block_size=2048)
         check_consistent(st)
         for seq, payload in acked.items():
