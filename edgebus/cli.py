@@ -166,8 +166,9 @@ async def _run(o: Options, handler: logging.Handler) -> None:
     async with trio.open_nursery() as n:
         try:
             await n.start(server.run)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
+        except (OSError, ValueError, BaseExceptionGroup) as eg:
+            e = _leaf_exception(eg)
+            if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
                 fatal(f'Error listening on port: {o.host}:{o.port}, "address already in use"')
             fatal(f"Error starting server: {e}")
         if o.ports_file_dir:
@@ -187,6 +188,13 @@ async def _run(o: Options, handler: logging.Handler) -> None:
             except OSError:
                 pass
     log.info("Server Exiting..")
+
+
+def _leaf_exception(e: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups."""
+    while isinstance(e, BaseExceptionGroup) and e.exceptions:
+        e = e.exceptions[0]
+    return e
 
 
 async def _wait_stopped(server: Any) -> None:
@@ -261,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nats-server: configuration file {o.config_file} is valid")
         return 0
     handler = setup_logging(o)
+    for w in actions.get("config_warnings") or []:
+        log.warning("%s", w)
+    for note in actions.get("notices") or []:
+        log.warning("%s", note)
     _check_store_dir(o)
     try:
         trio.run(_run, o, handler)
