@@ -5,7 +5,8 @@ A stream with `allow_direct` (or `mirror_direct`) subscribes, in queue group `_s
 multi_last) and `$JS.API.DIRECT.GET.<stream>.<subject>` (empty body: newest message on that
 subject, which may be a wildcard filter). Replies carry the stored headers plus
 `Nats-Stream`, `Nats-Subject`, `Nats-Sequence`, `Nats-Time-Stamp` (and for batches
-`Nats-Num-Pending`, `Nats-Last-Sequence`, then a `204 EOB` status message); failures are
+`Nats-Num-Pending` = matches left after this one, as nats-server 2.12+ counts,
+`Nats-Last-Sequence`, then a `204 EOB` status message); failures are
 status-only replies (`408 …`, `404 Message Not Found`). Without `allow_direct` nothing
 subscribes, so requesters get "no responders".
 
@@ -134,8 +135,9 @@ def serve(stream: "Stream", req: Any, reply: str) -> None:
             return
         seq = m.seq + 1
         if is_batch:
+            # messages left after this one (2.12+; 2.11 counted this one too)
+            np = max(np - 1, 0)
             hdr = _headers(stream, m, [("Nats-Num-Pending", str(np)), ("Nats-Last-Sequence", str(lseq))])
-            np -= 1
         else:
             hdr = _headers(stream, m)
         lseq = m.seq
