@@ -36,8 +36,11 @@ class NatsConnection(Client):
     def __init__(self, broker: Any, stream: trio.abc.Stream, *, conn_type: str = "nats",
                  remote: tuple[str, int] = ("", 0), tls: dict[str, Any] | None = None,
                  listener: str = "client", auth: Any = None, no_auth_user: str | None = None,
-                 tls_context: Any = None, tls_first: bool = False, tls_timeout: float = 2.0) -> None:
+                 tls_context: Any = None, tls_first: bool = False, tls_timeout: float = 2.0,
+                 cookie_creds: dict[str, str] | None = None) -> None:
         super().__init__(broker)
+        # WebSocket cookies (jwt/user/pass/auth_token) that fill CONNECT fields left empty
+        self.cookie_creds = cookie_creds
         o = broker.options
         self.type = conn_type
         self.stream = stream
@@ -445,6 +448,9 @@ class NatsConnection(Client):
         except ValueError:
             self.close("Protocol Violation")
             return
+        for k, v in (self.cookie_creds or {}).items():
+            if not opts.get(k):
+                opts[k] = v
         self.verbose = bool(opts.get("verbose", True))
         self.pedantic = bool(opts.get("pedantic", True))
         self.echo = bool(opts.get("echo", True))
