@@ -69,7 +69,8 @@ def err_frame(text: str) -> bytes:
 
 
 def info_frame(info: dict[str, Any]) -> bytes:
-    return b"INFO " + json.dumps(info, separators=(",", ":")).encode() + CRLF
+    # nats-server ends the JSON with a space before CRLF; clients accept either
+    return b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n"
 
 
 def msg_frame(subject: bytes, sid: bytes, reply: bytes | None, hdr: bytes | None, payload: bytes) -> bytes:
@@ -98,72 +99,171 @@ def pub_frame(subject: bytes, reply: bytes | None, hdr: bytes | None, payload: b
             + str(len(hdr) + len(payload)).encode() + CRLF + hdr + payload + CRLF)
 
 
-def _parse_size(tok: bytes) -> int:
-    # nats-server accepts only plain non-negative decimals here.
-    if not tok.isdigit() or len(tok) > 18:
-        raise ProtocolError(None, detail=f"invalid size {tok!r}")
-    return int(tok)
+def parse_size(tok: bytes) -> int:
+    """A size as nats-server reads it: 1 to 9 ASCII digits, else -1."""
+    if 0 < len(tok) <= 9 and tok.isdigit():
+        return int(tok)
+    return -1
+
+
+def _size(tok: bytes, what: str) -> int:
+    n = parse_size(tok)
+    if n < 0:
+        raise ProtocolError(None, detail=f"bad or missing {what} {tok[:32]!r}")
+    return n
+
+
+def _split_ws(arg: bytes) -> list[bytes]:
+    """Split on runs of spaces and tabs only (PUB/HPUB arguments)."""
+    if b"\t" in arg:
+        arg = arg.replace(b"\t", b" ")
+    if b"  " in arg or arg[:1] == b" " or arg[-1:] == b" ":
+        return [a for a in arg.split(b" ") if a]
+    return arg.split(b" ") if arg else []
+
+
+def _split_args(arg: bytes) -> list[bytes]:
+    """Split on spaces, tabs, CR and LF (SUB/UNSUB arguments)."""
+    return _split_ws(arg.replace(b"\r", b" ").replace(b"\n", b" ")) if b"\r" in arg or b"\n" in arg \
+        else _split_ws(arg)
 
 
 class _Base:
-    """Line splitting and payload framing shared by both directions."""
+    """Buffer and limits shared by both directions."""
 
     __slots__ = ("buf", "max_control_line", "_pending")
 
     def __init__(self, max_control_line: int = 4096) -> None:
         self.buf = b""
         self.max_control_line = max_control_line
-        # (need_bytes, completion) while waiting for a payload
         self._pending: tuple | None = None
 
-    def _control_line_too_long(self, line_len: int) -> bool:
-        return line_len > self.max_control_line
+
+# How the bytes after an operation's name are read (nats-server's parser states):
+_NEEDS_SPACE = 1   # PUB HPUB SUB UNSUB -ERR: a space or tab must follow, then the arguments
+_TAKES_REST = 2    # CONNECT INFO: spaces and tabs are skipped, everything else is the argument
+_IGNORES_REST = 3  # PING PONG +OK: anything up to the end of the line is ignored
+
+OP_HPUB = 11  # internal: HPUB control line (becomes OP_PUB with headers)
+
+_CLIENT_OPS = (
+    (b"PUB", OP_PUB, _NEEDS_SPACE),
+    (b"PING", OP_PING, _IGNORES_REST),
+    (b"PONG", OP_PONG, _IGNORES_REST),
+    (b"SUB", OP_SUB, _NEEDS_SPACE),
+    (b"UNSUB", OP_UNSUB, _NEEDS_SPACE),
+    (b"HPUB", OP_HPUB, _NEEDS_SPACE),
+    (b"CONNECT", OP_CONNECT, _TAKES_REST),
+    (b"INFO", OP_INFO, _TAKES_REST),
+    (b"+OK", OP_OK, _IGNORES_REST),
+    (b"-ERR", OP_ERR, _NEEDS_SPACE),
+)
+
+
+def _classify(buf: bytes, pos: int, limit: int, complete: bool) -> tuple | None:
+    """Which client operation starts at `pos`?
+
+    `limit` is the index of the line's '\n' (complete line) or the end of the data so far.
+    Returns (opcode, name length, mode), None when more bytes are needed to tell, and raises
+    ProtocolError('Unknown Protocol Operation') as soon as no operation can match, as the
+    server's byte-wise state machine does (so 'PUX' fails before any newline arrives).
+    """
+    head = buf[pos:min(limit, pos + 8)].upper()
+    lh = len(head)
+    for name, code, mode in _CLIENT_OPS:
+        ln = len(name)
+        if lh < ln:
+            if name.startswith(head):
+                if complete:
+                    break  # the line ended inside the name
+                return None
+            continue
+        if not head.startswith(name):
+            continue
+        if mode == _NEEDS_SPACE:
+            if lh == ln:
+                if complete:
+                    break
+                return None
+            if head[ln] not in b" \t":
+                break
+        return code, ln, mode
+    raise ProtocolError(ERR_UNKNOWN_OP)
 
 
 class ServerParser(_Base):
-    """Parses what a client sends to the server.
+    """Parses what a client sends to the server, with nats-server's rules.
 
     `max_payload` is checked on the control line, before the payload is read, as nats-server
     does; `headers` says whether HPUB is allowed (set after CONNECT with headers:true).
+
+    The parser stops right after a CONNECT (setting `more`), so the connection can apply it
+    (headers, limits) before the operations that follow it are parsed: call `feed_into(b"")`
+    again while `more` is true.
     """
 
-    __slots__ = ("max_payload", "headers", "ops_seen")
+    __slots__ = ("max_payload", "headers", "more", "_chunks", "_have", "_need", "_carry")
 
     def __init__(self, max_payload: int = 1024 * 1024, max_control_line: int = 4096) -> None:
         super().__init__(max_control_line)
         self.max_payload = max_payload
         self.headers = False
-        self.ops_seen = 0
+        self.more = False
+        self._chunks: list[bytes] | None = None  # a large payload arriving over many reads
+        self._have = 0
+        self._need = 0
+        self._carry = b""
 
     def feed(self, data: bytes) -> list[tuple]:
-        """Return every complete operation in the bytes seen so far.
+        """Every complete operation in the bytes seen so far; raises ProtocolError.
 
-        Raises ProtocolError on a violation; operations before the violation are lost to the
-        caller, so callers that must act on them use `feed_until_error`.
+        Operations before a violation are lost to the caller; connections use `feed_into`.
         """
         ops: list[tuple] = []
         err = self.feed_into(data, ops)
+        while err is None and self.more:
+            err = self.feed_into(b"", ops)
         if err is not None:
             raise err
         return ops
 
     def feed_into(self, data: bytes, ops: list[tuple]) -> ProtocolError | None:
         """Append complete operations to `ops`; return the first ProtocolError instead of raising."""
-        buf = self.buf + data if self.buf else data
+        self.more = False
+        chunks = self._chunks
+        if chunks is not None:
+            # collecting a payload bigger than one read: join only once it is all here
+            if data:
+                chunks.append(data)
+                self._have += len(data)
+            if self._have < self._need:
+                return None
+            buf = b"".join(chunks)
+            self._chunks = None
+        else:
+            buf = self.buf + data if self.buf else data
         pos = 0
         n = len(buf)
         append = ops.append
+        fast = True
         try:
             while pos < n:
                 pend = self._pending
                 if pend is not None:
-                    need, subject, reply, hlen = pend
-                    end = pos + need
+                    size, subject, reply, hlen = pend
+                    end = pos + size
                     if n < end + 2:
+                        if n > end and buf[end] != 13:
+                            raise ProtocolError(ERR_UNKNOWN_OP, detail="payload not followed by CRLF")
+                        if size - (n - pos) > 65536:
+                            self._chunks = [buf[pos:]]
+                            self._have = n - pos
+                            self._need = size + 2
+                            self.buf = b""
+                            return None
                         break
-                    if buf[end:end + 2] != CRLF:
-                        # nats-server insists on CRLF after the payload
-                        raise ProtocolError(None, detail="missing CRLF after payload")
+                    if buf[end] != 13 or buf[end + 1] != 10:
+                        raise ProtocolError(ERR_UNKNOWN_OP, detail="payload not followed by CRLF")
                     if hlen is None:
                         append((OP_PUB, subject, reply, None, buf[pos:end]))
                     else:
@@ -171,94 +271,141 @@ class ServerParser(_Base):
                     pos = end + 2
                     self._pending = None
                     continue
-                nl = buf.find(b"\n", pos)
-                if nl < 0:
-                    if n - pos > self.max_control_line:
-                        raise ProtocolError(ERR_MAX_CONTROL_LINE, "Maximum Control Line Exceeded")
-                    # a partial first word that cannot start a known op fails early, as the
-                    # server's byte-wise state machine does
-                    self._check_prefix(buf, pos, n)
+                if fast and buf.startswith(b"PUB ", pos):
+                    npos, count = self._fast_pubs(buf, pos, append)
+                    # after a short run, stay on the slow path: re-splitting would cost more
+                    fast = count >= 16
+                    if npos != pos:
+                        pos = npos
+                        continue
+                npos = self._one(buf, pos, n, append)
+                if npos == pos:
+                    break  # incomplete: wait for more bytes
+                if npos < 0:
+                    pos = -npos
+                    if pos < n:
+                        self.more = True  # stopped after CONNECT
                     break
-                line_end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
-                line = buf[pos:line_end]
-                c = buf[pos] | 0x20
-                if c == 112 and len(line) > 3 and line[:3].upper() == b"PUB" and line[3] in b" \t":  # PUB
-                    if line_end - pos > self.max_control_line:
-                        raise ProtocolError(ERR_MAX_CONTROL_LINE, "Maximum Control Line Exceeded")
-                    args = line[4:].split()
-                    la = len(args)
-                    if la == 2:
-                        subject, size = args[0], _parse_size(args[1])
-                        reply = None
-                    elif la == 3:
-                        subject, reply, size = args[0], args[1], _parse_size(args[2])
-                    else:
-                        raise ProtocolError(None, detail="wrong number of PUB arguments")
-                    if size > self.max_payload:
-                        raise ProtocolError(ERR_MAX_PAYLOAD, "Maximum Message Payload Exceeded")
-                    pos = nl + 1
-                    end = pos + size
-                    if n >= end + 2 and buf[end] == 13 and buf[end + 1] == 10:
-                        append((OP_PUB, subject, reply, None, buf[pos:end]))
-                        pos = end + 2
-                    else:
-                        self._pending = (size, subject, reply, None)
-                    continue
-                pos = self._control(buf, pos, nl, line_end, line, append)
+                pos = npos
         except ProtocolError as e:
             self.buf = b""
             self._pending = None
+            self._chunks = None
             return e
-        self.buf = buf[pos:] if pos < n else b""
+        if self._carry:
+            self.buf, self._carry = self._carry, b""
+        else:
+            self.buf = buf[pos:] if pos < n else b""
         return None
 
-    _PREFIXES = (b"PUB", b"HPUB", b"SUB", b"UNSUB", b"PING", b"PONG", b"CONNECT", b"INFO", b"+OK", b"-ERR")
+    def _fast_pubs(self, buf: bytes, pos: int, append: Any) -> tuple[int, int]:
+        """Consume a run of plain, well-formed `PUB` frames at C speed (one split of the buffer).
 
-    def _check_prefix(self, buf: bytes, pos: int, n: int) -> None:
-        word = buf[pos:min(n, pos + 8)].upper()
-        if not word:
-            return
-        for p in self._PREFIXES:
-            k = min(len(word), len(p))
-            if word[:k] == p[:k] and (len(word) <= len(p) or word[len(p)] in b" \t\r"):
-                return
-        if word[:1] in b"\r":
-            return
-        raise ProtocolError(ERR_UNKNOWN_OP)
+        Stops at the first frame it is not sure about (other ops, tabs, payloads containing
+        CRLF, limits, partial data); the precise path takes over from there.
+        """
+        region = buf[pos:] if pos else buf
+        parts = region.split(b"\r\n")
+        # CR only in CRLF and no bare LF anywhere: control lines need no per-line checks then
+        ncrlf = len(parts) - 1
+        clean = region.count(b"\n") == ncrlf and region.count(b"\r") == ncrlf and b"\t" not in region
+        last = ncrlf - 1  # index of the last piece followed by CRLF
+        mp = self.max_payload
+        mcl = self.max_control_line + 4
+        i = 0
+        p = pos
+        while i < last:
+            ctl = parts[i]
+            args = ctl.split(b" ")
+            la = len(args)
+            if la == 3:
+                op, subject, sz = args
+                reply = None
+            elif la == 4:
+                op, subject, reply, sz = args
+                if not reply:
+                    break
+            else:
+                break
+            if op != b"PUB" or not subject or not sz.isdigit() or len(sz) > 9 or len(ctl) > mcl:
+                break
+            if not clean and (b"\t" in ctl or b"\r" in ctl or b"\n" in ctl):
+                break
+            size = int(sz)
+            payload = parts[i + 1]
+            if len(payload) != size or size > mp:
+                break
+            append((OP_PUB, subject, reply, None, payload))
+            p += len(ctl) + size + 4
+            i += 2
+        return p, i >> 1
 
-    def _control(self, buf: bytes, pos: int, nl: int, line_end: int, line: bytes, append) -> int:
-        if line_end - pos > self.max_control_line:
+    def _one(self, buf: bytes, pos: int, n: int, append: Any) -> int:
+        """Parse one operation at `pos`; return the new position (negated after CONNECT), or
+        `pos` itself when the operation is not complete yet."""
+        nl = buf.find(b"\n", pos)
+        complete = nl >= 0
+        limit = nl if complete else n
+        cls = _classify(buf, pos, limit, complete)
+        if cls is None:
+            return pos
+        code, ln, mode = cls
+        if mode == _IGNORES_REST:
+            if not complete:
+                if n - pos > 64:
+                    # the server ignores the rest of a PING/PONG/+OK line: keep only the name,
+                    # so a client cannot grow our buffer without bound that way
+                    self._carry = buf[pos:pos + ln]
+                    return n
+                return pos
+            if code == OP_PING:
+                append((OP_PING,))
+            elif code == OP_PONG:
+                append((OP_PONG,))
+            else:
+                append((OP_OK,))
+            return nl + 1
+        j = pos + ln
+        while j < limit and buf[j] in (32, 9):
+            j += 1
+        if not complete:
+            if limit - j > self.max_control_line:
+                raise ProtocolError(ERR_MAX_CONTROL_LINE, "Maximum Control Line Exceeded")
+            return pos
+        arg = buf[j:nl]
+        if b"\r" in arg:
+            arg = arg[:-1]  # nats-server drops one byte when the line had a CR
+        if len(arg) > self.max_control_line:
             raise ProtocolError(ERR_MAX_CONTROL_LINE, "Maximum Control Line Exceeded")
-        parts = line.split(None, 1)
-        if not parts:
-            raise ProtocolError(ERR_UNKNOWN_OP)
-        op = parts[0].upper()
-        rest = parts[1] if len(parts) > 1 else b""
         nxt = nl + 1
-        if op == b"HPUB":
+        if code == OP_PUB:
+            args = _split_ws(arg)
+            la = len(args)
+            if la == 2:
+                subject, reply, size = args[0], None, _size(args[1], "size")
+            elif la == 3:
+                subject, reply, size = args[0], args[1], _size(args[2], "size")
+            else:
+                raise ProtocolError(None, detail="wrong number of PUB arguments")
+            return self._payload(buf, nxt, subject, reply, None, size, append)
+        if code == OP_HPUB:
             if not self.headers:
-                raise ProtocolError(None, detail="message headers not supported")
-            args = rest.split()
-            if len(args) == 3:
-                subject, reply, hs, ts = args[0], None, args[1], args[2]
-            elif len(args) == 4:
-                subject, reply, hs, ts = args
+                raise ProtocolError(None, "Protocol Violation", "message headers not supported")
+            args = _split_ws(arg)
+            la = len(args)
+            if la == 3:
+                subject, reply = args[0], None
+            elif la == 4:
+                subject, reply = args[0], args[1]
             else:
                 raise ProtocolError(None, detail="wrong number of HPUB arguments")
-            hlen, total = _parse_size(hs), _parse_size(ts)
-            if hlen > total:
-                raise ProtocolError(None, detail="header size larger than total")
-            if total > self.max_payload:
-                raise ProtocolError(ERR_MAX_PAYLOAD, "Maximum Message Payload Exceeded")
-            n = len(buf)
-            end = nxt + total
-            if n >= end + 2 and buf[end:end + 2] == CRLF:
-                append((OP_PUB, subject, reply, buf[nxt:nxt + hlen], buf[nxt + hlen:end]))
-                return end + 2
-            self._pending = (total, subject, reply, hlen)
-            return nxt
-        if op == b"SUB":
-            args = rest.split()
+            hlen = _size(args[-2], "header size")
+            size = _size(args[-1], "total size")
+            if hlen > size:
+                raise ProtocolError(None, detail="header size larger than total size")
+            return self._payload(buf, nxt, subject, reply, hlen, size, append)
+        if code == OP_SUB:
+            args = _split_args(arg)
             if len(args) == 2:
                 append((OP_SUB, args[0], None, args[1]))
             elif len(args) == 3:
@@ -266,36 +413,41 @@ class ServerParser(_Base):
             else:
                 raise ProtocolError(None, detail="wrong number of SUB arguments")
             return nxt
-        if op == b"PING" and not rest.strip():
-            append((OP_PING,))
-            return nxt
-        if op == b"PONG" and not rest.strip():
-            append((OP_PONG,))
-            return nxt
-        if op == b"UNSUB":
-            args = rest.split()
+        if code == OP_UNSUB:
+            args = _split_args(arg)
             if len(args) == 1:
                 append((OP_UNSUB, args[0], None))
             elif len(args) == 2:
-                append((OP_UNSUB, args[0], _parse_size(args[1])))
+                # a max that is not a plain decimal means "no max": removed at once
+                append((OP_UNSUB, args[0], parse_size(args[1])))
             else:
                 raise ProtocolError(None, detail="wrong number of UNSUB arguments")
             return nxt
-        if op == b"CONNECT":
-            append((OP_CONNECT, rest))
+        if code == OP_CONNECT:
+            append((OP_CONNECT, arg))
+            return -nxt
+        if code == OP_INFO:
+            append((OP_INFO, arg))
             return nxt
-        if op == b"INFO":
-            append((OP_INFO, rest))
-            return nxt
-        if op == b"+OK":
-            append((OP_OK,))
-            return nxt
-        if op == b"-ERR":
-            append((OP_ERR, rest))
-            return nxt
-        if op == b"PUB":
-            raise ProtocolError(None, detail="wrong number of PUB arguments")
-        raise ProtocolError(ERR_UNKNOWN_OP)
+        append((OP_ERR, arg))
+        return nxt
+
+    def _payload(self, buf: bytes, nxt: int, subject: bytes, reply: bytes | None,
+                 hlen: int | None, size: int, append: Any) -> int:
+        if size > self.max_payload:
+            raise ProtocolError(ERR_MAX_PAYLOAD, "Maximum Message Payload Exceeded")
+        end = nxt + size
+        n = len(buf)
+        if n >= end + 2:
+            if buf[end] != 13 or buf[end + 1] != 10:
+                raise ProtocolError(ERR_UNKNOWN_OP, detail="payload not followed by CRLF")
+            if hlen is None:
+                append((OP_PUB, subject, reply, None, buf[nxt:end]))
+            else:
+                append((OP_PUB, subject, reply, buf[nxt:nxt + hlen], buf[nxt + hlen:end]))
+            return end + 2
+        self._pending = (size, subject, reply, hlen)
+        return nxt
 
 
 class ClientParser(_Base):

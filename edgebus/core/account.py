@@ -12,7 +12,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from .client import Msg
-from .sublist import Sublist
+from .sublist import EMPTY_RESULT, Sublist
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -50,10 +50,9 @@ class Account:
             mapped = self.mappings.apply(msg.subject)
             if mapped is not None and mapped != msg.subject:
                 msg.subject = mapped
-                msg.subject_b = mapped.encode()
         self.in_msgs += 1
-        r = self.sublist.match(msg.subject)
-        if not r:
+        r = self.sublist.match_bytes(msg.subject_b)
+        if r is EMPTY_RESULT:
             return 0
         src = msg.src
         no_echo = src is not None and not src.echo
@@ -64,12 +63,9 @@ class Account:
                 continue
             c.deliver(sub, msg)
             n += 1
-            if sub.max:
-                sub.delivered += 1
-                if sub.delivered >= sub.max:
-                    c.remove_sub(sub)
-            else:
-                sub.delivered += 1
+            sub.delivered += 1
+            if sub.max and sub.delivered >= sub.max:
+                c.remove_sub(sub)
         for group in r.qsubs:
             sub = _choice(group) if len(group) > 1 else group[0]
             c = sub.client

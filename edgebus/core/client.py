@@ -25,20 +25,48 @@ LEAF = "Leafnode"
 
 
 class Msg:
-    """One published message on its way through an account."""
+    """One published message on its way through an account.
 
-    __slots__ = ("subject", "subject_b", "reply", "reply_b", "hdr", "data", "src")
+    The subject and reply exist as bytes (as they came off the wire) and as str; whichever
+    was not given is made on first use, so the NATS hot path never decodes.
+    """
 
-    def __init__(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes,
+    __slots__ = ("_subject", "subject_b", "_reply", "reply_b", "hdr", "data", "src")
+
+    def __init__(self, subject: str | None, reply: str | None, hdr: bytes | None, data: bytes,
                  src: "Client | None" = None, subject_b: bytes | None = None,
                  reply_b: bytes | None = None) -> None:
-        self.subject = subject
-        self.subject_b = subject_b if subject_b is not None else subject.encode()
-        self.reply = reply or None
+        self._subject = subject
+        self.subject_b = subject_b if subject_b is not None else subject.encode()  # type: ignore[union-attr]
+        self._reply = reply or None
         self.reply_b = reply_b if reply_b is not None else (reply.encode() if reply else None)
         self.hdr = hdr
         self.data = data
         self.src = src
+
+    @property
+    def subject(self) -> str:
+        s = self._subject
+        if s is None:
+            s = self._subject = self.subject_b.decode("utf-8", "surrogateescape")
+        return s
+
+    @subject.setter
+    def subject(self, value: str) -> None:
+        self._subject = value
+        self.subject_b = value.encode("utf-8", "surrogateescape")
+
+    @property
+    def reply(self) -> str | None:
+        r = self._reply
+        if r is None and self.reply_b:
+            r = self._reply = self.reply_b.decode("utf-8", "surrogateescape")
+        return r
+
+    @reply.setter
+    def reply(self, value: str | None) -> None:
+        self._reply = value or None
+        self.reply_b = value.encode("utf-8", "surrogateescape") if value else None
 
     def size(self) -> int:
         return len(self.data) + (len(self.hdr) if self.hdr else 0)

@@ -5,14 +5,18 @@ name) hang off trie nodes; `*` and `>` have their own child slots. A match resul
 literal subject; inserting or removing a subscription drops only the cache entries it affects.
 
 A token holding `*` or `>` inside a *published* subject is opaque: it matches only wildcard
-positions in subscriptions, never a literal token, as in nats-server.
+positions in subscriptions, never a literal token, as in nats-server. A published subject with
+an empty token (leading, trailing or double dot) matches nothing.
+
+The cache is keyed by the subject's bytes, so a publish straight off the wire needs no decode.
+Results list matches in nats-server's order: at each level the `>` subscriptions first, then
+those below `*`, then the literal token's; at the last level the literal before the `*`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
-from .subject import subject_matches
 
 CACHE_MAX = 4096
 
@@ -65,7 +69,28 @@ class MatchResult:
         return bool(self.psubs or self.qsubs)
 
 
+# the one result for "no interest": `match(...) is EMPTY_RESULT` is the cheap test
 EMPTY_RESULT = MatchResult()
+
+
+def _encode(subject: str) -> bytes:
+    return subject.encode("utf-8", "surrogateescape")
+
+
+def _matches_b(subject: bytes, filt: bytes) -> bool:
+    """Would a subscription on `filt` receive a publish on `subject` (both bytes)?"""
+    if filt == subject or filt == b">":
+        return True
+    st = subject.split(b".")
+    ls = len(st)
+    for i, f in enumerate(filt.split(b".")):
+        if f == b">":
+            return ls > i
+        if i >= ls:
+            return False
+        if f != b"*" and f != st[i]:
+            return False
+    return ls == len(filt.split(b"."))
 
 
 class Sublist:
@@ -74,7 +99,7 @@ class Sublist:
     def __init__(self) -> None:
         self.root = _Node()
         self.count = 0
-        self.cache: dict[str, MatchResult] = {}
+        self.cache: dict[bytes, MatchResult] = {}
         self.inserts = 0
         self.removes = 0
         self.matches = 0
@@ -156,50 +181,40 @@ class Sublist:
         cache = self.cache
         if not cache:
             return
-        if "*" not in subject and ">" not in subject:
-            cache.pop(subject, None)
+        sb = _encode(subject)
+        if b"*" not in sb and b">" not in sb:
+            cache.pop(sb, None)
             return
-        for key in [k for k in cache if subject_matches(k, subject)]:
+        for key in [k for k in cache if _matches_b(k, sb)]:
             del cache[key]
 
     def match(self, subject: str) -> MatchResult:
+        return self.match_bytes(_encode(subject))
+
+    def match_bytes(self, subject: bytes) -> MatchResult:
+        """Everything interested in a published subject; EMPTY_RESULT when nothing is."""
         self.matches += 1
         r = self.cache.get(subject)
         if r is not None:
             self.cache_hits += 1
             return r
+        toks = subject.decode("utf-8", "surrogateescape").split(".")
+        if "" in toks:
+            return EMPTY_RESULT  # an empty token matches nothing (and is not cached)
         r = MatchResult()
         qmap: dict[str, list[Subscription]] = {}
-        self._match(self.root, subject.split("."), 0, r, qmap)
+        _match_level(self.root, toks, 0, r, qmap)
         if qmap:
             r.qsubs = list(qmap.values())
-        if len(self.cache) >= CACHE_MAX:
-            # drop an arbitrary half rather than everything, keeping hot entries likely
-            for k in list(self.cache)[: CACHE_MAX // 2]:
-                del self.cache[k]
-        self.cache[subject] = r
+        if not r.psubs and not r.qsubs:
+            r = EMPTY_RESULT
+        cache = self.cache
+        if len(cache) >= CACHE_MAX:
+            # drop the older half rather than everything, keeping hot entries likely
+            for k in list(cache)[: CACHE_MAX // 2]:
+                del cache[k]
+        cache[subject] = r
         return r
-
-    def _match(self, node: _Node, toks: list[str], i: int, r: MatchResult,
-               qmap: dict[str, list[Subscription]]) -> None:
-        n = len(toks)
-        while True:
-            if node.fwc is not None and i < n:
-                _collect(node.fwc, r, qmap)
-            if i == n:
-                _collect(node, r, qmap)
-                return
-            if node.pwc is not None:
-                self._match(node.pwc, toks, i + 1, r, qmap)
-            tok = toks[i]
-            if tok == "*" or tok == ">":
-                # an opaque wildcard token in a published subject: only wildcard subs match it
-                return
-            nxt = node.children.get(tok)
-            if nxt is None:
-                return
-            node = nxt
-            i += 1
 
     def has_interest(self, subject: str) -> bool:
         return bool(self.match(subject))
@@ -233,6 +248,30 @@ class Sublist:
             "max_fanout": max(fanouts, default=0),
             "avg_fanout": (sum(fanouts) / len(fanouts)) if fanouts else 0.0,
         }
+
+
+def _match_level(level: _Node | None, toks: list[str], i: int, r: MatchResult,
+                 qmap: dict[str, list[Subscription]]) -> None:
+    """nats-server's matchLevel over our nodes (a node is also the level of its children)."""
+    n: _Node | None = None
+    pwc: _Node | None = None
+    ln = len(toks)
+    while i < ln:
+        if level is None:
+            return
+        if level.fwc is not None:
+            _collect(level.fwc, r, qmap)
+        pwc = level.pwc
+        if pwc is not None:
+            _match_level(pwc, toks, i + 1, r, qmap)
+        # a '*' or '>' token never names a child (those live in pwc/fwc): it stays opaque
+        n = level.children.get(toks[i])
+        level = n
+        i += 1
+    if n is not None:
+        _collect(n, r, qmap)
+    if pwc is not None:
+        _collect(pwc, r, qmap)
 
 
 def _collect(node: _Node, r: MatchResult, qmap: dict[str, list[Subscription]]) -> None:

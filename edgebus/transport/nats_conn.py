@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from .. import NATS_VERSION
 from ..codec import nats as proto
 from ..codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_OK, OP_PING, OP_PONG, OP_PUB, OP_SUB,
                           OP_UNSUB, ProtocolError, err_frame)
@@ -26,8 +27,20 @@ from ..core.sublist import Subscription
 
 log = logging.getLogger("edgebus.conn")
 
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("-")[0].split(".")[:3])
+
+
+# Wire behaviours nats-server added in 2.12, used when the version we advertise has them:
+# the INFO (connect_info) after a protocol-1 client's first PONG, and Nats-Subject in the
+# no-responders status. A server that says it is 2.11 behaves like 2.11.
+PROTO_2_12 = _version(NATS_VERSION) >= (2, 12, 0)
+
 _NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
-_RESERVED_REPLY_PREFIXES = ("$JS.ACK.", "_R_.", "_GR_.")
+# reply prefixes a client may not use: service-import replies, JetStream acks, gateway replies
+# (reserved only when something follows the prefix, as in nats-server)
+_RESERVED_REPLY_PREFIXES = (b"_R_.", b"$JS.ACK.", b"_GR_.")
 
 
 class NatsConnection(Client):
@@ -52,6 +65,7 @@ class NatsConnection(Client):
         self.parser = proto.ServerParser(o.max_payload, o.max_control_line)
         self.out = bytearray()
         self._lot = trio.lowlevel.ParkingLot()
+        self._parked = False  # the writer waits in _lot for output
         self.inflight = 0
         self.max_pending = o.max_pending
         self.verbose = True
@@ -211,7 +225,8 @@ class NatsConnection(Client):
     # -- writer ---------------------------------------------------------------------------
     def enqueue(self, data: bytes) -> None:
         self.out += data
-        if self._lot:
+        if self._parked:
+            self._parked = False
             self._lot.unpark()
 
     async def _writer(self) -> None:
@@ -221,6 +236,7 @@ class NatsConnection(Client):
                 if not self.out:
                     if self.closing:
                         break
+                    self._parked = True
                     await self._lot.park()
                     continue
                 data = self.out
@@ -257,22 +273,20 @@ class NatsConnection(Client):
         data = msg.data
         hdr = msg.hdr
         reply = msg.reply_b
-        if hdr is not None and self.headers:
-            hl = len(hdr)
-            if reply:
-                out += b"HMSG %s %s %s %d %d\r\n" % (msg.subject_b, sub.sid, reply, hl, hl + len(data))
-            else:
-                out += b"HMSG %s %s %d %d\r\n" % (msg.subject_b, sub.sid, hl, hl + len(data))
-            out += hdr
-            size = hl + len(data)
-        else:
-            if reply:
-                out += b"MSG %s %s %s %d\r\n" % (msg.subject_b, sub.sid, reply, len(data))
-            else:
-                out += b"MSG %s %s %d\r\n" % (msg.subject_b, sub.sid, len(data))
+        if hdr is None or not self.headers:
             size = len(data)
-        out += data
-        out += b"\r\n"
+            if reply:
+                out += b"MSG %s %s %s %d\r\n%s\r\n" % (msg.subject_b, sub.sid, reply, size, data)
+            else:
+                out += b"MSG %s %s %d\r\n%s\r\n" % (msg.subject_b, sub.sid, size, data)
+        else:
+            hl = len(hdr)
+            size = hl + len(data)
+            if reply:
+                out += b"HMSG %s %s %s %d %d\r\n%s%s\r\n" % (msg.subject_b, sub.sid, reply, hl, size,
+                                                              hdr, data)
+            else:
+                out += b"HMSG %s %s %d %d\r\n%s%s\r\n" % (msg.subject_b, sub.sid, hl, size, hdr, data)
         self.out_msgs += 1
         self.out_bytes += size
         if reply and self.permissions is not None and self.permissions.resp_max:
@@ -280,7 +294,8 @@ class NatsConnection(Client):
         if len(out) + self.inflight > self.max_pending:
             self._slow_consumer("Slow Consumer (Pending Bytes)")
             return
-        if self._lot:
+        if self._parked:
+            self._parked = False
             self._lot.unpark()
 
     def _grant_response(self, reply: str) -> None:
@@ -305,17 +320,25 @@ class NatsConnection(Client):
                     return
                 self.last_rx = trio.current_time()
                 self.last_activity_ns = self.broker.clock.now_ns()
-                ops: list[tuple] = []
-                err = parser.feed_into(data, ops)
-                for op in ops:
-                    if self.closing:
+                while True:
+                    ops: list[tuple] = []
+                    err = parser.feed_into(data, ops)
+                    pub = self._pub
+                    for op in ops:
+                        if op[0] == OP_PUB and self.authed:
+                            pub(op[1], op[2], op[3], op[4])
+                        else:
+                            self._process(op)
+                        if self.closing:
+                            return
+                    if err is not None:
+                        if err.err:
+                            log.debug("cid=%d protocol error: %s", self.cid, err)
+                        self.close(err.reason, err.err)
                         return
-                    self._process(op)
-                if err is not None and not self.closing:
-                    if err.err:
-                        log.debug("cid=%d protocol error: %s", self.cid, err)
-                    self.close(err.reason, err.err)
-                    return
+                    if not parser.more:
+                        break
+                    data = b""  # the parser paused after CONNECT: parse the rest now
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.close("Client Closed")
 
@@ -331,6 +354,10 @@ class NatsConnection(Client):
                 self._auth_violation()
                 return
             self.enqueue(proto.PONG)
+            if self.connected and not self._first_pong_sent:
+                self._first_pong_sent = True
+                if self.protocol >= 1 and PROTO_2_12:
+                    self.enqueue(proto.info_frame(self._connect_info()))
         elif code == OP_PONG:
             self.pings_out = 0
             if self._ping_sent_at:
@@ -360,33 +387,59 @@ class NatsConnection(Client):
             self.close("Client Closed")
         # OP_OK is ignored
 
+    _first_pong_sent = False
+
+    def _connect_info(self) -> dict[str, Any]:
+        """The INFO that answers a protocol-1 client's first PING: who the server thinks the
+        client is (its account), without a fresh nonce."""
+        nonce = self.nonce
+        info = self.make_info()
+        self.nonce = nonce
+        info.pop("nonce", None)
+        info["connect_info"] = True
+        info["remote_account"] = self.account.name
+        if self.account.is_system:
+            info["acc_is_sys"] = True
+        return info
+
     def _auth_violation(self) -> None:
         self.close("Authentication Failure", proto.ERR_AUTH_VIOLATION)
 
     def _pub(self, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None, data: bytes) -> None:
-        subject = subject_b.decode("utf-8", "surrogateescape")
-        reply = reply_b.decode("utf-8", "surrogateescape") if reply_b else None
-        size = len(data) + (len(hdr) if hdr is not None else 0)
+        size = len(data) if hdr is None else len(data) + len(hdr)
         self.in_msgs += 1
         self.in_bytes += size
-        if self.pedantic and not valid_literal_subject(subject):
+        if self.pedantic and not valid_literal_subject(subject_b.decode("utf-8", "surrogateescape")):
             self.enqueue(err_frame(proto.ERR_INVALID_PUB_SUBJECT))
-        perms = self.permissions
-        if perms is not None and perms.has_pub_rules and not perms.can_publish(subject) \
-                and not self._use_response(subject):
-            self.enqueue(err_frame(f'Permissions Violation for Publish to "{subject}"'))
-            return
-        if reply is not None and reply.startswith(_RESERVED_REPLY_PREFIXES):
-            # reserved for service-import reply tracking and JetStream acks
-            self.enqueue(err_frame(f'Permissions Violation for Publish with Reply of "{reply}"'))
-            return
         acc = self.account
-        acc.in_bytes += size
-        n = acc.route(Msg(subject, reply, hdr, data, self, subject_b, reply_b))
+        if subject_b.startswith(b"_GR_.") and len(subject_b) > 5 or \
+                subject_b.startswith(b"$NRG.") and not acc.is_system:
+            # gateway-routed replies and raft subjects are not for clients
+            self._pub_violation(subject_b)
+            return
+        perms = self.permissions
+        if perms is not None and perms.has_pub_rules:
+            subject = subject_b.decode("utf-8", "surrogateescape")
+            if not perms.can_publish(subject) and not self._use_response(subject):
+                self._pub_violation(subject_b)
+                return
+        if reply_b is not None and reply_b.startswith(_RESERVED_REPLY_PREFIXES):
+            for pre in _RESERVED_REPLY_PREFIXES:
+                if reply_b.startswith(pre) and len(reply_b) > len(pre):
+                    # reserved for service-import reply tracking and JetStream acks
+                    self.enqueue(err_frame('Permissions Violation for Publish with Reply of "%s"'
+                                           % reply_b.decode("utf-8", "surrogateescape")))
+                    return
         if self.verbose:
-            self.enqueue(proto.OK)
-        if n == 0 and reply is not None and self.no_responders:
-            self._send_no_responders(reply, reply_b)
+            self.enqueue(proto.OK)  # before any delivery, as nats-server orders it
+        acc.in_bytes += size
+        n = acc.route(Msg(None, None, hdr, data, self, subject_b, reply_b))
+        if n == 0 and reply_b is not None and self.no_responders:
+            self._send_no_responders(None, reply_b, subject_b)
+
+    def _pub_violation(self, subject_b: bytes) -> None:
+        self.enqueue(err_frame('Permissions Violation for Publish to "%s"'
+                               % subject_b.decode("utf-8", "surrogateescape")))
 
     def _use_response(self, subject: str) -> bool:
         r = self.resp_perms.get(subject)
@@ -401,24 +454,23 @@ class NatsConnection(Client):
                 del self.resp_perms[subject]
         return True
 
-    def _send_no_responders(self, reply: str, reply_b: bytes) -> None:
-        r = self.account.sublist.match(reply)
+    def _send_no_responders(self, reply: str | None, reply_b: bytes,
+                            subject_b: bytes | None = None) -> None:
+        """Status 503 to this client's own plain subscription on the reply subject, if any
+        (nats-server 2.12+ names the request's subject in Nats-Subject)."""
+        r = self.account.sublist.match_bytes(reply_b)
         for sub in r.psubs:
             if sub.client is self:
-                self.deliver(sub, Msg(reply, None, _NO_RESPONDERS_HDR, b"", None, reply_b))
+                if subject_b and PROTO_2_12:
+                    hdr = b"NATS/1.0 503\r\nNats-Subject: %s\r\n\r\n" % subject_b
+                else:
+                    hdr = _NO_RESPONDERS_HDR
+                self.deliver(sub, Msg(None, None, hdr, b"", None, reply_b))
                 return
-        for group in r.qsubs:
-            for sub in group:
-                if sub.client is self:
-                    self.deliver(sub, Msg(reply, None, _NO_RESPONDERS_HDR, b"", None, reply_b))
-                    return
 
     def _sub(self, subject_b: bytes, queue_b: bytes | None, sid: bytes) -> None:
         subject = subject_b.decode("utf-8", "surrogateescape")
         queue = queue_b.decode("utf-8", "surrogateescape") if queue_b else None
-        if not valid_subject(subject):
-            self.enqueue(err_frame(proto.ERR_INVALID_SUBJECT))
-            return
         perms = self.permissions
         if queue == "_sys_" or (perms is not None and not perms.can_subscribe(subject, queue)):
             if queue:
@@ -431,8 +483,16 @@ class NatsConnection(Client):
         if o.max_sub_tokens and subject.count(".") + 1 > o.max_sub_tokens:
             self.enqueue(err_frame(f'Permissions Violation for Subscription to "{subject}", too many tokens'))
             return
-        if o.max_subscriptions and len(self.subs) >= o.max_subscriptions and sid not in self.subs:
+        if o.max_subscriptions and len(self.subs) >= o.max_subscriptions:
             self.enqueue(err_frame(proto.ERR_MAX_SUBS))
+            return
+        if sid in self.subs:
+            # an existing sid: nothing changes, but it is acknowledged like a new one
+            if self.verbose:
+                self.enqueue(proto.OK)
+            return
+        if not valid_subject(subject):
+            self.enqueue(err_frame(proto.ERR_INVALID_SUBJECT))
             return
         self.add_sub(subject, queue, sid)
         if perms is not None and not self.deny_filter and perms.needs_delivery_filter(subject):
