@@ -217,12 +217,22 @@ class ApiRouter:
         except trio.WouldBlock:
             log.warning("JetStream API queue limit reached, dropping request on %s", subject)
 
-    def not_enabled_info(self, sub: Any, msg: Msg) -> None:
-        """`$JS.API.INFO` in an account without JetStream."""
-        if msg.reply:
-            body = {"type": TYPE_PREFIX + "account_info_response",
-                    "error": js_err(NOT_ENABLED_FOR_ACCOUNT).to_json()}
-            sub.client.publish(msg.reply, None, None, to_json_bytes(body))
+    def not_enabled(self, sub: Any, msg: Msg) -> None:
+        """Any `$JS.API.…` request in an account without JetStream: 503/10039."""
+        subject = msg.subject
+        client = sub.client
+        if subject.startswith(_NOT_ROUTED):
+            r = client.account.sublist.match(subject)
+            if len(r.psubs) + len(r.qsubs) <= 1 and msg.reply and msg.src is not None \
+                    and getattr(msg.src, "no_responders", False):
+                client.publish(msg.reply, None, _NO_RESPONDERS, b"")
+            return
+        if subject in _IGNORED or subject.startswith(_IGNORED_PREFIX) or not msg.reply:
+            return
+        route = _find_route(subject[len(API_PREFIX):])
+        body = {"type": route.response_type if route else SYSTEM_RESPONSE,
+                "error": js_err(NOT_ENABLED_FOR_ACCOUNT).to_json()}
+        client.publish(msg.reply, None, None, to_json_bytes(body))
 
     # -- the worker ----------------------------------------------------------------------
     async def worker(self) -> None:

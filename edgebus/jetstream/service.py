@@ -8,7 +8,7 @@
    a `JSAccount` with its internal client and the `$JS.API.>` router subscription,
 3. recovers each account's file streams from disk (memory streams do not survive a restart,
    as in nats-server standalone), and their consumers via `consumer_api.restore(stream)`,
-4. answers `$JS.API.INFO` with 503/10039 in accounts without JetStream.
+4. answers `$JS.API.…` with 503/10039 in accounts without JetStream.
 
 Server-wide and per-account resource limits (max_memory/max_file, max_streams,
 max_consumers, ...) are checked here; the stream layer asks `limits_exceeded` and
@@ -287,10 +287,10 @@ class JetStreamService:
         return js
 
     def _enable_info_only(self, account: Any) -> None:
-        """Accounts without JetStream still get an answer to `$JS.API.INFO` (503/10039)."""
+        """Accounts without JetStream still get answers: 503/10039 (as nats-server replies)."""
         c = InternalClient(self.broker, account, kind=JETSTREAM, name="JetStream")
         self._info_only[account.name] = c
-        c.subscribe("$JS.API.INFO", self.router.not_enabled_info)
+        c.subscribe("$JS.API.>", self.router.not_enabled)
 
     async def stop(self) -> None:
         """Server shutdown: stop every stream (flushes file stores), then the service."""

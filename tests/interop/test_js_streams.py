@@ -570,3 +570,80 @@ def test_bad_requests_and_unknown_streams(js_server: Target) -> None:
         with pytest.raises(APIError):
             await js.add_stream(StreamConfig(name="X", subjects=["x"], max_age=0.001))
     with_js(js_server, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# accounts and domains (configured servers, compared with nats-server)
+# ---------------------------------------------------------------------------------------------
+
+ACCOUNTS = """
+accounts {
+  A { users: [{user: a, password: a}], jetstream: {max_streams: 1, max_mem: 1000, max_consumers: 2} }
+  B { users: [{user: b, password: b}] }
+}
+"""
+
+
+async def _account_probe(url: str) -> list[Any]:
+    out: list[Any] = []
+    for user in ("a", "b"):
+        nc = await nats.connect(url, user=user, password=user, allow_reconnect=False)
+        for subj, body in [("$JS.API.INFO", None),
+                           ("$JS.API.STREAM.CREATE.S", {"name": "S", "storage": "memory"}),
+                           ("$JS.API.STREAM.CREATE.T", {"name": "T", "storage": "memory"}),
+                           ("$JS.API.STREAM.CREATE.S", {"name": "S", "storage": "memory", "max_bytes": 5000}),
+                           ("$JS.API.STREAM.CREATE.S", {"name": "S", "storage": "memory", "max_consumers": 5}),
+                           ("$JS.API.STREAM.NAMES", None),
+                           ("S", b"x" * 300), ("S", b"x" * 300), ("S", b"x" * 300), ("S", b"x" * 300)]:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode() if body else b""
+            try:
+                r = json.loads((await nc.request(subj, data, timeout=5)).data)
+                out.append((user, subj, r.get("error") or r.get("seq") or r.get("streams")))
+            except Exception as e:
+                out.append((user, subj, type(e).__name__))
+        await nc.close()
+    return out
+
+
+def test_account_limits_and_accounts_without_jetstream(real_nats_server: Any) -> None:
+    real = real_nats_server(config=ACCOUNTS, jetstream=True)
+    theirs = run_async(_account_probe, real.client_url)
+    from edgebus.testing.embedded import EmbeddedServer
+    with EmbeddedServer(config=ACCOUNTS + "\njetstream: enabled\n", port=-1) as srv:
+        ours = run_async(_account_probe, srv.client_url)
+    assert ours == theirs
+    codes = [r[2]["err_code"] for r in ours if isinstance(r[2], dict)]
+    assert {10027, 10028, 10026, 10002, 10039} <= set(codes)
+
+
+def test_domain_api(tmp_path: Any, real_nats_server: Any) -> None:
+    conf = f'jetstream {{ domain: hub, store_dir: "{tmp_path}/real" }}'
+    real = real_nats_server(config=conf)
+    from edgebus.options import Options
+    from edgebus.testing.embedded import EmbeddedServer
+    o = Options()
+    o.port = -1
+    o.jetstream.enabled = True
+    o.jetstream.domain = "hub"
+    o.jetstream.store_dir = str(tmp_path / "edge")
+
+    async def probe(url: str) -> list[Any]:
+        nc = await nats.connect(url, allow_reconnect=False)
+        js = nc.jetstream(domain="hub")
+        info = await js.account_info()
+        await js.add_stream(name="S", subjects=["s"], storage="memory")
+        ack = await js.publish("s", b"x")
+        m = await js.get_msg("S", 1)
+        direct_off = None
+        try:
+            await js.get_msg("S", 1, direct=True)
+        except Exception as e:
+            direct_off = type(e).__name__
+        si = await api(nc, "$JS.API.STREAM.INFO.S")
+        await nc.close()
+        return [info.domain, ack.domain, ack.seq, m.data, direct_off, si.get("domain")]
+
+    theirs = run_async(probe, real.client_url)
+    with EmbeddedServer(o) as srv:
+        ours = run_async(probe, srv.client_url)
+    assert ours == theirs == ["hub", "hub", 1, b"x", "NoRespondersError", "hub"]
