@@ -149,7 +149,7 @@ def add_consumer(stream: Any, cfg: ConsumerConfig, action: str = "", pedantic: b
             name = server_hash(nuid())
             if name not in stream.consumers:
                 break
-        cfg.name = name
+        # nats-server names the consumer but keeps the generated name out of its config
     if not is_valid_name(name):
         raise err("JSConsumerBadDurableNameErr")
 
