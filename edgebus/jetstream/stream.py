@@ -398,15 +398,18 @@ class Stream:
             if hdr and b"Nats-Request-Info:" in hdr:
                 hdr = _remove_header(hdr, REQUEST_INFO)
         if hdr:
-            v = get_header(hdr, EXPECTED_STREAM)
-            if v and v.decode("utf-8", "replace") != self.name:
-                self._reply_err(reply, js_err(STREAM_NOT_MATCH))
-                return 0
+            # substring probes first: most messages carry none of these headers
+            has_exp = b"Nats-Expected-" in hdr
+            if has_exp:
+                v = get_header(hdr, EXPECTED_STREAM)
+                if v and v.decode("utf-8", "replace") != self.name:
+                    self._reply_err(reply, js_err(STREAM_NOT_MATCH))
+                    return 0
             ttl, ttl_err = msg_ttl_of(hdr)
             if ttl != 0 and not cfg.allow_msg_ttl:
                 self._reply_err(reply, js_err(MESSAGE_TTL_DISABLED))
                 return 0
-            v = get_header(hdr, MSG_ID)
+            v = get_header(hdr, MSG_ID) if MSG_ID in hdr else None
             if v:
                 msg_id = v.decode("utf-8", "replace")
                 dd = self._dd.get(msg_id)
@@ -414,29 +417,9 @@ class Stream:
                     if reply and not cfg.no_ack:
                         self._send_ack(reply, self._ack_prefix + b"%d,\"duplicate\": true}" % dd[0])
                     return 0
-            v = get_header(hdr, EXPECTED_LAST_SUBJ_SEQ)
-            if v is not None and v != b"":
-                want = parse_int64(v)
-                subj = subject
-                alt = get_header(hdr, EXPECTED_LAST_SUBJ_SEQ_SUBJ)
-                if alt:
-                    subj = alt.decode("utf-8", "replace")
-                last = self.store.load_last_msg(subj)
-                have = last.seq if last is not None else 0
-                if have != want or (last is None and want != 0):
-                    self._reply_err(reply, js_err(STREAM_WRONG_LAST_SEQUENCE, seq=have))
-                    return 0
-            v = get_header(hdr, EXPECTED_LAST_SEQ)
-            if v is not None and v != b"":
-                if parse_int64(v) != self.lseq:
-                    self._reply_err(reply, js_err(STREAM_WRONG_LAST_SEQUENCE, seq=self.lseq))
-                    return 0
-            v = get_header(hdr, EXPECTED_LAST_MSG_ID)
-            if v:
-                if v.decode("utf-8", "replace") != self.lmsgid:
-                    self._reply_err(reply, js_err(STREAM_WRONG_LAST_MSG_ID, id=self.lmsgid))
-                    return 0
-            v = get_header(hdr, ROLLUP)
+            if has_exp and not self._check_expected(subject, reply, hdr):
+                return 0
+            v = get_header(hdr, ROLLUP) if ROLLUP in hdr else None
             if v:
                 if not cfg.allow_rollup_hdrs or cfg.deny_purge:
                     self._reply_err(reply, js_err(STREAM_ROLLUP_FAILED, err="rollup not permitted"))
@@ -511,6 +494,28 @@ class Stream:
                                           (ttl > 0 and ts + ttl * SECOND < self._scheduled)):
             self._wake.set()
         return seq
+
+    def _check_expected(self, subject: str, reply: str | None, hdr: bytes) -> bool:
+        """Nats-Expected-Last-Subject-Sequence, -Last-Sequence, -Last-Msg-Id, in that order."""
+        v = get_header(hdr, EXPECTED_LAST_SUBJ_SEQ)
+        if v:
+            want = parse_int64(v)
+            alt = get_header(hdr, EXPECTED_LAST_SUBJ_SEQ_SUBJ)
+            subj = alt.decode("utf-8", "replace") if alt else subject
+            last = self.store.load_last_msg(subj)
+            have = last.seq if last is not None else 0
+            if have != want:
+                self._reply_err(reply, js_err(STREAM_WRONG_LAST_SEQUENCE, seq=have))
+                return False
+        v = get_header(hdr, EXPECTED_LAST_SEQ)
+        if v and parse_int64(v) != self.lseq:
+            self._reply_err(reply, js_err(STREAM_WRONG_LAST_SEQUENCE, seq=self.lseq))
+            return False
+        v = get_header(hdr, EXPECTED_LAST_MSG_ID)
+        if v and v.decode("utf-8", "replace") != self.lmsgid:
+            self._reply_err(reply, js_err(STREAM_WRONG_LAST_MSG_ID, id=self.lmsgid))
+            return False
+        return True
 
     def _send_ack(self, reply: str, body: bytes) -> None:
         if self.js.service.sync_always and self.is_file:
