@@ -334,6 +334,7 @@ async def stream_create(req: ApiRequest) -> dict[str, Any]:
         except Exception as e:
             log.warning("Stream create failed for '%s > %s': %s", req.js.account.name, name, e)
             raise js_err(STREAM_CREATE, err="error creating store for stream") from e
+        stream_advisory(req.js, stream.name, "create")
     else:
         stream = existing
     info = stream.info()
@@ -368,9 +369,32 @@ async def stream_update(req: ApiRequest) -> dict[str, Any]:
     js.service.check_overlap(js, cfg.subjects, stream.name)
     stream.apply_config(cfg)
     await stream.persist_config()
+    stream_advisory(js, stream.name, "modify")
     info = stream.info()
     info.pop("cluster", None)
     return info
+
+
+_ACTION_SUBJECTS = {"create": "CREATED", "modify": "UPDATED", "delete": "DELETED"}
+
+
+def stream_advisory(js: "JSAccount", stream: str, action: str) -> None:
+    """`$JS.EVENT.ADVISORY.STREAM.{CREATED,UPDATED,DELETED}.<stream>`, only when someone listens."""
+    subject = f"$JS.EVENT.ADVISORY.STREAM.{_ACTION_SUBJECTS[action]}.{stream}"
+    if not js.account.sublist.has_interest(subject):
+        return
+    try:
+        from .advisories import nuid
+        event_id = nuid()
+    except ImportError:  # pragma: no cover - advisories ship with the consumer layer
+        import secrets
+        event_id = secrets.token_hex(11)
+    body: dict[str, Any] = {"type": "io.nats.jetstream.advisory.v1.stream_action", "id": event_id,
+                            "timestamp": rfc3339(js.service.clock.now_ns()), "stream": stream,
+                            "action": action}
+    if js.service.domain:
+        body["domain"] = js.service.domain
+    js.client.publish(subject, None, None, to_json_bytes(body))
 
 
 def _consumers_violating(stream: Stream, cfg: StreamConfig) -> list[str]:
@@ -391,6 +415,7 @@ async def stream_delete(req: ApiRequest) -> dict[str, Any]:
         raise js_err(NOT_EMPTY_REQUEST)
     stream = _stream_or_404(req, req.token(4))
     await req.js.service.delete_stream(stream)
+    stream_advisory(req.js, stream.name, "delete")
     return {"success": True}
 
 

@@ -647,3 +647,20 @@ def test_domain_api(tmp_path: Any, real_nats_server: Any) -> None:
     with EmbeddedServer(o) as srv:
         ours = run_async(probe, srv.client_url)
     assert ours == theirs == ["hub", "hub", 1, b"x", "NoRespondersError", "hub"]
+
+
+def test_stream_action_advisories(js_server: Target) -> None:
+    async def body(nc: Any, js: Any) -> None:
+        sub = await nc.subscribe("$JS.EVENT.ADVISORY.STREAM.>")
+        await js.add_stream(name="ADV", subjects=["adv"], storage="memory")
+        await js.update_stream(name="ADV", subjects=["adv", "adv2"], storage="memory")
+        await js.delete_stream("ADV")
+        got = [await sub.next_msg(timeout=5) for _ in range(3)]
+        assert [m.subject for m in got] == ["$JS.EVENT.ADVISORY.STREAM.CREATED.ADV",
+                                            "$JS.EVENT.ADVISORY.STREAM.UPDATED.ADV",
+                                            "$JS.EVENT.ADVISORY.STREAM.DELETED.ADV"]
+        events = [json.loads(m.data) for m in got]
+        assert [e["action"] for e in events] == ["create", "modify", "delete"]
+        assert all(e["type"] == "io.nats.jetstream.advisory.v1.stream_action" and e["stream"] == "ADV"
+                   and len(e["id"]) == 22 and e["timestamp"].endswith("Z") for e in events)
+    with_js(js_server, body)
