@@ -88,7 +88,8 @@ def _account_detail(svc: Any, js: Any, streams: bool, consumers: bool, direct: b
         "reserved_storage": max(js.limits.max_storage, 0),
         "accounts": 0,
         "ha_assets": 0,
-        "api": {"total": js.api_total, "errors": js.api_errors},
+        "api": {"level": svc.stats_json()["api"]["level"], "total": js.api_total,
+                "errors": js.api_errors},
     }
     if streams:
         details = []

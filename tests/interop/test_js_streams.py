@@ -664,3 +664,43 @@ def test_stream_action_advisories(js_server: Target) -> None:
         assert all(e["type"] == "io.nats.jetstream.advisory.v1.stream_action" and e["stream"] == "ADV"
                    and len(e["id"]) == 22 and e["timestamp"].endswith("Z") for e in events)
     with_js(js_server, body)
+
+
+def _shape(d: Any, depth: int = 0) -> Any:
+    if isinstance(d, dict):
+        return {k: _shape(v, depth + 1) for k, v in d.items()} if depth < 3 else sorted(d)
+    if isinstance(d, list) and d:
+        return [_shape(d[0], depth + 1)]
+    return type(d).__name__
+
+
+def test_jsz_document_shape(real_nats_server: Any) -> None:
+    """/jsz with account, stream and consumer details has nats-server's keys and counts."""
+    import urllib.request
+
+    from edgebus.testing.embedded import EmbeddedServer
+
+    async def fill(url: str) -> None:
+        nc = await nats.connect(url, allow_reconnect=False)
+        js = nc.jetstream()
+        await js.add_stream(name="S", subjects=["s"])
+        await js.publish("s", b"x")
+        await js.pull_subscribe("s", "C")
+        await nc.close()
+
+    q = "/jsz?accounts=true&streams=true&consumers=true&config=true"
+    real = real_nats_server(jetstream=True)
+    run_async(fill, real.client_url)
+    theirs = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{real.http_port}{q}", timeout=5).read())
+    with EmbeddedServer(jetstream=True, http_port=-1) as srv:
+        run_async(fill, srv.client_url)
+        ours = json.loads(urllib.request.urlopen(srv.http_url + q, timeout=5).read())
+    for doc in (ours, theirs):
+        doc.pop("limits")
+        doc["config"].pop("strict", None)
+    assert _shape(ours) == _shape(theirs)
+    for k in ("streams", "consumers", "messages", "total"):
+        assert ours[k] == theirs[k], k
+    detail = ours["account_details"][0]["stream_detail"][0]
+    assert detail["name"] == "S" and detail["state"]["messages"] == 1
+    assert detail["consumer_detail"][0]["name"] == "C"
