@@ -483,7 +483,7 @@ class NatsConnection(Client):
         if o.max_sub_tokens and subject.count(".") + 1 > o.max_sub_tokens:
             self.enqueue(err_frame(f'Permissions Violation for Subscription to "{subject}", too many tokens'))
             return
-        if o.max_subscriptions and len(self.subs) >= o.max_subscriptions:
+        if self.max_subs >= 0 and len(self.subs) >= self.max_subs:
             self.enqueue(err_frame(proto.ERR_MAX_SUBS))
             return
         if sid in self.subs:
@@ -575,6 +575,22 @@ class NatsConnection(Client):
         self.auth_expires = res.expires
         if res.expires is not None:
             self._expire_at(res.expires)
+        # JWT limits of the user and its account: the smallest one set wins (nats-server)
+        o = self.broker.options
+        ul = res.extra.get("limits") or {} if isinstance(res.extra, dict) else {}
+        al = getattr(res.account, "limits", None) or {}
+        self.parser.max_payload = _min_limit(o.max_payload, ul.get("payload"), al.get("payload"))
+        self.max_subs = _min_limit(o.max_subscriptions or -1, ul.get("subs"), al.get("subs"))
+
+    @property
+    def max_subs(self) -> int:
+        """Subscription limit for this connection (-1 = unlimited)."""
+        v = self.__dict__.get("_max_subs")
+        return v if v is not None else (self.broker.options.max_subscriptions or -1)
+
+    @max_subs.setter
+    def max_subs(self, v: int) -> None:
+        self.__dict__["_max_subs"] = v
 
     def _bind_default_account(self) -> None:
         """No auth required on this listener: a no_auth_user (if any) decides the account."""
@@ -667,3 +683,12 @@ class NatsConnection(Client):
                              "msgs": s.delivered, "max": s.max, "cid": self.cid}
                             for s in self.subs.values()],
         }
+
+
+def _min_limit(base: int, *limits: Any) -> int:
+    """The smallest of the limits that are set (negative or None = unlimited)."""
+    out = base
+    for v in limits:
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+            out = v if out < 0 else min(out, v)
+    return out

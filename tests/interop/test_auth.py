@@ -303,13 +303,6 @@ def test_allowed_connection_types():
         assert not connects(s.client_url, user="ws_only", password="p")
 
 
-def test_connect_and_disconnect_seen_by_on_connect_hooks_only_after_auth():
-    with EmbeddedServer(config="authorization { token: t }", port=-1) as s:
-        assert not connects(s.client_url, token="x")
-        n = s.call(lambda srv: srv.broker.num_client_connections())
-        assert n == 0
-
-
 def test_unique_nonce_per_connection():
     kp = nk.create_pair("user")
     with EmbeddedServer(config=f"authorization {{ users: [{{nkey: {kp.public_key}}}] }}", port=-1) as s:

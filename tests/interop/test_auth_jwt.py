@@ -344,3 +344,17 @@ def test_same_verdicts_as_real_nats_server(tmp_path, real_nats_server):
     theirs = {k: verdict(real.client_url, c) for k, c in creds.items()}
     assert ours == theirs
     assert ours["plain"] and not ours["revoked"]
+
+
+def test_jwt_payload_and_subscription_limits(tmp_path):
+    o = Org(tmp_path, acc_limits={"payload": 100})
+    kp, tok = o.user("lim", subs=1)
+    with EmbeddedServer(config=o.config(), port=-1) as s:
+        r = Raw(s.port)
+        r.connect(jwt=tok, sig=r.sign(kp))
+        assert r.line() == b"PONG"
+        r.sock.sendall(b"SUB a 1\r\nSUB b 2\r\nPING\r\n")
+        assert r.line() == b"-ERR 'maximum subscriptions exceeded'"
+        assert r.line() == b"PONG"
+        r.sock.sendall(b"PUB a 200\r\n" + b"x" * 200 + b"\r\n")
+        assert r.until_error() == b"-ERR 'Maximum Payload Violation'"
