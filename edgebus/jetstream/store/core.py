@@ -226,7 +226,7 @@ class StoreCore(MsgStore):
         """Live matching sequences in [lo, hi], ascending, choosing the cheaper strategy."""
         if lo > hi:
             return iter(())
-        if is_all(filter_subject):
+        if self._subjects.covers_all(filter_subject):
             return (s for s, _, _, _ in self._seqs.iter_live(lo, hi))
         if not has_wildcard(filter_subject):
             info = self._subjects.get(filter_subject)
@@ -338,7 +338,7 @@ class StoreCore(MsgStore):
         start = self._clamp_start(start_seq)
         if start > self._last:
             return None
-        if is_all(filter_subject):
+        if self._subjects.covers_all(filter_subject):
             return self._seqs.first_live(start)
         if not has_wildcard(filter_subject):
             info = self._subjects.get(filter_subject)
@@ -358,7 +358,7 @@ class StoreCore(MsgStore):
         if self._msgs == 0:
             return None
         seq: int | None
-        if is_all(subject_filter):
+        if self._subjects.covers_all(subject_filter):
             seq = self._seqs.last_live(self._last)
         elif not has_wildcard(subject_filter):
             info = self._subjects.get(subject_filter)
@@ -373,7 +373,7 @@ class StoreCore(MsgStore):
             return None
         start = min(start_seq, self._last)
         seq: int | None
-        if is_all(filter_subject):
+        if self._subjects.covers_all(filter_subject):
             seq = self._seqs.last_live(start)
         elif not has_wildcard(filter_subject):
             info = self._subjects.get(filter_subject)
@@ -562,7 +562,7 @@ class StoreCore(MsgStore):
         start = self._clamp_start(start_seq)
         if start > self._last:
             return SimpleState()
-        if is_all(subject_filter):
+        if self._subjects.covers_all(subject_filter):
             n = self._seqs.count_range(start, self._last)
             if n == 0:
                 return SimpleState()
@@ -601,7 +601,7 @@ class StoreCore(MsgStore):
             return 0
         if last_per_subject:
             return sum(1 for i in self._subjects.match(filter_subject) if i.last >= start)
-        if is_all(filter_subject):
+        if self._subjects.covers_all(filter_subject):
             return self._seqs.count_range(start, self._last)
         return sum(i.count_ge(start) for i in self._subjects.match(filter_subject))
 

@@ -185,7 +185,25 @@ class SubjectIndex:
         names = self.names
         lo = names.bisect_left(prefix)
         hi = names.bisect_left(prefix[:-1] + "/")  # '/' sorts right after '.'
+        if filter_subject == prefix + ">":
+            return [by_name[n] for n in names.islice(lo, hi)]  # every name in range matches
+        if filter_subject == prefix + "*":
+            plen = len(prefix)  # exactly one more token: no '.' after the prefix
+            return [by_name[n] for n in names.islice(lo, hi) if n.find(".", plen) < 0 and len(n) > plen]
         return [by_name[n] for n in names.islice(lo, hi) if matcher(n)]
+
+    def covers_all(self, filter_subject: str | None) -> bool:
+        """True when the filter matches every current subject (e.g. `$KV.b.>` on a KV
+        stream), so whole-stream fast paths apply."""
+        if is_all(filter_subject):
+            return True
+        assert filter_subject is not None
+        if not filter_subject.endswith(".>"):
+            return False
+        prefix = literal_prefix(filter_subject)
+        if filter_subject != prefix + ">":
+            return False
+        return self.candidates(filter_subject) == len(self.by_name)
 
     def candidates(self, filter_subject: str | None) -> int:
         """Upper bound on the number of subjects `match` would return (cheap)."""
