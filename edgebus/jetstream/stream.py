@@ -22,6 +22,7 @@ Contract with consumers (consumer.py): `name`, `config`, `store`, `account`, `js
 from __future__ import annotations
 
 import heapq
+import inspect
 import json
 import logging
 from collections import deque
@@ -708,7 +709,12 @@ class Stream:
         self._unsubscribe_all()
         for c in list(self.consumers.values()):
             try:
-                await c.stop()
+                # on delete the consumer goes with the stream (no state write, waiters told)
+                stop = c.stop
+                if delete and "delete" in inspect.signature(stop).parameters:
+                    await stop(delete=True)
+                else:
+                    await stop()
             except Exception:
                 log.exception("stopping consumer failed")
         if delete:
