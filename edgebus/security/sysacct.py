@@ -150,20 +150,25 @@ class SystemService:
         ci: dict[str, Any] = {"start": rfc3339(c.start_ns), "host": c.remote[0] if getattr(c, "remote", None) else "",
                               "id": c.cid, "acc": c.account.name, "user": c.user or "",
                               "name": c.name, "lang": c.lang, "ver": c.version,
-                              "rtt": int(getattr(c, "rtt_ns", 0)), "server": self.broker.server_name,
-                              "kind": c.kind, "client_type": "websocket" if c.type == "websocket"
+                              "rtt": int(getattr(c, "rtt_ns", 0)),
+                              "name_tag": self.name_tag(c.account), "kind": c.kind, "client_type": "websocket" if c.type == "websocket"
                               else ("mqtt" if c.type == "mqtt" else "nats")}
         extra = getattr(c, "auth_extra", None) or {}
         if extra.get("jwt"):
             ci["jwt"] = extra["jwt"]
             ci["issuer_key"] = extra.get("issuer", "")
-        if extra.get("name_tag"):
-            ci["name_tag"] = extra["name_tag"]
         if extra.get("tags"):
             ci["tags"] = extra["tags"]
         if stopped:
             ci["stop"] = rfc3339(c.stop_ns or time.time_ns())
         return {k: v for k, v in ci.items() if v not in ("", None, 0) or k in ("acc",)}
+
+    def name_tag(self, acc: "Account") -> str:
+        """nats-server getNameTag: the account JWT's name, else the account name."""
+        mgr = self.broker.subsystems.get("accounts")
+        st = mgr.states.get(acc.name) if mgr is not None else None
+        claims = st.claims if st is not None else None
+        return (claims.name if claims is not None and claims.name else acc.name)
 
     def _on_connect(self, c: Any) -> None:
         if self.client is None or c.kind != "Client":
@@ -208,10 +213,13 @@ class SystemService:
     # -- stats ----------------------------------------------------------------------------
     def _account_stat(self, acc: "Account") -> dict[str, Any]:
         conns = acc.num_connections()
-        return {"acc": acc.name, "name": acc.name, "conns": conns, "leafnodes": 0,
+        zero = {"msgs": 0, "bytes": 0}
+        return {"acc": acc.name, "name": self.name_tag(acc), "conns": conns, "leafnodes": 0,
                 "total_conns": conns, "num_subscriptions": acc.sublist.count,
-                "sent": {"msgs": acc.out_msgs, "bytes": acc.out_bytes},
-                "received": {"msgs": acc.in_msgs, "bytes": acc.in_bytes},
+                "sent": {"msgs": acc.out_msgs, "bytes": acc.out_bytes, "gateways": zero,
+                         "routes": zero, "leafs": zero},
+                "received": {"msgs": acc.in_msgs, "bytes": acc.in_bytes, "gateways": zero,
+                             "routes": zero, "leafs": zero},
                 "slow_consumers": acc.slow_consumers}
 
     def statsz(self) -> dict[str, Any]:
@@ -228,7 +236,7 @@ class SystemService:
                 "sent_to_clients": {"msgs": sent[0], "bytes": sent[1]},
                 "received": {"msgs": recv[0], "bytes": recv[1]},
                 "received_from_clients": {"msgs": recv[0], "bytes": recv[1]},
-                "slow_consumers": b.slow_consumers}
+                "slow_consumers": b.slow_consumers, "active_servers": 1}
 
     # -- subscriptions --------------------------------------------------------------------
     def _subscribe_system(self) -> None:
@@ -377,12 +385,7 @@ class SystemService:
             return
         data: dict[str, Any] = {"user": c.user or "", "account": c.account.name}
         extra = getattr(c, "auth_extra", None) or {}
-        st = self.broker.subsystems.get("accounts")
-        claims = None
-        if st is not None and c.account.name in st.states:
-            claims = st.states[c.account.name].claims
-        if claims is not None and claims.name:
-            data["account_name"] = claims.name
+        data["account_name"] = self.name_tag(c.account)
         if extra.get("name_tag"):
             data["user_name"] = extra["name_tag"]
         if c.permissions is not None:

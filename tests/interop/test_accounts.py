@@ -290,3 +290,45 @@ def test_system_account_only_config_keeps_global_open():
         await admin.close()
     with EmbeddedServer(config=conf, port=-1) as s:
         run_async(go, s.client_url)
+
+
+def _keys(d: dict, prefix: str = "") -> set:
+    out = set()
+    for k, v in d.items():
+        out.add(prefix + k)
+        if isinstance(v, dict):
+            out |= _keys(v, prefix + k + ".")
+    return out
+
+
+def test_sys_json_shapes_match_real_nats_server(real_nats_server):
+    conf = """accounts { A { users: [{user: a, password: a}] }, SYS { users: [{user: sys, password: sys}] } }
+    system_account: SYS"""
+
+    async def grab(url):
+        s = await conn(url, "sys")
+        sub = await s.subscribe("$SYS.ACCOUNT.A.>")
+        await s.flush()
+        a = await conn(url, "a", name="n")
+        await a.publish("x", b"1")
+        await a.flush()
+        await a.close()
+        out = {}
+        while len(out) < 3:
+            m = await sub.next_msg(timeout=2)
+            out[m.subject] = json.loads(m.data)
+        out["userinfo"] = json.loads((await s.request("$SYS.REQ.USER.INFO", b"", timeout=2)).data)
+        out["ping"] = json.loads((await s.request("$SYS.REQ.SERVER.PING", b"", timeout=2)).data)
+        await s.close()
+        return out
+
+    real = real_nats_server(config=conf)
+    theirs = run_async(grab, real.client_url)
+    with EmbeddedServer(config=conf, port=-1) as s:
+        ours = run_async(grab, s.client_url)
+    # feature_flags and gomaxprocs are 2.12+/Go-only; rtt is only set once measured
+    ignore = {"server.feature_flags", "statsz.gomaxprocs", "client.rtt"}
+    for subject, doc in theirs.items():
+        want = {k for k in _keys(doc) if not any(k.startswith(i) for i in ignore)}
+        assert want <= _keys(ours[subject]), (subject, sorted(want - _keys(ours[subject])))
+    assert ours["$SYS.ACCOUNT.A.CONNECT"]["client"]["name_tag"] == "A"
