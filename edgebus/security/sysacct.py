@@ -413,12 +413,17 @@ class SystemService:
     def _claims_update(self, sub: "Subscription", msg: Msg) -> None:
         from . import jwt as njwt
         mgr, res = self._resolver()
-        if res is None or not getattr(res, "accepts_updates", False):
+        if res is None:
             return
         token = msg.data.decode(errors="replace").strip()
         toks = msg.subject.split(".")
         subj_acc = toks[3] if len(toks) == 6 and toks[1] == "REQ" else (
             toks[2] if len(toks) == 5 else "")
+        if not getattr(res, "accepts_updates", False):
+            # MEMORY resolver: only per-account pushes, applied to accounts already loaded
+            if subj_acc:
+                self._memory_update(msg, mgr, res, subj_acc, token)
+            return
         try:
             claims = njwt.decode_account(token)
         except njwt.JWTError as e:
@@ -445,6 +450,31 @@ class SystemService:
             self._claim_reply(msg, claims.subject, "jwt update resulted in error", str(e))
             return
         self._claim_reply(msg, claims.subject, "jwt updated")
+
+    def _memory_update(self, msg: Msg, mgr: Any, res: Any, pub: str, token: str) -> None:
+        from . import jwt as njwt
+        if not token:
+            self._claim_reply(msg, pub, "jwt update error", "request body is empty")
+            return
+        try:
+            claims = njwt.decode_account(token)
+            if claims.subject != pub:
+                raise njwt.JWTError("subject does not match jwt content")
+        except njwt.JWTError as e:
+            self._claim_reply(msg, pub, "jwt update error", str(e))
+            return
+        st = mgr.states.get(pub)
+        if st is None or st.claims is None:
+            self._claim_reply(msg, pub, "jwt update skipped")
+            return
+        try:
+            acc = mgr.apply_jwt(token)
+            res.store(pub, token)
+            enforce_account(self.broker, acc)
+        except Exception as e:
+            self._claim_reply(msg, pub, "jwt update error", str(e))
+            return
+        self._claim_reply(msg, pub, "jwt updated")
 
     def _claims_lookup(self, sub: "Subscription", msg: Msg) -> None:
         mgr, res = self._resolver()

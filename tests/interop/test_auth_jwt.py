@@ -358,3 +358,29 @@ def test_jwt_payload_and_subscription_limits(tmp_path):
         assert r.line() == b"PONG"
         r.sock.sendall(b"PUB a 200\r\n" + b"x" * 200 + b"\r\n")
         assert r.until_error() == b"-ERR 'Maximum Payload Violation'"
+
+
+def test_memory_resolver_accepts_account_pushes_and_account_expiry(tmp_path):
+    o = Org(tmp_path)
+    kp, tok = o.user("m", iat=int(time.time()) - 60)
+    skp, stok = o.sys_user()
+    with EmbeddedServer(config=o.config(), port=-1) as s:
+        r = Raw(s.port)
+        r.connect(jwt=tok, sig=r.sign(kp))
+        assert r.line() == b"PONG"
+
+        async def push(token: str, subject: str):
+            sysc = await _connect(s.client_url, user_credentials=o.creds(skp, stok))
+            resp = json.loads((await sysc.request(subject, token.encode(), timeout=3)).data)
+            await sysc.close()
+            return resp
+        # an account that expires shortly: its users are told and dropped
+        short = o.account_jwt(exp=int(time.time()) + 2)
+        resp = run_async(push, short, f"$SYS.REQ.ACCOUNT.{o.acc.public_key}.CLAIMS.UPDATE")
+        assert resp["data"]["message"] == "jwt updated"
+        assert r.until_error() == b"-ERR 'Account Authentication Expired'"
+        # unknown accounts are skipped by the MEMORY resolver
+        other = nk.create_pair("account")
+        tok2 = J.encode(J.new_account_claims(other.public_key), o.op)
+        resp = run_async(push, tok2, f"$SYS.REQ.ACCOUNT.{other.public_key}.CLAIMS.UPDATE")
+        assert resp["data"]["message"] == "jwt update skipped"
