@@ -38,7 +38,7 @@ log = logging.getLogger("edgebus.auth")
 # client type (NatsConnection.type / listener) -> allowed_connection_types name
 _CONN_TYPES = {"nats": "STANDARD", "client": "STANDARD", "websocket": "WEBSOCKET", "ws": "WEBSOCKET",
                "mqtt": "MQTT", "mqtt_ws": "MQTT_WS", "leaf": "LEAFNODE", "leafnode": "LEAFNODE",
-               "internal": "IN_PROCESS", "in_process": "IN_PROCESS"}
+               "leafnode_ws": "LEAFNODE_WS", "internal": "IN_PROCESS", "in_process": "IN_PROCESS"}
 ERR_ACCOUNT_CONNS = "maximum account active connections exceeded"
 
 
