@@ -384,3 +384,22 @@ def test_memory_resolver_accepts_account_pushes_and_account_expiry(tmp_path):
         tok2 = J.encode(J.new_account_claims(other.public_key), o.op)
         resp = run_async(push, tok2, f"$SYS.REQ.ACCOUNT.{other.public_key}.CLAIMS.UPDATE")
         assert resp["data"]["message"] == "jwt update skipped"
+
+
+def test_operator_jwt_from_file_and_system_account_from_operator(org, tmp_path):
+    op_file = tmp_path / "op.jwt"
+    op_file.write_text(J.decorate_jwt(org.op_jwt, "operator"))
+    conf = (f"operator: '{op_file}'\nresolver: MEMORY\n"
+            f"resolver_preload: {{\n {org.acc.public_key}: {org.acc_jwt}\n"
+            f" {org.sys.public_key}: {org.sys_jwt}\n}}\n")
+    skp, stok = org.sys_user()
+    with EmbeddedServer(config=conf, port=-1) as s:
+        assert s.call(lambda srv: srv.broker.system_account.name) == org.sys.public_key
+        assert verdict(s.client_url, org.creds(*org.user("f")))
+
+        async def ping():
+            nc = await _connect(s.client_url, user_credentials=org.creds(skp, stok))
+            r = json.loads((await nc.request("$SYS.REQ.SERVER.PING", b"", timeout=2)).data)
+            await nc.close()
+            return r
+        assert "statsz" in run_async(ping)
