@@ -249,6 +249,7 @@ class FileStore(StoreCore):
 
     def _recover_blocks(self, files: list[tuple[int, str]]) -> None:
         self._recovering = True
+        self._subjects.begin_bulk()
         try:
             floor = 0
             best_seq, best_ts = 0, 0  # highest sequence seen anywhere, and its timestamp
@@ -337,6 +338,7 @@ class FileStore(StoreCore):
                     self._sparse.add(blk.index)
         finally:
             self._recovering = False
+            self._subjects.end_bulk()
             self._pending_tombs.clear()
             self._pending_erase.clear()
             self._need_state = False
@@ -433,6 +435,8 @@ class FileStore(StoreCore):
     def _persist_msg(self, seq: int, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[Any, int]:
         sb = subject.encode("utf-8", "surrogateescape")
         hdr_b = hdr or b""
+        if len(sb) > 0xFFFF or MSG_OVERHEAD + len(sb) + len(hdr_b) + len(data) >= 1 << 31:
+            raise StoreError("message too large")
         fixed = MSGF.pack(seq, ts, ttl, len(sb), len(hdr_b))
         blen = MSGF.size + len(sb) + len(hdr_b) + len(data)
         head = HEAD.pack(MAGIC, T_MSG, 0, blen)
@@ -907,6 +911,8 @@ class FileStore(StoreCore):
         for blk in self._blocks.values():
             if blk.live == 0:
                 self._newly_dead.add(blk.index)
+            elif blk.live_bytes * 2 < blk.size:
+                self._sparse.add(blk.index)
         return True
 
     # ================================================================ metadata
