@@ -129,7 +129,7 @@ class Sublist:
             node.qsubs.setdefault(sub.queue, []).append(sub)
         self.count += 1
         self.inserts += 1
-        self._invalidate(sub.subject)
+        self._add_to_cache(sub)
         for cb in self.listeners:
             cb(sub, True)
 
@@ -176,6 +176,23 @@ class Sublist:
         for cb in self.listeners:
             cb(sub, False)
         return True
+
+    def _add_to_cache(self, sub: Subscription) -> None:
+        """Append a new subscription to the cached results it matches (copy on write), as
+        nats-server does: the order of a cached result is the order of arrival, which is
+        the order a connection with several matching subscriptions sees its messages in."""
+        cache = self.cache
+        if not cache:
+            return
+        sb = _encode(sub.subject)
+        if b"*" not in sb and b">" not in sb:
+            r = cache.get(sb)
+            if r is not None:
+                cache[sb] = _with_sub(r, sub)
+            return
+        for key, r in list(cache.items()):
+            if _matches_b(key, sb):
+                cache[key] = _with_sub(r, sub)
 
     def _invalidate(self, subject: str) -> None:
         cache = self.cache
@@ -248,6 +265,23 @@ class Sublist:
             "max_fanout": max(fanouts, default=0),
             "avg_fanout": (sum(fanouts) / len(fanouts)) if fanouts else 0.0,
         }
+
+
+def _with_sub(r: MatchResult, sub: Subscription) -> MatchResult:
+    nr = MatchResult()
+    nr.psubs = r.psubs
+    nr.qsubs = r.qsubs
+    if sub.queue is None:
+        nr.psubs = r.psubs + [sub]
+    else:
+        nr.qsubs = list(r.qsubs)
+        for i, group in enumerate(nr.qsubs):
+            if group[0].queue == sub.queue:
+                nr.qsubs[i] = group + [sub]
+                break
+        else:
+            nr.qsubs.append([sub])
+    return nr
 
 
 def _match_level(level: _Node | None, toks: list[str], i: int, r: MatchResult,

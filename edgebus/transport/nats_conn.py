@@ -39,7 +39,6 @@ PROTO_2_12 = _version(NATS_VERSION) >= (2, 12, 0)
 
 _NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
 # reply prefixes a client may not use: service-import replies, JetStream acks, gateway replies
-# (reserved only when something follows the prefix, as in nats-server)
 _RESERVED_REPLY_PREFIXES = (b"_R_.", b"$JS.ACK.", b"_GR_.")
 
 
@@ -425,7 +424,8 @@ class NatsConnection(Client):
                 return
         if reply_b is not None and reply_b.startswith(_RESERVED_REPLY_PREFIXES):
             for pre in _RESERVED_REPLY_PREFIXES:
-                if reply_b.startswith(pre) and len(reply_b) > len(pre):
+                # "_R_." is reserved even alone; the others only with something after them
+                if reply_b.startswith(pre) and (len(reply_b) > len(pre) or pre == b"_R_."):
                     # reserved for service-import reply tracking and JetStream acks
                     self.enqueue(err_frame('Permissions Violation for Publish with Reply of "%s"'
                                            % reply_b.decode("utf-8", "surrogateescape")))
@@ -502,7 +502,7 @@ class NatsConnection(Client):
 
     def _connect(self, raw: bytes) -> None:
         try:
-            opts = json.loads(raw) if raw.strip() else {}
+            opts = json.loads(raw)  # nats-server: no JSON at all is a parse error too
             if not isinstance(opts, dict):
                 raise ValueError("not an object")
         except ValueError:
