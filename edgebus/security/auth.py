@@ -20,6 +20,7 @@ import base64
 import binascii
 import ipaddress
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,8 @@ class ServerAuth:
                  password: str | None = None, users: list[User] | None = None,
                  no_auth_user: str | None = None, tls_map: bool = False,
                  operator_mode: bool = False, always_nonce: bool = False,
-                 listeners: dict[str, ListenerAuth] | None = None) -> None:
+                 listeners: dict[str, ListenerAuth] | None = None,
+                 callout: "CalloutConfig | None" = None, server_key: Any = None) -> None:
         self.broker = broker
         self.accounts = accounts
         self.token = token
@@ -115,7 +117,10 @@ class ServerAuth:
         self.tls_map = tls_map
         self.operator_mode = operator_mode
         self.listeners = listeners or {}
-        self.required = bool(operator_mode or self.users or self.nkeys or token or username)
+        self.callout = callout
+        self.server_key = server_key  # nkeys.KeyPair of the server (signs callout requests)
+        self.required = bool(operator_mode or self.users or self.nkeys or token or username
+                             or callout)
         self.nonce = bool(operator_mode or self.nkeys or always_nonce)
 
     # -- what the connection asks ---------------------------------------------------------
@@ -149,6 +154,11 @@ class ServerAuth:
         except Exception:  # malformed input must never take the connection driver down
             log.exception("authentication error")
             res = None
+        if self.callout is not None and not self.operator_mode:
+            raw_user = _s(opts.get("nkey")) or _s(opts.get("user"))
+            if not (res is not None and raw_user in self.callout.auth_users):
+                # everyone but the callout's own users is decided by the callout service
+                return CalloutPending(self, client, opts, nonce, ctx)
         if res is None:
             log.debug("authentication failed for cid=%s", getattr(client, "cid", "?"))
             self._auth_error_event(client, opts, ctx)
@@ -157,6 +167,9 @@ class ServerAuth:
             err = self._check_account_limits(client, res.account)
             if err:
                 return err
+            if self.callout is not None and res.account.name == self.callout.account:
+                res.permissions = (res.permissions or Permissions()).merged_with_deny(
+                    pub_deny=[AUTH_CALLOUT_SUBJECT])
         return res
 
     def _authenticate(self, client: Any, opts: dict[str, Any], nonce: str | None,
@@ -325,3 +338,170 @@ def _src_allowed(cidrs: list[str], host: str) -> bool:
 
 def now() -> float:
     return time.time()
+
+
+# -- auth callout (nats-server 2.10 auth_callout, config mode) ---------------------------
+AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
+AUTH_REQUEST_AUDIENCE = "nats-authorization-request"
+
+
+@dataclass
+class CalloutConfig:
+    """`authorization { auth_callout { issuer, auth_users, account } }`."""
+
+    issuer: str
+    auth_users: frozenset[str]
+    account: str = "$G"
+    xkey: str | None = None
+
+
+class CalloutError(Exception):
+    pass
+
+
+def _verify_token(token: str) -> dict[str, Any]:
+    """Decode a NATS JWT of any type, checking its ed25519 signature by `iss` (v2 or v1)."""
+    import json as _json
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise CalloutError("expected 3 chunks")
+
+    def b64(x: str) -> bytes:
+        return base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+    try:
+        payload = _json.loads(b64(parts[1]))
+        sig = b64(parts[2])
+    except (ValueError, binascii.Error) as e:
+        raise CalloutError(f"invalid token: {e}") from None
+    if not isinstance(payload, dict):
+        raise CalloutError("invalid payload")
+    iss = str(payload.get("iss") or "")
+    try:
+        ok = nkeys.verify(iss, f"{parts[0]}.{parts[1]}".encode(), sig) or \
+            nkeys.verify(iss, parts[1].encode(), sig)
+    except Exception:
+        ok = False
+    if not ok:
+        raise CalloutError("claim failed signature verification")
+    exp = payload.get("exp")
+    if isinstance(exp, int) and exp and time.time() > exp:
+        raise CalloutError("claim is expired")
+    return payload
+
+
+class CalloutPending:
+    """An authentication decided by the callout service; the connection awaits `wait()`."""
+
+    def __init__(self, auth: ServerAuth, client: Any, opts: dict[str, Any], nonce: str | None,
+                 ctx: dict[str, Any]) -> None:
+        self.auth = auth
+        self.client = client
+        self.opts = opts
+        self.nonce = nonce
+        self.ctx = ctx
+
+    def _request(self, user_pub: str, timeout: float) -> str:
+        from . import jwt as njwt
+        a = self.auth
+        b = a.broker
+        c = self.client
+        o = self.opts
+        remote = self.ctx.get("remote") or ("", 0)
+        conn = {k: o[k] for k in ("jwt", "nkey", "sig", "auth_token", "user", "pass", "name", "lang",
+                                  "version") if isinstance(o.get(k), str) and o.get(k)}
+        conn["protocol"] = int(o.get("protocol", 0) or 0)
+        ci = {"host": remote[0], "id": getattr(c, "cid", 0), "user": _s(o.get("user")) or _s(o.get("nkey")),
+              "name": _s(o.get("name")), "kind": "Client",
+              "type": "websocket" if self.ctx.get("conn_type") == "websocket" else "nats"}
+        if conn.get("sig") and self.nonce:
+            ci["nonce"] = self.nonce
+        server = {"name": b.server_name, "host": b.client_host, "id": b.server_id,
+                  "version": b.info_base()["version"]}
+        if b.options.server_tags:
+            server["tags"] = list(b.options.server_tags)
+        claims = {"sub": a.callout.issuer, "aud": AUTH_REQUEST_AUDIENCE,  # type: ignore[union-attr]
+                  "exp": int(time.time() + timeout),
+                  "nats": {"server_id": server, "user_nkey": user_pub,
+                           "client_info": {k: v for k, v in ci.items() if v},
+                           "connect_opts": conn, "type": "authorization_request", "version": 2}}
+        return njwt.encode(claims, a.server_key)
+
+    async def wait(self, timeout: float) -> AuthResult | str | None:
+        import trio
+
+        from ..core.client import InternalClient
+        a = self.auth
+        cfg = a.callout
+        assert cfg is not None
+        b = a.broker
+        acc = b.accounts.get(cfg.account)
+        if acc is None or a.server_key is None:
+            return None
+        ukp = nkeys.create_pair("user")
+        user_pub = ukp.public_key
+        done = trio.Event()
+        box: list[bytes] = []
+        ic = InternalClient(b, acc, name="auth callout")
+        inbox = "$SYS._INBOX." + base64.b32encode(os.urandom(10)).decode().rstrip("=")
+
+        def on_reply(sub: Any, msg: Any) -> None:
+            if not box:
+                box.append(bytes(msg.data))
+                done.set()
+        ic.subscribe(inbox, on_reply)
+        try:
+            ic.publish(AUTH_CALLOUT_SUBJECT, inbox, None, self._request(user_pub, timeout).encode())
+            with trio.move_on_after(timeout):
+                await done.wait()
+        finally:
+            ic.close()
+        if not box:
+            log.debug("authorization callout response not received in time")
+            return None
+        try:
+            return self._decide(box[0], user_pub)
+        except (CalloutError, ValueError) as e:
+            log.warning("auth callout: %s", e)
+            return None
+
+    def _decide(self, data: bytes, user_pub: str) -> AuthResult | str | None:
+        from . import jwt as njwt
+        a = self.auth
+        cfg = a.callout
+        assert cfg is not None
+        token = data.decode(errors="replace").strip()
+        if not token:
+            raise CalloutError("no reason supplied")
+        resp = _verify_token(token)
+        nats = resp.get("nats") if isinstance(resp.get("nats"), dict) else {}
+        if resp.get("sub") != user_pub:
+            raise CalloutError("auth callout response is not for expected user")
+        if resp.get("aud") != a.broker.server_id:
+            raise CalloutError("auth callout response is not for server")
+        if nats.get("error"):
+            raise CalloutError(f"auth callout service returned an error: {nats['error']}")
+        try:
+            uc = njwt.decode_user(str(nats.get("jwt") or ""))
+        except njwt.JWTError as e:
+            raise CalloutError(f"bad user JWT: {e}") from None
+        issues = njwt.validate_claims(uc)
+        if issues:
+            raise CalloutError(f"Error validating user JWT: {issues[0]}")
+        if uc.subject != user_pub:
+            raise CalloutError("authorized user is not the one requested")
+        if uc.issuer_account:
+            raise CalloutError("attempted to use issuer_account in non operator mode")
+        if uc.issuer != cfg.issuer:
+            raise CalloutError("wrong issuer for auth callout response")
+        target = a.broker.accounts.get(uc.audience)
+        if target is None:
+            raise CalloutError(f"no valid account {uc.audience!r} for auth callout response")
+        limits = uc.permission_limits()
+        perms = Permissions.from_jwt(limits)
+        if target.name == cfg.account:
+            # users placed in the callout account may not impersonate the server
+            perms = (perms or Permissions()).merged_with_deny(pub_deny=[AUTH_CALLOUT_SUBJECT])
+        expires = float(uc.expires) if uc.expires else None
+        name = uc.name or _s(self.opts.get("user")) or None
+        extra = {"nkey": uc.subject, "name_tag": uc.name, "tags": list(uc.tags), "limits": limits}
+        return a._result(target, name, perms, expires, extra)

@@ -117,14 +117,45 @@ def build_auth(server: Any, mgr: AccountManager) -> ServerAuth:
             listeners[key] = ListenerAuth(token=sa.get("token"), username=sa.get("user"),
                                           password=sa.get("password"), no_auth_user=nau,
                                           timeout=sa.get("timeout"))
+    callout, server_key = _callout(server, auth.get("auth_callout"))
     a = ServerAuth(b, mgr, token=auth.get("token"), username=auth.get("user"),
                    password=auth.get("password"), users=users, no_auth_user=no_auth_user,
                    tls_map=bool(o.tls and o.tls.verify_and_map),
-                   operator_mode=bool(o.operator), listeners=listeners)
+                   operator_mode=bool(o.operator), listeners=listeners,
+                   callout=callout, server_key=server_key)
     a.hidden_no_auth_user = hidden_nau
     if hidden_nau:
         a.advertise_for = lambda listener: True  # type: ignore[method-assign]
     return a
+
+
+def _callout(server: Any, spec: Any) -> tuple[Any, Any]:
+    """auth_callout{}: its settings, and the server key pair that signs callout requests."""
+    if not spec:
+        return None, None
+    from . import nkeys
+    from .auth import CalloutConfig
+    s = _low(spec)
+    issuer = str(s.get("issuer") or "")
+    users = s.get("auth_users") or s.get("users") or []
+    if not issuer:
+        raise SecurityConfigError("Authorization callouts require an issuer to be specified")
+    if not users:
+        raise SecurityConfigError("Authorization callouts require authorized users to be specified")
+    if s.get("xkey") or s.get("key"):
+        raise SecurityConfigError("auth_callout xkey encryption is not supported by edgebus")
+    b = server.broker
+    kp = getattr(server, "server_key", None)
+    if kp is None:
+        # callout services check the request JWT against the server id: it must be a real nkey
+        kp = nkeys.create_pair("server")
+        server.server_key = kp
+        if b.server_name == b.server_id:
+            b.server_name = kp.public_key
+        b.server_id = kp.public_key
+    account = str(s.get("account") or b.global_account.name)
+    b.get_account(account, create=True)
+    return CalloutConfig(issuer, frozenset(str(u) for u in users), account), kp
 
 
 def _only_system_account_has_users(o: Any, b: Any) -> bool:

@@ -330,6 +330,10 @@ class NatsConnection(Client):
                             self._process(op)
                         if self.closing:
                             return
+                    if self._pending_auth is not None:
+                        await self._await_auth()
+                        if self.closing:
+                            return
                     if err is not None:
                         if err.err:
                             log.debug("cid=%d protocol error: %s", self.cid, err)
@@ -536,6 +540,17 @@ class NatsConnection(Client):
         self.connect_opts = opts
         if self.auth_required or self.connected:
             res = self.auth.authenticate(self, opts, self.nonce, self.auth_context())
+            if hasattr(res, "wait"):
+                # decided by an external service (auth callout): the reader awaits it before
+                # parsing anything after this CONNECT
+                self._pending_auth = res
+                return
+            self._finish_connect(res)
+            return
+        self._finish_connect(None)
+
+    def _finish_connect(self, res: Any) -> None:
+        if self.auth_required or self.connected:
             if res is None:
                 self._auth_violation()
                 return
@@ -551,6 +566,21 @@ class NatsConnection(Client):
         if first:
             for cb in self.broker.on_connect:
                 cb(self)
+
+    _pending_auth: Any = None
+
+    async def _await_auth(self) -> None:
+        """Finish a CONNECT whose authentication is asynchronous (bounded by the auth timeout)."""
+        pending, self._pending_auth = self._pending_auth, None
+        o = self.broker.options
+        timeout = o.auth_timeout if o.auth_timeout is not None else 2.0
+        try:
+            res = await pending.wait(timeout)
+        except Exception:
+            log.exception("cid=%d asynchronous authentication failed", self.cid)
+            res = None
+        if not self.closing:
+            self._finish_connect(res)
 
     def auth_context(self) -> dict[str, Any]:
         """What an authenticator may look at besides CONNECT: peer, TLS, listener, type."""
