@@ -1,7 +1,7 @@
 """Memory overhead of MemoryStore: bytes allocated per stored 16-byte message beyond the payload.
 
 Run: python tests/bench/store_mem_bench.py [N] [SUBJECTS]
-Reports tracemalloc's net allocation (exact Python heap growth) and the RSS delta.
+Reports the RSS delta and tracemalloc's net allocation (exact Python heap growth).
 Target: <= 200 B overhead per message at N = 1,000,000.
 """
 
@@ -25,35 +25,38 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     nsubj = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     subjects = [f"bench.sub.{i}" for i in range(nsubj)]
-    # Payloads are created inside the measured window (a publisher hands over fresh bytes),
-    # and their 16 B content is subtracted, so "overhead" includes the bytes-object header.
+    ts = 1_700_000_000_000_000_000
+
+    def build() -> MemoryStore:
+        st = MemoryStore()
+        for i in range(n):
+            st.store_msg(subjects[i % nsubj], None, i.to_bytes(16, "little"), ts + i)
+        return st
+
+    # 1) RSS growth in a fresh process (first, so no freed arenas get reused).
+    # Payloads are created inside the measured window (a publisher hands over fresh bytes) and
+    # their 16 B content is subtracted, so "overhead" includes each bytes object's header.
     gc.collect()
     r0 = rss()
-    tracemalloc.start()
     t0 = time.perf_counter()
-    st = MemoryStore()
-    ts = 1_700_000_000_000_000_000
-    for i in range(n):
-        st.store_msg(subjects[i % nsubj], None, i.to_bytes(16, "little"), ts + i)
+    st = build()
     elapsed = time.perf_counter() - t0
     gc.collect()
-    cur, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
     r1 = rss()
     assert st.state().msgs == n
     print(f"messages={n} subjects={nsubj} store_rate={n / elapsed:,.0f} msg/s")
-    print(f"tracemalloc: {cur / n:.1f} B/msg total, overhead {(cur - 16 * n) / n:.1f} B/msg beyond 16 B payload")
-    print(f"rss delta (includes tracemalloc bookkeeping): {(r1 - r0) / n:.1f} B/msg")
-    # Sanity: RSS without tracemalloc.
+    print(f"rss: {(r1 - r0) / n:.1f} B/msg total, overhead {(r1 - r0 - 16 * n) / n:.1f} B/msg beyond the 16 B payload")
     del st
     gc.collect()
-    r0 = rss()
-    st = MemoryStore()
-    for i in range(n):
-        st.store_msg(subjects[i % nsubj], None, i.to_bytes(16, "little"), ts + i)
+
+    # 2) Exact Python heap growth.
+    tracemalloc.start()
+    st = build()
     gc.collect()
-    r1 = rss()
-    print(f"rss delta without tracemalloc: {(r1 - r0) / n:.1f} B/msg total, overhead {(r1 - r0 - 16 * n) / n:.1f} B/msg")
+    cur, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert st.state().msgs == n
+    print(f"tracemalloc: {cur / n:.1f} B/msg total, overhead {(cur - 16 * n) / n:.1f} B/msg beyond the 16 B payload")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from .base import (
     ErrMaxMsgs,
     ErrMaxMsgSize,
     ErrMaxMsgsPerSubject,
+    ErrSequenceMismatch,
     ErrStoreClosed,
     ErrTooManyResults,
     LimitError,
@@ -21,7 +22,6 @@ from .base import (
     StoreLimits,
     StreamState,
 )
-from .core import ErrSequenceMismatch
 from .file import FileStore
 from .memory import MemoryStore
 from .subjects import subject_matches

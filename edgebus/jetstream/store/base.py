@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 
@@ -52,6 +52,11 @@ class ErrMaxMsgsPerSubject(LimitError):
 class ErrMaxMsgSize(LimitError):
     def __init__(self) -> None:
         super().__init__("message size exceeds maximum allowed")
+
+
+class ErrSequenceMismatch(StoreError):
+    def __init__(self) -> None:
+        super().__init__("expected sequence does not match store")
 
 
 class ErrTooManyResults(StoreError):

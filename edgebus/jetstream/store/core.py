@@ -17,12 +17,12 @@ from .base import (
     ErrMaxMsgs,
     ErrMaxMsgSize,
     ErrMaxMsgsPerSubject,
+    ErrSequenceMismatch,
     ErrStoreClosed,
     ErrTooManyResults,
     MsgStore,
     SimpleState,
     StoredMsg,
-    StoreError,
     StoreLimits,
     StreamState,
 )
@@ -33,11 +33,6 @@ NS_PER_S = 1_000_000_000
 _ROLLUP = b"\r\nNats-Rollup:"
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ErrSequenceMismatch(StoreError):
-    def __init__(self) -> None:
-        super().__init__("expected sequence does not match store")
 
 
 def _op(fn: F) -> F:

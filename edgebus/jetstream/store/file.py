@@ -48,7 +48,7 @@ from zlib import crc32
 
 from .base import StoredMsg, StoreError, StoreLimits, check_meta_name
 from .core import StoreCore, _op
-from .index import PAGE_BITS, Page, SubjInfo
+from .index import Page, SubjInfo
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,11 @@ from .core import StoreCore, _op
 from .index import Page, SubjInfo
 
 
+def _blen(s: str) -> int:
+    """Subject length in bytes, as nats-server counts it."""
+    return len(s) if s.isascii() else len(s.encode("utf-8", "surrogateescape"))
+
+
 class MemoryStore(StoreCore):
     """In-memory message store. `erase_msg` cannot scrub Python's immutable bytes; it drops
     the store's references (same visible effect as remove)."""
@@ -28,13 +33,13 @@ class MemoryStore(StoreCore):
 
     # ---------------------------------------------------------------- hooks
     def _size_of(self, subject: str, hlen: int, dlen: int) -> int:
-        return len(subject) + hlen + dlen + 16
+        return _blen(subject) + hlen + dlen + 16
 
     def _slot_size(self, page: Page, off: int, info: SubjInfo) -> int:
         p = page.a[off]
         if type(p) is bytes:
-            return len(info.name) + len(p) + 16
-        return len(info.name) + len(p[0]) + len(p[1]) + 16
+            return _blen(info.name) + len(p) + 16
+        return _blen(info.name) + len(p[0]) + len(p[1]) + 16
 
     def _persist_msg(self, seq: int, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[Any, int]:
         return (data if hdr is None else (hdr, data)), 0
@@ -46,9 +51,8 @@ class MemoryStore(StoreCore):
         return StoredMsg(seq, info.name, p[0], p[1], page.ts[off])
 
     # ---------------------------------------------------------------- lifecycle
-    @_op
     def sync(self) -> None:
-        pass
+        pass  # nothing to make durable
 
     def stop(self) -> None:
         with self._lock:

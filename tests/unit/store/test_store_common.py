@@ -17,12 +17,12 @@ from edgebus.jetstream.store.base import (
     ErrMaxMsgs,
     ErrMaxMsgSize,
     ErrMaxMsgsPerSubject,
+    ErrSequenceMismatch,
     ErrStoreClosed,
     ErrTooManyResults,
     SimpleState,
     StoreLimits,
 )
-from edgebus.jetstream.store.core import ErrSequenceMismatch
 from edgebus.jetstream.store.file import FileStore
 from edgebus.jetstream.store.memory import MemoryStore
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 
-import pytest
 
 from edgebus.jetstream.store.base import StoreLimits
 from edgebus.jetstream.store.file import FileStore, _iter_records
