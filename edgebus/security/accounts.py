@@ -435,6 +435,7 @@ class AccountManager:
         st.default_permissions = Permissions.from_jwt(dp) if dp else None
         st.limits = dict(claims.limits)
         st.account.limits = st.limits
+        st.account.js_limits = _js_limits_from_jwt(st.limits)
         try:
             set_mappings(st.account, None)
             if claims.mappings:
@@ -449,6 +450,28 @@ class AccountManager:
             if other is not st and any(i.account == st.account.name for i in other.imports):
                 self.unlink(other)
         self.link_all(strict=False)
+
+
+def _js_limits_from_jwt(limits: dict[str, Any]) -> dict[str, Any] | None:
+    """JetStream limits of an account JWT (flat or the R1 tier) in the config's key names;
+    None when the JWT does not enable JetStream (no memory and no disk storage)."""
+    src = limits
+    tiers = limits.get("tiered_limits")
+    if isinstance(tiers, dict) and isinstance(tiers.get("R1"), dict):
+        src = tiers["R1"]
+    mem = src.get("mem_storage", 0) or 0
+    disk = src.get("disk_storage", 0) or 0
+    if not mem and not disk:
+        return None
+    out: dict[str, Any] = {"max_memory": int(mem), "max_store": int(disk)}
+    for jk, ck in (("streams", "max_streams"), ("consumer", "max_consumers"),
+                   ("max_bytes_required", "max_bytes_required"),
+                   ("mem_max_stream_bytes", "mem_max_stream_bytes"),
+                   ("disk_max_stream_bytes", "store_max_stream_bytes"),
+                   ("max_ack_pending", "max_ack_pending")):
+        if jk in src:
+            out[ck] = src[jk]
+    return out
 
 
 def _prune(replies: dict[str, _Pending]) -> None:

@@ -213,3 +213,19 @@ def _configure_operator(server: Any, mgr: AccountManager) -> None:
     for pub in (o.resolver_preload or {}):
         if pub not in b.accounts:
             mgr.get(pub)
+    mgr.on_account_update.append(lambda acc: _enable_jetstream(server, acc))
+
+
+def _enable_jetstream(server: Any, acc: Any) -> None:
+    """An account JWT that arrives while JetStream runs and grants it: turn it on there."""
+    js = getattr(server, "services", {}).get("jetstream")
+    if js is None or acc.js_limits is None or acc.jetstream is not None:
+        return
+    nursery = getattr(js, "nursery", None)
+    if nursery is None:
+        return
+    try:
+        from ..jetstream.service import limits_from_config
+    except ImportError:
+        return
+    nursery.start_soon(js.enable_account, acc, limits_from_config(acc.js_limits))

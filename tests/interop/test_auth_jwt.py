@@ -403,3 +403,27 @@ def test_operator_jwt_from_file_and_system_account_from_operator(org, tmp_path):
             await nc.close()
             return r
         assert "statsz" in run_async(ping)
+
+
+def test_jetstream_enabled_by_account_jwt(tmp_path):
+    o = Org(tmp_path, acc_limits={"mem_storage": -1, "disk_storage": -1, "streams": -1,
+                                  "consumer": -1})
+    no_js = nk.create_pair("account")
+    no_js_jwt = J.encode(J.new_account_claims(no_js.public_key, name="NOJS"), o.op)
+    conf = o.config().rstrip().rstrip("}") + f" {no_js.public_key}: {no_js_jwt}\n}}\n" + \
+        f"jetstream {{ store_dir: '{tmp_path / 'js'}' }}\n"
+    kp_nojs = nk.create_pair("user")
+    tok_nojs = J.encode(J.new_user_claims(kp_nojs.public_key), no_js)
+    with EmbeddedServer(config=conf, port=-1) as s:
+        async def go():
+            nc = await _connect(s.client_url, user_credentials=o.creds(*o.user("js")))
+            js = nc.jetstream()
+            await js.add_stream(name="S", subjects=["s.>"])
+            ack = await js.publish("s.1", b"x")
+            assert ack.seq == 1
+            await nc.close()
+            nc2 = await _connect(s.client_url, user_credentials=o.creds(kp_nojs, tok_nojs))
+            with pytest.raises(Exception):
+                await nc2.jetstream().add_stream(name="T", subjects=["t.>"])
+            await nc2.close()
+        run_async(go)
