@@ -37,6 +37,7 @@ CONNECT_EVENT = "io.nats.server.advisory.v1.client_connect"
 DISCONNECT_EVENT = "io.nats.server.advisory.v1.client_disconnect"
 ACCOUNT_CONNS_EVENT = "io.nats.server.advisory.v1.account_connections"
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+STATSZ_INTERVAL = 10  # seconds between $SYS.SERVER.<id>.STATSZ heartbeats
 _SERVER_Z = ("STATSZ", "VARZ", "CONNZ", "SUBSZ", "JSZ", "HEALTHZ", "ACCOUNTZ", "IDZ", "LEAFZ",
              "ROUTEZ", "GATEWAYZ")
 # request-body option names (nats-server JSON) -> monitoring query names
@@ -68,11 +69,19 @@ class SystemService:
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         self.install()
         task_status.started()
+        ticks = 0
         try:
             while True:
                 await trio.sleep(1.0)
+                ticks += 1
                 self._check_account_expiry()
+                if ticks % STATSZ_INTERVAL == 0 and self.client is not None:
+                    # nats-server's periodic server heartbeat
+                    self.send(f"$SYS.SERVER.{self.broker.server_id}.STATSZ",
+                              {"server": self.server_info(), "statsz": self.statsz()})
         finally:
+            if self.client is not None:
+                self.send(f"$SYS.SERVER.{self.broker.server_id}.SHUTDOWN", self.server_info())
             self.stop()
 
     def install(self) -> None:
@@ -248,6 +257,7 @@ class SystemService:
             c.subscribe(f"$SYS.REQ.SERVER.PING.{z}", self._make_z(z))
             c.subscribe(f"$SYS.REQ.SERVER.{sid}.{z}", self._make_z(z))
         c.subscribe(f"$SYS.REQ.SERVER.{sid}.RELOAD", self._reload)
+        c.subscribe(f"$SYS.REQ.SERVER.{sid}.KICK", self._kick)
         c.subscribe("$SYS.REQ.ACCOUNT.*.*", self._account_req)
         c.subscribe("$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", self._claims_update)
         c.subscribe("$SYS.ACCOUNT.*.CLAIMS.UPDATE", self._claims_update)
@@ -325,6 +335,19 @@ class SystemService:
             self._respond(msg, error=(500, f"reload failed: {e}"))
             return
         self._respond(msg, None)
+
+    def _kick(self, sub: "Subscription", msg: Msg) -> None:
+        """Disconnect a client by id (`{"cid": n}`), as nats-server's KICK request."""
+        try:
+            cid = int(json.loads(msg.data or b"{}").get("cid", 0))
+        except (ValueError, TypeError, AttributeError):
+            cid = 0
+        c = self.broker.clients.get(cid)
+        if c is None or c.kind != "Client":
+            self._respond(msg, error=(404, f"client {cid} not found"))
+            return
+        c.close("Kicked")
+        self._respond(msg, {})
 
     def _account_req(self, sub: "Subscription", msg: Msg) -> None:
         toks = msg.subject.split(".")

@@ -332,3 +332,24 @@ def test_sys_json_shapes_match_real_nats_server(real_nats_server):
         want = {k for k in _keys(doc) if not any(k.startswith(i) for i in ignore)}
         assert want <= _keys(ours[subject]), (subject, sorted(want - _keys(ours[subject])))
     assert ours["$SYS.ACCOUNT.A.CONNECT"]["client"]["name_tag"] == "A"
+
+
+def test_kick_request_disconnects_client(srv):
+    async def go():
+        sysc = await conn(srv.client_url, "sys")
+        victim = await conn(srv.client_url, "c")
+        cid = victim._client_id
+        sid = json.loads((await sysc.request("$SYS.REQ.SERVER.PING", b"", timeout=2)).data)["server"]["id"]
+        r = json.loads((await sysc.request(f"$SYS.REQ.SERVER.{sid}.KICK", json.dumps({"cid": cid}).encode(),
+                                           timeout=2)).data)
+        assert "error" not in r
+        for _ in range(100):
+            if victim.is_closed or not victim.is_connected:
+                break
+            await asyncio.sleep(0.02)
+        assert not victim.is_connected
+        r = json.loads((await sysc.request(f"$SYS.REQ.SERVER.{sid}.KICK", b'{"cid": 999999}', timeout=2)).data)
+        assert r["error"]["code"] == 404
+        await victim.close()
+        await sysc.close()
+    run_async(go)
