@@ -207,6 +207,10 @@ class FileStore(StoreCore):
 
     def _open(self) -> None:
         files = self._list_block_files()
+        try:
+            os.unlink(self._index_path + ".tmp")  # an index write interrupted by a crash
+        except FileNotFoundError:
+            pass
         loaded = False
         if os.path.exists(self._index_path):
             try:

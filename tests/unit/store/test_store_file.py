@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 
@@ -311,6 +312,40 @@ def test_limits_applied_on_open(tmp_path):
     st.stop()
     st = FileStore(d, StoreLimits(max_msgs=6, max_msgs_per_subject=2))
     assert st.state().msgs == 4 and st.state().first_seq == 7
+
+
+def test_sync_from_another_thread(tmp_path):
+    """The stream layer runs sync() in a worker thread while it keeps using the store."""
+    d = str(tmp_path / "s")
+    st = FileStore(d, StoreLimits(max_msgs=300), block_size=1024)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def syncer():
+        try:
+            while not stop.is_set():
+                st.sync()
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=syncer)
+    t.start()
+    try:
+        for i in range(1500):
+            seq, _ = st.store_msg(f"t.{i % 5}", None, b"v" * (i % 50), T0 + i)
+            if i % 3 == 0:
+                st.remove_msg(seq - 7)
+            if i % 500 == 0:
+                st.load_next_msg("t.*", seq - 100)
+    finally:
+        stop.set()
+        t.join()
+    assert not errors
+    before = snapshot(st)
+    check_consistent(st)
+    crash(st)
+    st = FileStore(d, StoreLimits(max_msgs=300), block_size=1024)
+    assert snapshot(st) == before
 
 
 CHILD = textwrap.dedent(
