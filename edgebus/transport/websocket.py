@@ -211,11 +211,11 @@ def http_error(status: int, req: HttpRequest) -> bytes:
     """nats-server's wsReturnHTTPError: Go's http.Error with a Sec-Websocket-Version header."""
     text = _STATUS_TEXT[status]
     body = text + "\n"
-    lines = [f"{req.version} {status} {text}", "Content-Type: text/plain; charset=utf-8"]
+    lines = [f"{req.version} {status} {text}", "Content-Type: text/plain; charset=utf-8",
+             "Sec-Websocket-Version: 13", "X-Content-Type-Options: nosniff",
+             f"Date: {email.utils.formatdate(usegmt=True)}", f"Content-Length: {len(body)}"]
     if not req.keep_alive and req.version == "HTTP/1.1":
-        lines.append("Connection: close")
-    lines += ["Sec-Websocket-Version: 13", "X-Content-Type-Options: nosniff",
-              f"Date: {email.utils.formatdate(usegmt=True)}", f"Content-Length: {len(body)}"]
+        lines.append("Connection: close")  # Go adds it last
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
 
 
@@ -271,7 +271,9 @@ def _parse_request_uri(raw: str) -> tuple[str | None, _URI]:
     if raw.startswith("/"):
         return None, empty  # an absolute path: no scheme, no host
     scheme, sep, rest = raw.partition(":")
-    if not sep or not scheme:
+    if not sep:
+        return f'parse "{raw}": invalid URI for request', empty
+    if not scheme:
         return f'parse "{raw}": missing protocol scheme', empty
     if not _SCHEME.match(scheme):
         return f'parse "{raw}": first path segment in URL cannot contain colon', empty
