@@ -765,6 +765,18 @@ class WebSocketStream(trio.abc.Stream):
 # ==========================================================================================
 # the listener
 # ==========================================================================================
+class WebsocketClientConnection(NatsConnection):
+    """A NATS client over WebSocket: the TCP driver, with nats-server's WebSocket INFO rule."""
+
+    def make_info(self) -> dict[str, Any]:
+        info = super().make_info()
+        # createWSClient copies the server INFO, whose auth_required a no_auth_user (the
+        # server's or the websocket's own) does not hide, then adds the websocket override
+        if self.auth_required:
+            info["auth_required"] = True
+        return info
+
+
 class _Handshaker:
     """Reads requests on one connection until one upgrades (or the connection ends)."""
 
@@ -951,9 +963,10 @@ class WebsocketListener:
         if self.ssl_context is not None:
             info["tls_required"] = True
             info["tls_available"] = True
-        conn = NatsConnection(server.broker, ws, conn_type="websocket", listener="websocket",
-                              remote=peer, tls=info, no_auth_user=wo.no_auth_user or o.no_auth_user,
-                              cookie_creds=self._cookie_creds(up.cookies) or None)
+        conn = WebsocketClientConnection(server.broker, ws, conn_type="websocket", listener="websocket",
+                                         remote=peer, tls=info,
+                                         no_auth_user=wo.no_auth_user or o.no_auth_user,
+                                         cookie_creds=self._cookie_creds(up.cookies) or None)
         ws.close_reason = lambda: conn.close_reason
         server.connections.add(conn)
         try:
