@@ -162,7 +162,25 @@ async def _run(o: Options, handler: logging.Handler) -> None:
     if o.cluster or getattr(o, "routes", None):
         log.warning("Cluster routes are not supported by edgebus; scale out through leaf nodes. "
                     "The cluster configuration is ignored.")
-    ports_path = None
+    # the receiver is open before "Server is ready" so a harness may signal right after it
+    sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2]
+    with trio.open_signal_receiver(*sigs) as receiver:
+        await _serve_until_stopped(server, o, handler, receiver)
+
+
+async def _serve_until_stopped(server: Any, o: Options, handler: logging.Handler, receiver: Any) -> None:
+    paths: list[str] = []
+
+    def write_files() -> None:
+        # before "Server is ready": harnesses read these as soon as they see that line
+        if o.ports_file_dir:
+            paths.append(write_ports_file(server, o.ports_file_dir))
+        if o.pid_file:
+            with open(o.pid_file, "w") as f:
+                f.write(str(os.getpid()))
+            paths.append(o.pid_file)
+
+    server.before_ready.append(write_files)
     async with trio.open_nursery() as n:
         try:
             await n.start(server.run)
@@ -171,22 +189,16 @@ async def _run(o: Options, handler: logging.Handler) -> None:
             if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
                 fatal(f'Error listening on port: {o.host}:{o.port}, "address already in use"')
             fatal(f"Error starting server: {e}")
-        if o.ports_file_dir:
-            ports_path = write_ports_file(server, o.ports_file_dir)
-        if o.pid_file:
-            with open(o.pid_file, "w") as f:
-                f.write(str(os.getpid()))
-        n.start_soon(_signals, server, handler)
+        n.start_soon(_signals, server, handler, receiver)
         try:
             await _wait_stopped(server)
         finally:
             n.cancel_scope.cancel()
-    for path in (ports_path, o.pid_file):
-        if path:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
     log.info("Server Exiting..")
 
 
@@ -204,21 +216,19 @@ async def _wait_stopped(server: Any) -> None:
         await trio.sleep(0.01)
 
 
-async def _signals(server: Any, handler: logging.Handler) -> None:
-    sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2]
-    with trio.open_signal_receiver(*sigs) as receiver:
-        async for s in receiver:
-            if s in (signal.SIGTERM, signal.SIGINT):
-                log.info("Trapped %r signal", signal.Signals(s).name.lower().replace("sig", ""))
-                server.shutdown()
-            elif s == signal.SIGHUP:
-                _reload(server)
-            elif s == signal.SIGUSR1:
-                if isinstance(handler, logging.FileHandler):
-                    handler.close()  # reopened on next emit
-                log.info("Reopened log file")
-            elif s == signal.SIGUSR2:
-                server.nursery.start_soon(server.lame_duck)
+async def _signals(server: Any, handler: logging.Handler, receiver: Any) -> None:
+    async for s in receiver:
+        if s in (signal.SIGTERM, signal.SIGINT):
+            log.info("Trapped %r signal", signal.Signals(s).name.lower().replace("sig", ""))
+            server.shutdown()
+        elif s == signal.SIGHUP:
+            _reload(server)
+        elif s == signal.SIGUSR1:
+            if isinstance(handler, logging.FileHandler):
+                handler.close()  # reopened on next emit
+            log.info("Reopened log file")
+        elif s == signal.SIGUSR2:
+            server.nursery.start_soon(server.lame_duck)
 
 
 def _reload(server: Any) -> None:

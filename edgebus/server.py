@@ -42,6 +42,8 @@ class Server:
         self._stop: trio.Event | None = None
         self.running = False
         self.services: dict[str, Any] = {}
+        # called just before "Server is ready" (the CLI writes its ports and pid files here)
+        self.before_ready: list[Any] = []
 
     # -- addresses ------------------------------------------------------------------------
     @property
@@ -75,6 +77,8 @@ class Server:
                 log.info("Listening for client connections on %s:%d", o.host, self.port)
                 await self._start_services(root)
                 self.running = True
+                for cb in self.before_ready:
+                    cb()
                 log.info("Server is ready")
                 task_status.started(self)
                 await self._stop.wait()
