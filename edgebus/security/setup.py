@@ -213,7 +213,9 @@ def _configure_operator(server: Any, mgr: AccountManager) -> None:
     for pub in (o.resolver_preload or {}):
         if pub not in b.accounts:
             mgr.get(pub)
-    mgr.on_account_update.append(lambda acc: _enable_jetstream(server, acc))
+    if not getattr(mgr, "_js_hook", False):  # configure may run again on reload
+        mgr.on_account_update.append(lambda acc: _enable_jetstream(server, acc))
+        mgr._js_hook = True  # type: ignore[attr-defined]
 
 
 def _enable_jetstream(server: Any, acc: Any) -> None:
