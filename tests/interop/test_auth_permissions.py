@@ -233,3 +233,16 @@ def test_same_errors_as_real_nats_server(real_nats_server):
         ours = run(s.port)
     theirs = run(real.port)
     assert ours == theirs
+
+
+def test_permissions_from_config_variables():
+    conf = """
+    ALLOWED = ["vars.>"]
+    SECRET = "s3"
+    authorization { users: [ {user: v, password: $SECRET, permissions: {publish: $ALLOWED}} ] }
+    """
+    with EmbeddedServer(config=conf, port=-1) as s:
+        r = Raw(s.port, user="v", **{"pass": "s3"})
+        assert r.ask(pub("vars.x")) is None
+        assert r.ask(pub("other")) == f"-ERR '{PUB_ERR.format('other')}'".encode()
+        r.close()
