@@ -234,8 +234,13 @@ class AccountManager:
         set_mappings(st.account, mappings)
         limits = _low(spec.get("limits"))
         st.limits = {k: int(v) for k, v in limits.items() if isinstance(v, int)}
-        if "max_connections" in limits or "max_conn" in limits:
-            st.limits["conn"] = int(limits.get("max_connections", limits.get("max_conn")))
+        # config-mode names -> the JWT limit names the connection layer enforces
+        for names, key in ((("max_connections", "max_conn"), "conn"),
+                           (("max_subscriptions", "max_subs"), "subs"),
+                           (("max_payload",), "payload"), (("max_leafnodes",), "leaf")):
+            for n in names:
+                if isinstance(limits.get(n), int):
+                    st.limits[key] = int(limits[n])
         st.account.limits = st.limits
         st.updated = time.time()
 

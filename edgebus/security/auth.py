@@ -336,10 +336,6 @@ def _src_allowed(cidrs: list[str], host: str) -> bool:
     return False
 
 
-def now() -> float:
-    return time.time()
-
-
 # -- auth callout (nats-server 2.10 auth_callout, config mode) ---------------------------
 AUTH_CALLOUT_SUBJECT = "$SYS.REQ.USER.AUTH"
 AUTH_REQUEST_AUDIENCE = "nats-authorization-request"

@@ -353,3 +353,29 @@ def test_kick_request_disconnects_client(srv):
         await victim.close()
         await sysc.close()
     run_async(go)
+
+
+def test_config_account_limits():
+    conf = """accounts { L { users: [{user: l, password: l}]
+                          limits: { max_connections: 1, max_subscriptions: 1, max_payload: 64 } } }"""
+
+    async def go(url):
+        errors = []
+
+        async def err_cb(e):
+            errors.append(str(e).lower())
+        nc = await conn(url, "l", error_cb=err_cb)
+        await nc.subscribe("a")
+        await nc.subscribe("b")
+        await nc.flush()
+        for _ in range(50):
+            if errors:
+                break
+            await asyncio.sleep(0.02)
+        assert any("maximum subscriptions exceeded" in e for e in errors)
+        with pytest.raises(nats.errors.Error, match="maximum account active connections"):
+            await nats.connect(url, user="l", password="l", allow_reconnect=False,
+                               max_reconnect_attempts=0)
+        await nc.close()
+    with EmbeddedServer(config=conf, port=-1) as s:
+        run_async(go, s.client_url)
