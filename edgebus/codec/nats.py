@@ -451,7 +451,10 @@ class ServerParser(_Base):
 
 
 class ClientParser(_Base):
-    """Parses what a server sends to a client: INFO, MSG, HMSG, PING, PONG, +OK, -ERR."""
+    """Parses what a server sends to a client: INFO, MSG, HMSG, PING, PONG, +OK, -ERR.
+
+    Used by the leaf link and by tests; raises ProtocolError (and nothing else) on bad input.
+    """
 
     __slots__ = ()
 
@@ -463,50 +466,64 @@ class ClientParser(_Base):
         pos = 0
         n = len(buf)
         ops: list[tuple] = []
-        while pos < n:
-            pend = self._pending
-            if pend is not None:
-                need, subject, sid, reply, hlen = pend
-                end = pos + need
-                if n < end + 2:
+        try:
+            while pos < n:
+                pend = self._pending
+                if pend is not None:
+                    need, subject, sid, reply, hlen = pend
+                    end = pos + need
+                    if n < end + 2:
+                        break
+                    if buf[end] != 13 or buf[end + 1] != 10:
+                        raise ProtocolError(ERR_UNKNOWN_OP, detail="payload not followed by CRLF")
+                    hdr = buf[pos:pos + hlen] if hlen is not None else None
+                    ops.append((OP_MSG, subject, sid, reply, hdr, buf[pos + (hlen or 0):end]))
+                    pos = end + 2
+                    self._pending = None
+                    continue
+                nl = buf.find(b"\n", pos)
+                if nl < 0:
+                    if n - pos > self.max_control_line:
+                        raise ProtocolError(ERR_MAX_CONTROL_LINE, "Maximum Control Line Exceeded")
                     break
-                hdr = buf[pos:pos + hlen] if hlen is not None else None
-                ops.append((OP_MSG, subject, sid, reply, hdr, buf[pos + (hlen or 0):end]))
-                pos = end + 2
-                self._pending = None
-                continue
-            nl = buf.find(b"\n", pos)
-            if nl < 0:
-                break
-            line_end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
-            line = buf[pos:line_end]
-            parts = line.split(None, 1)
-            op = parts[0].upper() if parts else b""
-            rest = parts[1] if len(parts) > 1 else b""
-            pos = nl + 1
-            if op == b"MSG":
-                a = rest.split()
-                if len(a) == 3:
-                    self._pending = (int(a[2]), a[0], a[1], None, None)
+                if nl - pos > self.max_control_line:
+                    raise ProtocolError(ERR_MAX_CONTROL_LINE, "Maximum Control Line Exceeded")
+                line_end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
+                line = buf[pos:line_end]
+                op, _, rest = line.partition(b" ")
+                op = op.upper()
+                pos = nl + 1
+                if op == b"MSG":
+                    a = _split_ws(rest)
+                    if len(a) == 3:
+                        self._pending = (_size(a[2], "size"), a[0], a[1], None, None)
+                    elif len(a) == 4:
+                        self._pending = (_size(a[3], "size"), a[0], a[1], a[2], None)
+                    else:
+                        raise ProtocolError(None, detail="wrong number of MSG arguments")
+                elif op == b"HMSG":
+                    a = _split_ws(rest)
+                    if len(a) not in (4, 5):
+                        raise ProtocolError(None, detail="wrong number of HMSG arguments")
+                    hlen, total = _size(a[-2], "header size"), _size(a[-1], "total size")
+                    if hlen > total:
+                        raise ProtocolError(None, detail="header size larger than total size")
+                    self._pending = (total, a[0], a[1], a[2] if len(a) == 5 else None, hlen)
+                elif op == b"PING":
+                    ops.append((OP_PING,))
+                elif op == b"PONG":
+                    ops.append((OP_PONG,))
+                elif op == b"+OK":
+                    ops.append((OP_OK,))
+                elif op == b"-ERR":
+                    ops.append((OP_ERR, rest.strip().strip(b"'")))
+                elif op == b"INFO":
+                    ops.append((OP_INFO, rest.strip()))
                 else:
-                    self._pending = (int(a[3]), a[0], a[1], a[2], None)
-            elif op == b"HMSG":
-                a = rest.split()
-                if len(a) == 4:
-                    self._pending = (int(a[3]), a[0], a[1], None, int(a[2]))
-                else:
-                    self._pending = (int(a[4]), a[0], a[1], a[2], int(a[3]))
-            elif op == b"PING":
-                ops.append((OP_PING,))
-            elif op == b"PONG":
-                ops.append((OP_PONG,))
-            elif op == b"+OK":
-                ops.append((OP_OK,))
-            elif op == b"-ERR":
-                ops.append((OP_ERR, rest.strip().strip(b"'")))
-            elif op == b"INFO":
-                ops.append((OP_INFO, rest))
-            else:
-                raise ProtocolError(ERR_UNKNOWN_OP)
+                    raise ProtocolError(ERR_UNKNOWN_OP)
+        except ProtocolError:
+            self.buf = b""
+            self._pending = None
+            raise
         self.buf = buf[pos:] if pos < n else b""
         return ops
