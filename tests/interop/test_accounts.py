@@ -360,22 +360,18 @@ def test_config_account_limits():
                           limits: { max_connections: 1, max_subscriptions: 1, max_payload: 64 } } }"""
 
     async def go(url):
-        errors = []
-
-        async def err_cb(e):
-            errors.append(str(e).lower())
-        nc = await conn(url, "l", error_cb=err_cb)
-        await nc.subscribe("a")
-        await nc.subscribe("b")
-        await nc.flush()
-        for _ in range(50):
-            if errors:
-                break
-            await asyncio.sleep(0.02)
-        assert any("maximum subscriptions exceeded" in e for e in errors)
+        nc = await conn(url, "l")
         with pytest.raises(nats.errors.Error, match="maximum account active connections"):
             await nats.connect(url, user="l", password="l", allow_reconnect=False,
                                max_reconnect_attempts=0)
-        await nc.close()
+        assert nc.max_payload == 1048576  # INFO is sent before we know the account
+        await nc.subscribe("a")
+        await nc.subscribe("b")
+        for _ in range(100):
+            if nc.is_closed:
+                break
+            await asyncio.sleep(0.02)
+        # nats-py closes on this -ERR (the server keeps the connection)
+        assert "maximum subscriptions exceeded" in str(nc.last_error).lower()
     with EmbeddedServer(config=conf, port=-1) as s:
         run_async(go, s.client_url)
