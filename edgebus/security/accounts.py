@@ -152,6 +152,7 @@ class AccountState:
     users: dict[str, Any] = field(default_factory=dict)
     default_permissions: Any = None
     limits: dict[str, Any] = field(default_factory=dict)
+    mappings: dict[str, Any] = field(default_factory=dict)  # as configured, for /accountz
     updated: float = field(default_factory=time.time)
 
 
@@ -232,6 +233,7 @@ class AccountManager:
         st.imports.clear()
         mappings = spec.get("mappings") or spec.get("maps")
         set_mappings(st.account, mappings)
+        st.mappings = dict(mappings or {})
         limits = _low(spec.get("limits"))
         st.limits = {k: int(v) for k, v in limits.items() if isinstance(v, int)}
         # config-mode names -> the JWT limit names the connection layer enforces
@@ -443,6 +445,7 @@ class AccountManager:
         st.account.js_limits = _js_limits_from_jwt(st.limits)
         try:
             set_mappings(st.account, None)
+            st.mappings = dict(claims.mappings or {})
             if claims.mappings:
                 from ..core.transform import Mappings
                 st.account.mappings = Mappings.from_jwt(claims.mappings)

@@ -52,11 +52,8 @@ def account_detail(server: Any, acc: Any) -> dict[str, Any]:
         "subscriptions": acc.sublist.count,
         "sublist_stats": acc.sublist.stats() if hasattr(acc.sublist, "stats") else {},
     }
-    maps = acc.mappings
-    if maps is not None and hasattr(maps, "_mappings"):
-        d["mappings"] = {m.src: [{"subject": getattr(x.tr, "dest", ""), "weight": x.weight}
-                                 for x in getattr(m, "dests", [])]
-                         for m in maps._mappings}
+    if st is not None and st.mappings:
+        d["mappings"] = {src: _dests(v) for src, v in st.mappings.items()}
     if st is not None:
         if st.exports:
             d["exports"] = [e.to_dict() for e in st.exports]
@@ -75,6 +72,22 @@ def account_detail(server: Any, acc: Any) -> dict[str, Any]:
             d["revoked_user"] = {k: rfc3339(int(v) * 1_000_000_000)
                                  for k, v in claims.revocations.items()}
     return d
+
+
+def _dests(value: Any) -> list[dict[str, Any]]:
+    """A mapping's destinations in /accountz form (`destination`, `weight`, `cluster`)."""
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for it in items:
+        if isinstance(it, str):
+            out.append({"destination": it, "weight": 100})
+        elif isinstance(it, dict):
+            dest = it.get("destination", it.get("dest", it.get("subject", "")))
+            d = {"destination": dest, "weight": int(str(it.get("weight", 100) or 100).rstrip("%"))}
+            if it.get("cluster"):
+                d["cluster"] = it["cluster"]
+            out.append(d)
+    return out
 
 
 def accstatz(server: Any, query: dict[str, str]) -> dict[str, Any]:

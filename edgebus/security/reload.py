@@ -94,6 +94,8 @@ def reload(server: Any, new_options: Options) -> list[str]:
             b.system_account.is_system = True
         mgr.configure(o.accounts)
     set_mappings(b.global_account, o.mappings)
+    if mgr is not None:
+        mgr.state(b.global_account).mappings = dict(o.mappings or {})
     auth = setup.build_auth(server, mgr)
     b.auth = auth
     svc = b.subsystems.get("system")

@@ -59,6 +59,7 @@ def configure(server: Any) -> None:
             raise
     if o.mappings:
         set_mappings(b.global_account, o.mappings)
+        mgr.state(b.global_account).mappings = dict(o.mappings)
     b.auth = build_auth(server, mgr)
 
 

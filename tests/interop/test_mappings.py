@@ -108,3 +108,12 @@ def test_invalid_mapping_refused():
     from edgebus.security.setup import configure
     with pytest.raises(Exception):
         configure(srv)
+
+
+def test_accountz_lists_mappings():
+    from edgebus.security.monitor_acc import accountz
+    with EmbeddedServer(config='mappings { "a": "b", "w": [{destination: "x", weight: 40%}] }',
+                        port=-1) as s:
+        d = s.call(lambda srv: accountz(srv, {"acc": "$G"}))["account_detail"]
+    assert d["mappings"]["a"] == [{"destination": "b", "weight": 100}]
+    assert d["mappings"]["w"] == [{"destination": "x", "weight": 40}]
