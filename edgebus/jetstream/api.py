@@ -332,7 +332,8 @@ async def stream_create(req: ApiRequest) -> dict[str, Any]:
         except JSError:
             raise
         except Exception as e:
-            log.warning("Stream create failed for '%s > %s': %s", req.js.account.name, name, e)
+            log.warning("Stream create failed for '%s > %s': %s", req.js.account.name, name, e,
+                        exc_info=True)
             raise js_err(STREAM_CREATE, err="error creating store for stream") from e
         stream_advisory(req.js, stream.name, "create")
     else:

@@ -282,8 +282,9 @@ class JetStreamService:
         js = JSAccount(self, account, limits or AccountLimits())
         self.accounts[account.name] = js
         account.jetstream = js
-        self.router.attach(js)
+        # recover first, so the API never answers "stream not found" for a stream on disk
         await self._recover(js)
+        self.router.attach(js)
         return js
 
     def _enable_info_only(self, account: Any) -> None:

@@ -80,7 +80,8 @@ def test_config_and_state_survive_restart(tmp_path: Path) -> None:
 
 
 _CHILD = """
-import sys, trio
+import logging, sys, trio
+logging.basicConfig(level=logging.INFO)
 from edgebus.options import Options
 from edgebus.server import Server
 o = Options()
@@ -94,8 +95,10 @@ trio.run(Server(o).run)
 
 
 def _start_child(port: int, store: str) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-c", _CHILD, str(port), store],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the child's log goes next to (not into) the store, for post-mortems
+    with open(store + ".log", "ab") as log:
+        p = subprocess.Popen([sys.executable, "-c", _CHILD, str(port), store],
+                             stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 15
     import socket
     while time.monotonic() < deadline:
@@ -109,9 +112,23 @@ def _start_child(port: int, store: str) -> subprocess.Popen:
     raise RuntimeError("edgebus child did not start")
 
 
+async def _wait_for_stream(port: int, name: str) -> None:
+    nc = await nats.connect(f"nats://127.0.0.1:{port}", allow_reconnect=False)
+    try:
+        for _ in range(200):
+            try:
+                await nc.jetstream().stream_info(name)
+                return
+            except Exception:
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"stream {name} not recovered")
+    finally:
+        await nc.close()
+
+
 def test_acked_messages_survive_sigkill(tmp_path: Path) -> None:
     port = free_port()
-    store = str(tmp_path)
+    store = str(tmp_path / "store")
     acked: dict[int, bytes] = {}
     child = _start_child(port, store)
     try:
@@ -127,6 +144,7 @@ def test_acked_messages_survive_sigkill(tmp_path: Path) -> None:
                                         max_reconnect_attempts=0)
                 js = nc.jetstream(timeout=2)
                 n = 0
+                errors: list[str] = []
 
                 async def worker(w: int) -> None:
                     nonlocal n
@@ -135,7 +153,8 @@ def test_acked_messages_survive_sigkill(tmp_path: Path) -> None:
                         payload = b"r%d-w%d-%d" % (round_no, w, i)
                         try:
                             ack = await js.publish(f"crash.{w}", payload)
-                        except Exception:
+                        except Exception as e:
+                            errors.append(repr(e))
                             return  # the server died under us
                         acked[ack.seq] = payload
                         n += 1
@@ -144,6 +163,9 @@ def test_acked_messages_survive_sigkill(tmp_path: Path) -> None:
                             os.kill(proc.pid, signal.SIGKILL)
 
                 await asyncio.gather(*(worker(w) for w in range(4)))
+                if n < 150:
+                    proc.kill()
+                    raise AssertionError(f"publishing stopped after {n} acks: {errors}")
                 try:
                     await nc.close()
                 except Exception:
@@ -151,6 +173,8 @@ def test_acked_messages_survive_sigkill(tmp_path: Path) -> None:
             run_async(publish)
             child.wait(10)
             child = _start_child(port, store)
+            # the listener opens before JetStream has recovered the stream from disk
+            run_async(_wait_for_stream, port, "CRASH")
 
         async def verify() -> None:
             nc = await nats.connect(f"nats://127.0.0.1:{port}", allow_reconnect=False)
