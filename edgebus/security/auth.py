@@ -189,6 +189,9 @@ class ServerAuth:
         no_creds = not (c_user or c_pass or c_token or c_nkey)
 
         if self.operator_mode:
+            if not c_jwt and conn_type.startswith("mqtt") and c_pass.count(".") == 2:
+                # MQTT clients carry a (bearer) user JWT in the password field
+                c_jwt = c_pass
             if c_jwt:
                 return self._jwt_user(c_jwt, opts, nonce, ctx)
             if nau and no_creds and not c_jwt:

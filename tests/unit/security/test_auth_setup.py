@@ -118,3 +118,20 @@ def test_operator_mode_refuses_untrusted_accounts():
     utok = J.encode(J.new_user_claims(ukp.public_key), acc)
     r = auth(srv, "n", jwt=utok, sig=base64.urlsafe_b64encode(ukp.sign(b"n")).decode())
     assert r is None
+
+
+def test_operator_mode_mqtt_password_carries_bearer_jwt():
+    op = nk.create_pair("operator")
+    acc = nk.create_pair("account")
+    op_jwt = J.encode(J.new_operator_claims(op.public_key), op)
+    acc_jwt = J.encode(J.new_account_claims(acc.public_key), op)
+    srv = server_for(f"operator: {op_jwt}\nresolver: MEMORY\n"
+                     f"resolver_preload: {{ {acc.public_key}: {acc_jwt} }}")
+    ukp = nk.create_pair("user")
+    uc = J.new_user_claims(ukp.public_key)
+    uc["nats"]["bearer_token"] = True
+    bearer = J.encode(uc, acc)
+    r = srv.broker.auth.authenticate(None, {"user": "x", "pass": bearer}, None, {"conn_type": "mqtt"})
+    assert isinstance(r, AuthResult) and r.account.name == acc.public_key
+    r = srv.broker.auth.authenticate(None, {"user": "x", "pass": bearer}, None, {"conn_type": "nats"})
+    assert r is None
