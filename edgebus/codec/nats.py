@@ -230,6 +230,8 @@ class ServerParser(_Base):
     def feed_into(self, data: bytes, ops: list[tuple]) -> ProtocolError | None:
         """Append complete operations to `ops`; return the first ProtocolError instead of raising."""
         self.more = False
+        if type(data) is not bytes:
+            data = bytes(data)  # memory/TLS streams may hand over a bytearray or memoryview
         chunks = self._chunks
         if chunks is not None:
             # collecting a payload bigger than one read: join only once it is all here
@@ -462,6 +464,8 @@ class ClientParser(_Base):
         super().__init__(max_control_line)
 
     def feed(self, data: bytes) -> list[tuple]:
+        if type(data) is not bytes:
+            data = bytes(data)
         buf = self.buf + data if self.buf else data
         pos = 0
         n = len(buf)

@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import os
+import random
 from typing import Any
 
 import trio
@@ -317,11 +318,13 @@ class NatsConnection(Client):
                 if not data:
                     self.close("Client Closed")
                     return
-                self.last_rx = trio.current_time()
                 self.last_activity_ns = self.broker.clock.now_ns()
                 while True:
                     ops: list[tuple] = []
                     err = parser.feed_into(data, ops)
+                    if ops and (ops[0][0] != OP_PONG or len(ops) > 1):
+                        # activity that spares the client a PING (a lone PONG is not)
+                        self.last_rx = trio.current_time()
                     pub = self._pub
                     for op in ops:
                         if op[0] == OP_PUB and self.authed:
@@ -364,7 +367,8 @@ class NatsConnection(Client):
         elif code == OP_PONG:
             self.pings_out = 0
             if self._ping_sent_at:
-                self.rtt_ns = int((trio.current_time() - self._ping_sent_at) * 1e9)
+                # at least 1 ns: a measured RTT is never "none yet" (computeRTT)
+                self.rtt_ns = max(1, int((trio.current_time() - self._ping_sent_at) * 1e9))
                 self._ping_sent_at = 0.0
         elif code == OP_SUB:
             if not self.authed:
@@ -505,6 +509,7 @@ class NatsConnection(Client):
             self.enqueue(proto.OK)
 
     def _connect(self, raw: bytes) -> None:
+        self._first_ping_soon()
         try:
             opts = json.loads(raw)  # nats-server: no JSON at all is a parse error too
             if not isinstance(opts, dict):
@@ -656,22 +661,40 @@ class NatsConnection(Client):
 
     # -- timers ---------------------------------------------------------------------------
     async def _pinger(self) -> None:
+        """Keep-alive, as nats-server times it: the first PING a full interval after accept,
+        but soon (at most 2 s, plus up to 20 %) after each CONNECT, for an RTT sample; then
+        every interval, skipped while the client shows activity (after the first sample);
+        `ping_max` unanswered PINGs make the connection stale."""
         o = self.broker.options
         interval = o.ping_interval
-        await trio.sleep(min(2.0, interval))
-        first = True
+        first = self._early_ping  # a CONNECT may have come before this task ran
+        self._ping_scope = trio.CancelScope(deadline=first or trio.current_time() + interval)
         while not self.closing:
-            if not first and trio.current_time() - self.last_rx < interval and self.rtt_ns:
-                await trio.sleep(interval)
-                continue
-            first = False
+            with self._ping_scope:
+                await trio.sleep_forever()
+            self._ping_scope = trio.CancelScope(deadline=trio.current_time() + interval)
+            if self.closing:
+                return
+            if self.rtt_ns and trio.current_time() - self.last_rx < interval:
+                continue  # the client was active recently: no need to ask
             if self.pings_out + 1 > o.ping_max:
                 self.close("Stale Connection", proto.ERR_STALE)
                 return
             self.pings_out += 1
             self._ping_sent_at = trio.current_time()
             self.enqueue(proto.PING)
-            await trio.sleep(interval)
+
+    _ping_scope: Any = None
+    _early_ping = 0.0
+
+    def _first_ping_soon(self) -> None:
+        """After CONNECT the next PING comes early, for an RTT sample (setFirstPingTimer)."""
+        d = min(2.0, self.broker.options.ping_interval)
+        at = trio.current_time() + d + random.random() * d / 5
+        if self._ping_scope is not None:
+            self._ping_scope.deadline = at
+        else:
+            self._early_ping = at
 
     async def _auth_timer(self) -> None:
         o = self.broker.options

@@ -1,0 +1,373 @@
+"""The NATS connection driver over in-memory trio streams, with a virtual clock: liveness
+(PING/PONG, stale connections), the auth timer, verbose/pedantic/echo, UNSUB max, slow
+consumers (pending bytes, write deadline), and the 2.12+ wire additions.
+
+The broker, the authenticator and the driver are the real ones; only the socket is replaced
+by trio's memory streams, and `autojump_clock` makes minutes of timers pass instantly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+import trio.testing
+
+from edgebus.codec.nats import OP_ERR, OP_INFO, OP_MSG, OP_OK, OP_PING, OP_PONG, ClientParser
+from edgebus.core.broker import Broker
+from edgebus.options import Options
+from edgebus.server import Server
+from edgebus.transport import nats_conn
+from edgebus.transport.nats_conn import NatsConnection
+
+pytestmark = pytest.mark.trio
+
+
+class Peer:
+    """The client end: write raw bytes, read parsed server operations."""
+
+    def __init__(self, stream: trio.abc.Stream, conn: NatsConnection) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.parser = ClientParser()
+        self.ops: list[tuple] = []
+        self.eof = False
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def _more(self) -> bool:
+        if self.eof:
+            return False
+        data = await self.stream.receive_some(65536)
+        if not data:
+            self.eof = True
+            return False
+        self.ops += self.parser.feed(data)
+        return True
+
+    async def op(self) -> tuple:
+        while not self.ops:
+            if not await self._more():
+                raise EOFError("server closed")
+        return self.ops.pop(0)
+
+    async def ops_until_closed(self) -> list[tuple]:
+        while await self._more():
+            pass
+        out, self.ops = self.ops, []
+        return out
+
+    async def sync(self) -> list[tuple]:
+        """Send PING; return everything before the PONG."""
+        await self.send(b"PING\r\n")
+        before = []
+        while True:
+            o = await self.op()
+            if o == (OP_PONG,):
+                return before
+            before.append(o)
+
+
+async def connect(nursery: trio.Nursery, broker: Broker, *, lockstep: bool = False,
+                  hello: bytes | None = b'CONNECT {"verbose":false,"pedantic":false}\r\n') -> Peer:
+    client, server = (trio.testing.lockstep_stream_pair() if lockstep
+                      else trio.testing.memory_stream_pair())
+    conn = NatsConnection(broker, server)
+    nursery.start_soon(conn.run)
+    peer = Peer(client, conn)
+    info = await peer.op()
+    assert info[0] == OP_INFO
+    peer.info = json.loads(info[1])
+    if hello:
+        await peer.send(hello)
+    return peer
+
+
+def broker(**opts) -> Broker:
+    o = Options()
+    for k, v in opts.items():
+        setattr(o, k, v)
+    return Broker(o)
+
+
+# -- basics ---------------------------------------------------------------------------------
+
+async def test_info_first_then_ping_pong():
+    b = broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=None)
+        assert p.info["max_payload"] == 1048576 and p.info["headers"] is True
+        assert p.info["client_id"] == p.conn.cid
+        await p.send(b"PING\r\n")
+        assert await p.op() == (OP_PONG,)
+        n.cancel_scope.cancel()
+
+
+async def test_verbose_and_pedantic_are_on_by_default():
+    b = broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=b"CONNECT {}\r\n")
+        assert await p.op() == (OP_OK,)
+        await p.send(b"SUB foo.> 1\r\nPUB foo.* 1\r\nx\r\n")
+        assert await p.op() == (OP_OK,)  # SUB
+        assert await p.op() == (OP_ERR, b"Invalid Publish Subject")
+        assert await p.op() == (OP_OK,)  # the PUB is still accepted ...
+        assert await p.op() == (OP_MSG, b"foo.*", b"1", None, None, b"x")  # ... and routed
+        n.cancel_scope.cancel()
+
+
+async def test_echo_off_and_on():
+    b = broker()
+    async with trio.open_nursery() as n:
+        quiet = await connect(n, b, hello=b'CONNECT {"verbose":false,"echo":false}\r\n')
+        loud = await connect(n, b)
+        for p in (quiet, loud):
+            await p.send(b"SUB e 1\r\n")
+            await p.sync()
+        await quiet.send(b"PUB e 1\r\nq\r\n")
+        await loud.send(b"PUB e 1\r\nl\r\n")
+        assert await quiet.sync() == [(OP_MSG, b"e", b"1", None, None, b"l")]
+        assert await loud.sync() == [(OP_MSG, b"e", b"1", None, None, b"q"),
+                                     (OP_MSG, b"e", b"1", None, None, b"l")]
+        n.cancel_scope.cancel()
+
+
+async def test_unsub_max_delivers_exactly_n():
+    b = broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b)
+        await p.send(b"SUB s 7\r\nUNSUB 7 3\r\n" + b"PUB s 1\r\nx\r\n" * 5)
+        got = await p.sync()
+        assert got == [(OP_MSG, b"s", b"7", None, None, b"x")] * 3
+        assert p.conn.subs == {} and b.global_account.sublist.count == 0
+        n.cancel_scope.cancel()
+
+
+async def test_connect_applies_to_ops_in_the_same_read():
+    b = broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=b'CONNECT {"verbose":false,"headers":true}\r\n'
+                                      b'SUB h 1\r\nHPUB h 12 13\r\nNATS/1.0\r\n\r\nx\r\n')
+        assert await p.sync() == [(OP_MSG, b"h", b"1", None, b"NATS/1.0\r\n\r\n", b"x")]
+        n.cancel_scope.cancel()
+
+
+async def test_protocol_error_sends_err_then_closes():
+    b = broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b)
+        await p.send(b"PING\r\nBOGUS\r\n")
+        assert await p.ops_until_closed() == [(OP_PONG,), (OP_ERR, b"Unknown Protocol Operation")]
+        assert p.conn.closed and p.conn.close_reason == "Protocol Violation"
+
+
+async def test_client_close_cleans_up():
+    b = broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b)
+        await p.send(b"SUB a 1\r\nSUB b 2\r\n")
+        await p.sync()
+        assert b.global_account.sublist.count == 2
+        await p.stream.aclose()
+        while not p.conn.closed:
+            await trio.sleep(0.01)
+        assert b.global_account.sublist.count == 0
+        assert p.conn.cid not in b.clients
+
+
+# -- liveness ---------------------------------------------------------------------------------
+
+async def test_stale_connection_after_ping_max_unanswered(autojump_clock):
+    b = broker(ping_interval=10.0, ping_max=2)
+    async with trio.open_nursery() as n:
+        p = await connect(n, b)  # CONNECT sent at virtual time `start`
+        start = trio.current_time()
+        assert await p.op() == (OP_PING,)
+        # the first PING comes early after CONNECT (2 s + up to 20 %) for an RTT sample
+        assert 2.0 <= trio.current_time() - start <= 2.4
+        assert await p.ops_until_closed() == [(OP_PING,), (OP_ERR, b"Stale Connection")]
+        assert 22.0 <= trio.current_time() - start <= 22.4  # then one PING per interval
+        assert p.conn.close_reason == "Stale Connection"
+
+
+async def test_no_early_ping_before_connect(autojump_clock):
+    """Before CONNECT the first PING waits a whole interval (nats-server's accept timer)."""
+    b = broker(ping_interval=30.0, ping_max=2)
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=None)
+        start = trio.current_time()
+        assert await p.op() == (OP_PING,)
+        assert 30.0 <= trio.current_time() - start < 30.1
+        n.cancel_scope.cancel()
+
+
+async def test_answering_pings_keeps_the_connection(autojump_clock):
+    b = broker(ping_interval=10.0, ping_max=2)
+    async with trio.open_nursery() as n:
+        p = await connect(n, b)
+        for _ in range(6):  # a minute of virtual time
+            assert await p.op() == (OP_PING,)
+            await p.send(b"PONG\r\n")
+        assert not p.conn.closing and p.conn.rtt_ns >= 0
+        n.cancel_scope.cancel()
+
+
+async def test_busy_client_is_not_pinged(autojump_clock):
+    """A client that keeps publishing is alive: after the first RTT sample the server skips
+    its PINGs (and so never calls it stale), as nats-server does."""
+    b = broker(ping_interval=10.0, ping_max=2)
+    async with trio.open_nursery() as n:
+        p = await connect(n, b)
+        assert await p.op() == (OP_PING,)
+        await p.send(b"PONG\r\n")
+        for _ in range(20):
+            await trio.sleep(3)
+            await p.send(b"PUB x 0\r\n\r\n")
+        assert not p.conn.closing
+        assert p.ops == [] and not await _pending_ops(p)
+        n.cancel_scope.cancel()
+
+
+async def _pending_ops(p: Peer) -> list[tuple]:
+    with trio.move_on_after(0.001):
+        await p._more()
+    out, p.ops = p.ops, []
+    return out
+
+
+# -- authentication ---------------------------------------------------------------------------
+
+def secured_broker(**opts) -> Broker:
+    """A broker with the real token authenticator installed, as Server.run does."""
+    from edgebus.security.setup import configure
+    o = Options()
+    o.authorization = {"token": "s3cret"}
+    for k, v in opts.items():
+        setattr(o, k, v)
+    srv = Server(o)
+    configure(srv)
+    return srv.broker
+
+
+async def test_auth_timeout(autojump_clock):
+    b = secured_broker(auth_timeout=0.5)
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=None)
+        assert p.info["auth_required"] is True
+        start = trio.current_time()
+        assert await p.ops_until_closed() == [(OP_ERR, b"Authentication Timeout")]
+        assert 0.5 <= trio.current_time() - start < 1.0
+        assert p.conn.close_reason == "Authentication Timeout"
+
+
+async def test_auth_default_timeout_is_two_seconds(autojump_clock):
+    b = secured_broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=None)
+        start = trio.current_time()
+        assert await p.ops_until_closed() == [(OP_ERR, b"Authentication Timeout")]
+        assert 2.0 <= trio.current_time() - start < 2.5
+
+
+async def test_auth_ok_cancels_the_timer(autojump_clock):
+    b = secured_broker(auth_timeout=0.5)
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=b'CONNECT {"verbose":false,"auth_token":"s3cret"}\r\n')
+        await trio.sleep(5)
+        assert await p.sync() == [(OP_PING,)]  # the keep-alive, no -ERR
+        assert not p.conn.closing and p.conn.authed
+        n.cancel_scope.cancel()
+
+
+async def test_op_before_connect_with_auth_is_a_violation():
+    b = secured_broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=b"SUB foo 1\r\n")
+        assert await p.ops_until_closed() == [(OP_ERR, b"Authorization Violation")]
+
+
+async def test_wrong_token():
+    b = secured_broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=b'CONNECT {"auth_token":"nope"}\r\n')
+        assert await p.ops_until_closed() == [(OP_ERR, b"Authorization Violation")]
+
+
+# -- slow consumers ---------------------------------------------------------------------------
+
+async def test_slow_consumer_by_max_pending():
+    """A subscriber that stops reading is cut off once its pending output exceeds
+    max_pending; no -ERR is sent (nats-server closes silently); the publisher is unharmed."""
+    b = broker(max_pending=64 * 1024)
+    async with trio.open_nursery() as n:
+        sub = await connect(n, b, lockstep=True)
+        await sub.send(b"SUB slow 1\r\nPING\r\n")
+        assert await sub.op() == (OP_PONG,)
+        pub = await connect(n, b)
+        chunk = b"PUB slow 1000\r\n" + b"z" * 1000 + b"\r\n"
+        for _ in range(200):  # 200 kB for a reader that reads nothing
+            await pub.send(chunk)
+            if sub.conn.closed:
+                break
+        assert await pub.sync() == []
+        while not sub.conn.closed:
+            await trio.sleep(0.01)
+        assert sub.conn.close_reason == "Slow Consumer (Pending Bytes)"
+        assert b.slow_consumers == 1 and b.global_account.slow_consumers == 1
+        assert b.global_account.sublist.count == 0
+        # what the slow reader still gets is whole messages, then EOF, never an -ERR
+        rest = await sub.ops_until_closed()
+        assert rest and all(o[0] == OP_MSG for o in rest)
+        n.cancel_scope.cancel()
+
+
+async def test_slow_consumer_by_write_deadline(autojump_clock):
+    b = broker(write_deadline=2.0)
+    async with trio.open_nursery() as n:
+        sub = await connect(n, b, lockstep=True)
+        await sub.send(b"SUB s 1\r\nPING\r\n")
+        assert await sub.op() == (OP_PONG,)
+        pub = await connect(n, b)
+        await pub.send(b"PUB s 1\r\nx\r\n")
+        await pub.sync()
+        start = trio.current_time()
+        while not sub.conn.closed:
+            await trio.sleep(0.1)
+        assert 2.0 <= trio.current_time() - start < 3.0
+        assert sub.conn.close_reason == "Slow Consumer (Write Deadline)"
+        n.cancel_scope.cancel()
+
+
+# -- no responders and the 2.12 additions -----------------------------------------------------
+
+async def test_no_responders_goes_to_own_plain_subscription(monkeypatch):
+    monkeypatch.setattr(nats_conn, "PROTO_2_12", False)
+    b = broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=b'CONNECT {"verbose":false,"headers":true,'
+                                      b'"no_responders":true}\r\n')
+        await p.send(b"SUB _INBOX.q x q1\r\nSUB _INBOX.* 9\r\nPUB svc _INBOX.q 0\r\n\r\n")
+        assert await p.sync() == [(OP_MSG, b"_INBOX.q", b"9", None, b"NATS/1.0 503\r\n\r\n", b"")]
+        n.cancel_scope.cancel()
+
+
+async def test_2_12_wire_additions(monkeypatch):
+    monkeypatch.setattr(nats_conn, "PROTO_2_12", True)
+    b = broker()
+    async with trio.open_nursery() as n:
+        p = await connect(n, b, hello=b'CONNECT {"verbose":false,"headers":true,'
+                                      b'"no_responders":true,"protocol":1}\r\n')
+        await p.send(b"PING\r\n")
+        assert await p.op() == (OP_PONG,)
+        info = await p.op()
+        assert info[0] == OP_INFO
+        info = json.loads(info[1])
+        assert info["connect_info"] is True and info["remote_account"] == "$G"
+        assert info["client_id"] == p.conn.cid
+        await p.send(b"SUB in.* 1\r\nPUB svc.a in.1 0\r\n\r\n")
+        assert await p.sync() == [(OP_MSG, b"in.1", b"1", None,
+                                   b"NATS/1.0 503\r\nNats-Subject: svc.a\r\n\r\n", b"")]
+        n.cancel_scope.cancel()
+
+
