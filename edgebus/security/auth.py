@@ -154,6 +154,10 @@ class ServerAuth:
         except Exception:  # malformed input must never take the connection driver down
             log.exception("authentication error")
             res = None
+        if self.operator_mode and isinstance(res, AuthResult):
+            ext = self._external_auth(res.account)
+            if ext is not None and res.user not in ext:
+                return CalloutPending(self, client, opts, nonce, ctx, account=res.account)
         if self.callout is not None and not self.operator_mode:
             raw_user = _s(opts.get("nkey")) or _s(opts.get("user"))
             if not (res is not None and raw_user in self.callout.auth_users):
@@ -302,6 +306,15 @@ class ServerAuth:
                  "tags": list(uc.tags), "limits": ua.permissions}
         return self._result(acc, uc.subject, perms, expires, extra)
 
+    def _external_auth(self, account: "Account") -> set[str] | None:
+        """Operator mode: the account JWT's auth_users when it delegates to an auth callout."""
+        st = self.accounts.states.get(account.name)
+        claims = st.claims if st is not None else None
+        if claims is None:
+            return None
+        users = (claims.nats.get("authorization") or {}).get("auth_users")
+        return set(_as_list(users)) if users else None
+
     # -- limits and events ----------------------------------------------------------------
     def _check_account_limits(self, client: Any, account: "Account") -> str | None:
         limits = getattr(account, "limits", None) or {}
@@ -392,12 +405,22 @@ class CalloutPending:
     """An authentication decided by the callout service; the connection awaits `wait()`."""
 
     def __init__(self, auth: ServerAuth, client: Any, opts: dict[str, Any], nonce: str | None,
-                 ctx: dict[str, Any]) -> None:
+                 ctx: dict[str, Any], account: "Account | None" = None) -> None:
         self.auth = auth
         self.client = client
         self.opts = opts
         self.nonce = nonce
         self.ctx = ctx
+        # operator mode: the account of the (sentinel) user JWT runs the callout
+        self.account = account
+
+    @property
+    def subject_key(self) -> str:
+        """`sub` of the request: the configured issuer, or the calling account's key."""
+        if self.account is not None:
+            return self.account.name
+        assert self.auth.callout is not None
+        return self.auth.callout.issuer
 
     def _request(self, user_pub: str, timeout: float) -> str:
         from . import jwt as njwt
@@ -418,7 +441,7 @@ class CalloutPending:
                   "version": b.info_base()["version"]}
         if b.options.server_tags:
             server["tags"] = list(b.options.server_tags)
-        claims = {"sub": a.callout.issuer, "aud": AUTH_REQUEST_AUDIENCE,  # type: ignore[union-attr]
+        claims = {"sub": self.subject_key, "aud": AUTH_REQUEST_AUDIENCE,
                   "exp": int(time.time() + timeout),
                   "nats": {"server_id": server, "user_nkey": user_pub,
                            "client_info": {k: v for k, v in ci.items() if v},
@@ -430,10 +453,12 @@ class CalloutPending:
 
         from ..core.client import InternalClient
         a = self.auth
-        cfg = a.callout
-        assert cfg is not None
         b = a.broker
-        acc = b.accounts.get(cfg.account)
+        if self.account is not None:
+            acc = self.account
+        else:
+            assert a.callout is not None
+            acc = b.accounts.get(a.callout.account)
         if acc is None or a.server_key is None:
             return None
         ukp = nkeys.create_pair("user")
@@ -466,8 +491,6 @@ class CalloutPending:
     def _decide(self, data: bytes, user_pub: str) -> AuthResult | str | None:
         from . import jwt as njwt
         a = self.auth
-        cfg = a.callout
-        assert cfg is not None
         token = data.decode(errors="replace").strip()
         if not token:
             raise CalloutError("no reason supplied")
@@ -488,6 +511,10 @@ class CalloutPending:
             raise CalloutError(f"Error validating user JWT: {issues[0]}")
         if uc.subject != user_pub:
             raise CalloutError("authorized user is not the one requested")
+        if self.account is not None:
+            return self._decide_operator(resp, nats, uc)
+        cfg = a.callout
+        assert cfg is not None
         if uc.issuer_account:
             raise CalloutError("attempted to use issuer_account in non operator mode")
         if uc.issuer != cfg.issuer:
@@ -504,3 +531,43 @@ class CalloutPending:
         name = uc.name or _s(self.opts.get("user")) or None
         extra = {"nkey": uc.subject, "name_tag": uc.name, "tags": list(uc.tags), "limits": limits}
         return a._result(target, name, perms, expires, extra)
+
+    def _decide_operator(self, resp: dict[str, Any], nats: dict[str, Any], uc: Any) -> AuthResult:
+        """Operator mode: the response and the user are checked against the account JWTs."""
+        from . import jwt as njwt
+        a = self.auth
+        acc = self.account
+        assert acc is not None
+        mgr = a.accounts
+        st = mgr.states.get(acc.name)
+        claims = st.claims if st is not None else None
+        if claims is None:
+            raise CalloutError("callout account has no JWT")
+        signer = str(nats.get("issuer_account") or resp.get("iss") or "")
+        if signer != acc.name and not claims.scope_for(str(resp.get("iss") or ""))[0]:
+            raise CalloutError("auth callout signing key is unknown")
+        placement = uc.issuer_account or uc.issuer
+        allowed = set(_as_list((claims.nats.get("authorization") or {}).get("allowed_accounts")))
+        if placement != acc.name and placement not in allowed and "*" not in allowed:
+            raise CalloutError(f"account {placement!r} not permitted for auth callout")
+        target = mgr.get(placement)
+        tst = mgr.states.get(placement) if target is not None else None
+        if target is None or tst is None or tst.claims is None:
+            raise CalloutError(f"no valid account {placement!r} for auth callout response")
+        try:
+            ua = njwt.check_user(uc, tst.claims, trusted=mgr.trusted)
+        except njwt.JWTError as e:
+            raise CalloutError(str(e)) from None
+        perms = Permissions.from_jwt(ua.permissions)
+        expires = float(uc.expires) if uc.expires else None
+        extra = {"nkey": uc.subject, "name_tag": uc.name, "tags": list(uc.tags),
+                 "limits": ua.permissions, "issuer": uc.issuer}
+        return a._result(target, uc.name or uc.subject, perms, expires, extra)
+
+
+def _as_list(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [v]
+    return [str(x) for x in v]

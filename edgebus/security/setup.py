@@ -119,6 +119,8 @@ def build_auth(server: Any, mgr: AccountManager) -> ServerAuth:
                                           password=sa.get("password"), no_auth_user=nau,
                                           timeout=sa.get("timeout"))
     callout, server_key = _callout(server, auth.get("auth_callout"))
+    if o.operator and server_key is None:
+        server_key = _server_key(server)  # account JWTs may delegate to an auth callout
     a = ServerAuth(b, mgr, token=auth.get("token"), username=auth.get("user"),
                    password=auth.get("password"), users=users, no_auth_user=no_auth_user,
                    tls_map=bool(o.tls and o.tls.verify_and_map),
@@ -134,7 +136,6 @@ def _callout(server: Any, spec: Any) -> tuple[Any, Any]:
     """auth_callout{}: its settings, and the server key pair that signs callout requests."""
     if not spec:
         return None, None
-    from . import nkeys
     from .auth import CalloutConfig
     s = _low(spec)
     issuer = str(s.get("issuer") or "")
@@ -146,17 +147,25 @@ def _callout(server: Any, spec: Any) -> tuple[Any, Any]:
     if s.get("xkey") or s.get("key"):
         raise SecurityConfigError("auth_callout xkey encryption is not supported by edgebus")
     b = server.broker
+    kp = _server_key(server)
+    account = str(s.get("account") or b.global_account.name)
+    b.get_account(account, create=True)
+    return CalloutConfig(issuer, frozenset(str(u) for u in users), account), kp
+
+
+def _server_key(server: Any) -> Any:
+    """The server's nkey pair; callout services check request JWTs against the server id,
+    so the id becomes that key's public half."""
+    from . import nkeys
     kp = getattr(server, "server_key", None)
     if kp is None:
-        # callout services check the request JWT against the server id: it must be a real nkey
+        b = server.broker
         kp = nkeys.create_pair("server")
         server.server_key = kp
         if b.server_name == b.server_id:
             b.server_name = kp.public_key
         b.server_id = kp.public_key
-    account = str(s.get("account") or b.global_account.name)
-    b.get_account(account, create=True)
-    return CalloutConfig(issuer, frozenset(str(u) for u in users), account), kp
+    return kp
 
 
 def _only_system_account_has_users(o: Any, b: Any) -> bool:

@@ -145,3 +145,82 @@ def test_auth_callout_timeout_refuses():
                 await nats.connect(s.client_url, user="joe", password="good", allow_reconnect=False,
                                    max_reconnect_attempts=0, connect_timeout=3)
         run_async(go)
+
+
+class OperatorCallout:
+    """Operator mode: account AUTH delegates to a callout that places users into APP."""
+
+    def __init__(self, tmp_path) -> None:
+        self.tmp = tmp_path
+        self.op = nk.create_pair("operator")
+        self.sys = nk.create_pair("account")
+        self.auth = nk.create_pair("account")
+        self.app = nk.create_pair("account")
+        self.svc = nk.create_pair("user")
+        opc = J.new_operator_claims(self.op.public_key)
+        opc["nats"]["system_account"] = self.sys.public_key
+        self.op_jwt = J.encode(opc, self.op)
+        ac = J.new_account_claims(self.auth.public_key, name="AUTH")
+        ac["nats"]["authorization"] = {"auth_users": [self.svc.public_key],
+                                       "allowed_accounts": [self.app.public_key]}
+        self.jwts = {self.sys.public_key: J.encode(J.new_account_claims(self.sys.public_key), self.op),
+                     self.auth.public_key: J.encode(ac, self.op),
+                     self.app.public_key: J.encode(J.new_account_claims(self.app.public_key, name="APP"),
+                                                   self.op)}
+
+    def config(self) -> str:
+        pre = "\n".join(f" {k}: {v}" for k, v in self.jwts.items())
+        return (f"operator: {self.op_jwt}\nsystem_account: {self.sys.public_key}\n"
+                f"resolver: MEMORY\nresolver_preload: {{\n{pre}\n}}\n")
+
+    def creds(self, kp, name: str, bearer: bool = False, deny_all: bool = False) -> str:
+        c = J.new_user_claims(kp.public_key, name=name)
+        if bearer:
+            c["nats"]["bearer_token"] = True
+        if deny_all:
+            c["nats"]["pub"] = {"deny": [">"]}
+            c["nats"]["sub"] = {"deny": [">"]}
+        p = self.tmp / f"{name}.creds"
+        p.write_text(J.format_user_config(J.encode(c, self.auth), kp.seed))
+        return str(p)
+
+    async def scenario(self, url: str) -> dict:
+        async def handle(msg):
+            req = _payload(msg.data.decode())["nats"]
+            resp = {"sub": req["user_nkey"], "aud": req["server_id"]["id"],
+                    "nats": {"type": "authorization_response", "version": 2}}
+            # nats-py sends either creds or user/password: the decision rides on the name
+            if req["connect_opts"].get("name") == "good":
+                uc = J.new_user_claims(req["user_nkey"], name="joe")
+                resp["nats"]["jwt"] = J.encode(uc, self.app)
+            else:
+                resp["nats"]["error"] = "no"
+            await msg.respond(J.encode(resp, self.auth).encode())
+        svc = await nats.connect(url, user_credentials=self.creds(self.svc, "svc"), allow_reconnect=False)
+        await svc.subscribe("$SYS.REQ.USER.AUTH", cb=handle)
+        await svc.flush()
+        sentinel = self.creds(nk.create_pair("user"), "sentinel", bearer=True, deny_all=True)
+        out = {}
+        nc = await nats.connect(url, user_credentials=sentinel, name="good", allow_reconnect=False)
+        info = json.loads((await nc.request("$SYS.REQ.USER.INFO", b"", timeout=2)).data)
+        out["account"] = info["data"]["account"]
+        await nc.close()
+        try:
+            await nats.connect(url, user_credentials=sentinel, name="bad",
+                               allow_reconnect=False, max_reconnect_attempts=0)
+            out["bad_refused"] = False
+        except nats.errors.Error:
+            out["bad_refused"] = True
+        await svc.close()
+        return out
+
+
+def test_operator_mode_callout_matches_real_nats_server(tmp_path, real_nats_server):
+    pytest.importorskip("nkeys")
+    oc = OperatorCallout(tmp_path)
+    real = real_nats_server(config=oc.config())
+    theirs = run_async(oc.scenario, real.client_url)
+    with EmbeddedServer(config=oc.config(), port=-1) as s:
+        ours = run_async(oc.scenario, s.client_url)
+    assert theirs == {"account": oc.app.public_key, "bad_refused": True}
+    assert ours == theirs
