@@ -320,3 +320,21 @@ def test_random_bytes_connect_does_not_crash_server():
         r.send(b"CONNECT " + os.urandom(300).replace(b"\r\n", b"xx") + b"\r\n")
         r.closed_after()
         assert connects(s.client_url, token="t")
+
+
+@pytest.mark.parametrize("conf", [
+    "",
+    "authorization { token: t }",
+    "authorization { users: [{user: a, password: b}] }",
+    "authorization { users: [{user: a, password: b}] }\nno_auth_user: a",
+    f"authorization {{ users: [{{nkey: {nk.create_pair('user').public_key}}}] }}",
+    "accounts { SYS { users: [{user: s, password: s}] } }\nsystem_account: SYS",
+])
+def test_info_auth_fields_match_real_nats_server(conf, real_nats_server):
+    real = real_nats_server(config=conf)
+    with EmbeddedServer(config=conf, port=-1) as s:
+        ours = Raw(s.port).info
+    theirs = Raw(real.port).info
+    for key in ("auth_required", "tls_required", "tls_verify", "tls_available"):
+        assert ours.get(key) == theirs.get(key), key
+    assert ("nonce" in ours) == ("nonce" in theirs)
