@@ -190,3 +190,15 @@ def test_cert_identities_order(pki):
     assert cert_identities(bob) == ["O=Acme,CN=bob"]
     assert dn_equal("CN=bob,O=Acme", bob) and dn_equal("O=Acme,CN=bob", bob)
     assert not dn_equal("CN=bob", bob)
+
+
+@pytest.mark.parametrize("extra,tail", [("", ""), ("verify: true", ""), ("verify_and_map: true", ""),
+                                        ("", "allow_non_tls: true")])
+def test_info_tls_fields_match_real_nats_server(pki, real_nats_server, extra, tail):
+    conf = tls_block(pki, extra) + tail
+    real = real_nats_server(config=conf)
+    with EmbeddedServer(config=conf, port=-1) as s:
+        ours = raw_info(s.port)
+    theirs = raw_info(real.port)
+    for key in ("tls_required", "tls_verify", "tls_available", "auth_required"):
+        assert ours.get(key) == theirs.get(key), (key, ours.get(key), theirs.get(key))
