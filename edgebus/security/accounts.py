@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.account import Account
 from ..core.client import ACCOUNT, InternalClient, Msg
-from ..core.subject import subset_match, valid_subject
+from ..core.subject import subjects_collide, subset_match, valid_subject
 
 if TYPE_CHECKING:
     from ..core.broker import Broker
@@ -115,6 +115,7 @@ class Import:
     name: str = ""
     forwarder: InternalClient | None = None
     sub: Any = None
+    listener: Any = None  # (sublist, callback) watching the importer's interest
     error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,9 +274,15 @@ class AccountManager:
 
     def unlink(self, st: AccountState) -> None:
         for imp in st.imports:
+            if imp.listener is not None:
+                sl, cb = imp.listener
+                if cb in sl.listeners:
+                    sl.listeners.remove(cb)
+                imp.listener = None
             if imp.forwarder is not None:
                 imp.forwarder.close()
                 imp.forwarder = None
+                imp.sub = None
 
     def _link(self, st: AccountState, imp: Import, strict: bool) -> None:
         imp.error = ""
@@ -311,6 +318,7 @@ class AccountManager:
         importer = st.account
         fwd = InternalClient(self.broker, exporter, kind=ACCOUNT,
                              name=f"stream import {exporter.name}>{importer.name}")
+        fwd.is_forwarder = True  # type: ignore[attr-defined]
         src, dst = imp.subject, imp.local
 
         def forward(sub: "Subscription", msg: Msg) -> None:
@@ -323,8 +331,31 @@ class AccountManager:
             finally:
                 self._hops -= 1
 
-        imp.sub = fwd.subscribe(src, forward)
         imp.forwarder = fwd
+        # interest-driven, like nats-server's shadow subscriptions: the exporter is only
+        # subscribed while some subscription in the importer can receive the stream
+        interest = [0]
+
+        def relevant(sub: "Subscription") -> bool:
+            return not getattr(sub.client, "is_forwarder", False) and \
+                subjects_collide(sub.subject, dst)
+
+        def on_change(sub: "Subscription", added: bool) -> None:
+            if not relevant(sub):
+                return
+            interest[0] += 1 if added else -1
+            if added and interest[0] == 1 and imp.sub is None and not fwd.closed:
+                imp.sub = fwd.subscribe(src, forward)
+            elif not added and interest[0] <= 0 and imp.sub is not None:
+                interest[0] = 0
+                fwd.unsubscribe(imp.sub)
+                imp.sub = None
+
+        interest[0] = sum(1 for sub in importer.sublist.all_subs() if relevant(sub))
+        if interest[0]:
+            imp.sub = fwd.subscribe(src, forward)
+        importer.sublist.listeners.append(on_change)
+        imp.listener = (importer.sublist, on_change)
 
     def _link_service(self, st: AccountState, imp: Import, exporter: Account, export: Export) -> None:
         importer = st.account
@@ -332,6 +363,7 @@ class AccountManager:
         self._ensure_reply_tracker(ex_state)
         fwd = InternalClient(self.broker, importer, kind=ACCOUNT,
                              name=f"service import {importer.name}>{exporter.name}")
+        fwd.is_forwarder = True  # type: ignore[attr-defined]
         local, remote = imp.local, imp.subject
 
         def forward(sub: "Subscription", msg: Msg) -> None:

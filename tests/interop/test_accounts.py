@@ -375,3 +375,40 @@ def test_config_account_limits():
         assert "maximum subscriptions exceeded" in str(nc.last_error).lower()
     with EmbeddedServer(config=conf, port=-1) as s:
         run_async(go, s.client_url)
+
+
+def test_stream_import_follows_importer_interest(real_nats_server):
+    conf = """accounts {
+      A { users: [{user: a, password: a}], exports: [{stream: "news.>"}] }
+      B { users: [{user: b, password: b}], imports: [{stream: {account: A, subject: "news.>"}, prefix: "in"}] }
+    }"""
+
+    async def go(url):
+        a, b = await conn(url, "a"), await conn(url, "b")
+        out = {}
+        try:
+            await a.request("news.q", b"", timeout=1)
+            out["before"] = "answered"
+        except nats.errors.NoRespondersError:
+            out["before"] = "no responders"
+        s = await b.subscribe("in.news.>")
+        await b.flush()
+        await a.publish("news.x", b"1")
+        out["delivered"] = (await s.next_msg(timeout=2)).subject
+        await s.unsubscribe()
+        await b.flush()
+        try:
+            await a.request("news.q", b"", timeout=1)
+            out["after"] = "answered"
+        except nats.errors.NoRespondersError:
+            out["after"] = "no responders"
+        await a.close()
+        await b.close()
+        return out
+
+    real = real_nats_server(config=conf)
+    theirs = run_async(go, real.client_url)
+    with EmbeddedServer(config=conf, port=-1) as s:
+        ours = run_async(go, s.client_url)
+    assert ours == theirs == {"before": "no responders", "delivered": "in.news.x",
+                              "after": "no responders"}
