@@ -202,3 +202,14 @@ def test_info_tls_fields_match_real_nats_server(pki, real_nats_server, extra, ta
     theirs = raw_info(real.port)
     for key in ("tls_required", "tls_verify", "tls_available", "auth_required"):
         assert ours.get(key) == theirs.get(key), (key, ours.get(key), theirs.get(key))
+
+
+def test_tls_from_command_line_flags(pki):
+    from edgebus.cliargs import build_options
+    opts, _ = build_options(["-p", "-1", "--tlsverify", "--tlscert", pki.server[0],
+                             "--tlskey", pki.server[1], "--tlscacert", pki.ca_file])
+    with EmbeddedServer(opts) as s:
+        info = raw_info(s.port)
+        assert info["tls_required"] and info["tls_verify"]
+        assert tls_connects(f"tls://127.0.0.1:{s.port}", pki.client_ctx(pki.alice)) is True
+        assert tls_connects(f"tls://127.0.0.1:{s.port}", pki.client_ctx()) is not True
