@@ -338,3 +338,15 @@ def test_info_auth_fields_match_real_nats_server(conf, real_nats_server):
     for key in ("auth_required", "tls_required", "tls_verify", "tls_available"):
         assert ours.get(key) == theirs.get(key), key
     assert ("nonce" in ours) == ("nonce" in theirs)
+
+
+@pytest.mark.parametrize("flags,good,bad", [
+    (["--auth", "clitoken"], {"token": "clitoken"}, {"token": "x"}),
+    (["--user", "u", "--pass", "p"], {"user": "u", "password": "p"}, {"user": "u", "password": "x"}),
+])
+def test_auth_from_command_line_flags(flags, good, bad):
+    from edgebus.cliargs import build_options
+    opts, _ = build_options(["-p", "-1", *flags])
+    with EmbeddedServer(opts) as s:
+        assert connects(s.client_url, **good)
+        assert not connects(s.client_url, **bad)
