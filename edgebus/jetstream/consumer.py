@@ -654,6 +654,10 @@ class Consumer:
             if self._kick:
                 continue
             deadline = self._next_deadline()
+            now = self._now()
+            if deadline <= now:
+                # timers just ran, so this is float rounding: never spin without yielding time
+                deadline = now + 1e-6
             self._event = ev = trio.Event()
             with trio.move_on_at(deadline):
                 await ev.wait()
@@ -1584,9 +1588,9 @@ class Consumer:
             if self.active:
                 return
         else:
-            elapsed = now - self.waiting_last
-            if elapsed < self.dthresh:
-                self._dtmr_at = now + (self.dthresh - elapsed)
+            deadline = self.waiting_last + self.dthresh
+            if now < deadline:
+                self._dtmr_at = deadline
                 return
             self._process_waiting(eos=True)
             if self.waiting:
