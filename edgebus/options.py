@@ -86,6 +86,11 @@ class LeafRemote:
     tls: TLSOptions | None = None
     deny_imports: list[str] = field(default_factory=list)
     deny_exports: list[str] = field(default_factory=list)
+    nkey: str | None = None  # user nkey seed signing the hub's nonce
+    no_randomize: bool = False
+    hub: bool = False  # the remote side takes the spoke role
+    first_info_timeout: float = 1.0
+    ws_no_masking: bool = False
 
 
 @dataclass
@@ -95,6 +100,10 @@ class LeafOptions:
     remotes: list[LeafRemote] = field(default_factory=list)
     authorization: dict[str, Any] | None = None
     tls: TLSOptions | None = None
+    reconnect: float = 1.0  # seconds between attempts to reach a remote
+    advertise: str | None = None
+    no_advertise: bool = False
+    min_version: str | None = None
 
 
 @dataclass
