@@ -212,9 +212,10 @@ class MQTTConnection(Client):
         if self._lot:
             self._lot.unpark()
 
-    def wake_timer(self) -> None:
-        """A QoS 1/2 delivery went out: make sure the timer task knows when it is due."""
-        if self._timer_lot and self._timer_at > trio.current_time() + self.service.ack_wait:
+    def wake_timer(self, due: float) -> None:
+        """A QoS 1/2 delivery went out, due again at `due`: wake the timer task if it sleeps
+        past that."""
+        if due < self._timer_at and self._timer_lot:
             self._timer_lot.unpark()
 
     async def _writer(self) -> None:
@@ -421,23 +422,27 @@ class MQTTConnection(Client):
                         len(data) + _HDR_LEN[qos], self.max_payload)
             self.close("Maximum Payload Exceeded")
             return
-        if qos == 0:
-            self._publish(ent[0], ent[1], p.topic, data, 0, p.retain)
+        if qos == 2:
+            # keep until PUBREL, answer PUBREC [MQTT-4.3.3-2, method A]
+            if self.reject_qos2_pub:
+                self.close("Protocol Violation")
+                return
+            pid = p.packet_id
+            self.session.store_qos2(pid, ent[0], data, p.retain)  # type: ignore[union-attr]
+            self.out += bytes((0x50, 2, pid >> 8, pid & 0xFF))
+            self.wake()
             return
-        if qos == 1:
-            self._publish(ent[0], ent[1], p.topic, data, 1, p.retain)
+        if p.retain or self.permissions is not None:
+            self._publish(ent[0], ent[1], p.topic, data, qos, p.retain)
+        else:  # the common case, inlined
+            hdr = PUB_HEADERS[qos]
+            acc = self.account
+            acc.in_bytes += len(data) + len(hdr)
+            acc.route(Msg(ent[0], None, hdr, data, self, ent[1]))
+        if qos:
             pid = p.packet_id
             self.out += bytes((0x40, 2, pid >> 8, pid & 0xFF))
             self.wake()
-            return
-        # QoS 2: keep until PUBREL, answer PUBREC [MQTT-4.3.3-2 method A]
-        if self.reject_qos2_pub:
-            self.close("Protocol Violation")
-            return
-        pid = p.packet_id
-        self.session.store_qos2(pid, ent[0], data, p.retain)  # type: ignore[union-attr]
-        self.out += bytes((0x50, 2, pid >> 8, pid & 0xFF))
-        self.wake()
 
     def _on_pubrel(self, pid: int) -> None:
         s = self.session

@@ -81,10 +81,11 @@ def varint(n: int) -> bytes:
 def publish_frame(tf: bytes, data: bytes, qos: int, pid: int, dup: bool, retain: bool) -> bytes:
     """A whole PUBLISH packet for a precomputed topic field."""
     first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
+    rl = len(tf) + len(data) + (2 if qos else 0)
+    head = bytes((first, rl)) if rl < 128 else bytes((first,)) + varint(rl)
     if qos:
-        rl = len(tf) + 2 + len(data)
-        return b"".join((bytes((first,)), varint(rl), tf, pid.to_bytes(2, "big"), data))
-    return b"".join((bytes((first,)), varint(len(tf) + len(data)), tf, data))
+        return head + tf + pid.to_bytes(2, "big") + data
+    return head + tf + data
 
 
 class SubInfo:
@@ -246,6 +247,7 @@ class Session:
             tf = _TOPIC_FIELDS.get(subject) or topic_field_for(subject)
             data = msg.data
             out = conn.out
+            idle = not out  # the writer parks only on an empty buffer: wake it only then
             rl = len(tf) + len(data)
             if rl < 128:
                 out += _QOS0_HEAD[rl]
@@ -259,7 +261,8 @@ class Session:
             if len(out) + conn.inflight_bytes > conn.max_pending:
                 conn.slow_consumer()
                 return
-            conn.wake()
+            if idle:
+                conn.wake()
             return
         self._deliver_qos(sub, msg, q)
 
@@ -320,16 +323,19 @@ class Session:
                 return True
             data = m.data
         p.pid = pid
-        p.sent = trio.current_time()
+        p.sent = now = trio.current_time()
         self.inflight[pid] = p
         tf = p.tf or _TOPIC_FIELDS.get(p.subject) or topic_field_for(p.subject)
-        conn.out += publish_frame(tf, data, p.qos, pid, p.dup, p.retain)
+        out = conn.out
+        idle = not out
+        out += publish_frame(tf, data, p.qos, pid, p.dup, p.retain)
         conn.out_msgs += 1
         conn.out_bytes += len(data)
         if not self.clean:
             p.data = None
-        conn.wake()
-        conn.wake_timer()
+        if idle:
+            conn.wake()
+        conn.wake_timer(now + self.mgr.ack_wait)
         return True
 
     def send_retained(self, rm: Any, sub_qos: int, sid: bytes, conn: "MQTTConnection") -> None:
@@ -346,7 +352,7 @@ class Session:
                 conn.out += publish_frame(rm.tf, rm.data, qos, pid, False, True)
                 conn.out_msgs += 1
                 conn.out_bytes += len(rm.data)
-                conn.wake_timer()
+                conn.wake_timer(p.sent + self.mgr.ack_wait)
                 return
         conn.out += publish_frame(rm.tf, rm.data, 0, 0, False, True)
         conn.out_msgs += 1
@@ -382,7 +388,7 @@ class Session:
         # nats-server answers every PUBREC with a PUBREL, known packet id or not
         r = Pending(2, p.subject if p else "", None, p.sid if p else b"")
         r.pid = pid
-        r.sent = trio.current_time()
+        r.sent = now = trio.current_time()
         if not self.clean:
             try:
                 r.seq = self.mgr.storage.pending.add(
@@ -394,7 +400,7 @@ class Session:
         if conn is not None:
             conn.out += bytes((0x62, 2, pid >> 8, pid & 0xFF))
             conn.wake()
-            conn.wake_timer()
+            conn.wake_timer(now + self.mgr.ack_wait)
 
     def on_pubcomp(self, pid: int) -> None:
         r = self.pubrel.pop(pid, None)
@@ -446,7 +452,7 @@ class Session:
             conn.out += bytes((0x62, 2, pid >> 8, pid & 0xFF))
         self.pump()
         conn.wake()
-        conn.wake_timer()
+        conn.wake_timer(now + self.mgr.ack_wait)
 
     def _resend(self, p: Pending, conn: "MQTTConnection", now: float) -> None:
         data = p.data
