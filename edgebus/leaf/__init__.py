@@ -1,1 +1,12 @@
-"""leaf package."""
+"""Leaf nodes: this server linked to other NATS servers (a hub, or leaves that dial us).
+
+    service.py   LeafService: the remotes we dial, the listener leaves dial, /leafz, the
+                 per-account registry that turns sublist changes into LS+/LS- on every link
+    link.py      LeafLink: one leaf connection, a Client of kind Leafnode bound to one account
+    routing.py   how a message that came over a link is delivered, queue filters included
+    remote.py    a configured remote: URL pool, credentials, dialing (TCP, TLS, WebSocket)
+    wsclient.py  the client side of WebSocket, for ws:// and wss:// remotes
+    auth.py      the leafnodes { authorization {} } block of the accepting side
+
+The wire codec is edgebus/codec/leaf.py; protocols/leaf/README.md describes the protocol.
+"""
