@@ -428,7 +428,9 @@ class MQTTConnection(Client):
                 self.close("Protocol Violation")
                 return
             pid = p.packet_id
-            self.session.store_qos2(pid, ent[0], data, p.retain)  # type: ignore[union-attr]
+            sess = self._own_session()
+            if sess is not None:
+                sess.store_qos2(pid, ent[0], data, p.retain)
             self.out += bytes((0x50, 2, pid >> 8, pid & 0xFF))
             self.wake()
             return
@@ -444,8 +446,14 @@ class MQTTConnection(Client):
             self.out += bytes((0x40, 2, pid >> 8, pid & 0xFF))
             self.wake()
 
-    def _on_pubrel(self, pid: int) -> None:
+    def _own_session(self) -> Session | None:
+        """The session, unless another connection took it over (packets still queued on this
+        one must not change it)."""
         s = self.session
+        return s if s is not None and s.conn is self else None
+
+    def _on_pubrel(self, pid: int) -> None:
+        s = self._own_session()
         if s is not None:
             m = s.release_qos2(pid)
             if m is not None:
@@ -476,7 +484,7 @@ class MQTTConnection(Client):
 
     # -- SUBSCRIBE / UNSUBSCRIBE ----------------------------------------------------------
     def _on_subscribe(self, p: Subscribe) -> None:
-        sess = self.session
+        sess = self._own_session()
         if sess is None:
             return
         perms = self.permissions
@@ -522,7 +530,7 @@ class MQTTConnection(Client):
         self.wake()
 
     def _on_unsubscribe(self, p: Unsubscribe) -> None:
-        sess = self.session
+        sess = self._own_session()
         if sess is None:
             return
         before = len(sess.filters)
