@@ -117,7 +117,8 @@ def _has_users_or_nkeys(o: Any) -> bool:
     if auth.get("users") or auth.get("nkeys"):
         return True
     for spec in (o.accounts or {}).values():
-        if isinstance(spec, dict) and any(str(k).lower() in ("users", "nkeys") and v for k, v in spec.items()):
+        if isinstance(spec, dict) and any(str(k).lower() in ("users", "nkeys") and v
+                                          for k, v in spec.items()):
             return True
     return False
 

@@ -545,6 +545,7 @@ async def test_wsproto_client_with_permessage_deflate(edgebus_trio_server):
     got = b""
     accepted = None
     big = b"z" * 100_000
+    publish = b'CONNECT {"verbose":false}\r\nSUB big 1\r\nPUB big 100000\r\n' + big + b"\r\n"
     with trio.fail_after(10):
         while b"MSG big 1 100000\r\n" + big not in got:
             data = await stream.receive_some(65536)
@@ -553,8 +554,7 @@ async def test_wsproto_client_with_permessage_deflate(edgebus_trio_server):
             for ev in conn.events():
                 if isinstance(ev, AcceptConnection):
                     accepted = ev
-                    await stream.send_all(conn.send(BytesMessage(
-                        data=b'CONNECT {"verbose":false}\r\nSUB big 1\r\nPUB big 100000\r\n' + big + b"\r\n")))
+                    await stream.send_all(conn.send(BytesMessage(data=publish)))
                 elif isinstance(ev, BytesMessage):
                     got += ev.data
     assert accepted is not None and [type(e).__name__ for e in accepted.extensions] == ["PerMessageDeflate"]

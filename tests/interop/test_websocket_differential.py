@@ -232,7 +232,8 @@ def test_max_payload_close_matches(real_nats_server):
             await ws.send_frame(BINARY, b'CONNECT {"verbose":false}\r\nPUB a 5000\r\n')
             return await until_close(ws)
         frames = same(on_each(ports, scenario))
-        assert frames[-1][:4] == (CLOSE, True, False, struct.pack("!H", 1009) + b"Maximum Message Payload Exceeded")
+        close = struct.pack("!H", 1009) + b"Maximum Message Payload Exceeded"
+        assert frames[-1][:4] == (CLOSE, True, False, close)
 
 
 def test_startup_without_tls_refused_by_both(tmp_path):

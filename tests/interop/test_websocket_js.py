@@ -128,7 +128,8 @@ def test_nats_ws_with_nats_py_and_nats_js(node):
                     {"op": "reply", "conn": "ws", "subject": "ws.svc", "prefix": "ws:"},
                     {"op": "flush", "conn": "ws"},
                     {"op": "ready"},
-                    {"op": "pub", "conn": "ws", "subject": "from.ws.a", "data": "hi", "headers": {"X-From": "ws"}},
+                    {"op": "pub", "conn": "ws", "subject": "from.ws.a", "data": "hi",
+                     "headers": {"X-From": "ws"}},
                     {"op": "pub", "conn": "ws", "subject": "from.ws.big", "size": 300_000},
                     {"op": "request", "conn": "ws", "id": "ws->py", "subject": "py.svc", "data": "ping"},
                     {"op": "request", "conn": "js", "id": "js->ws", "subject": "ws.svc", "data": "hello"},
@@ -148,7 +149,8 @@ def test_nats_ws_with_nats_py_and_nats_js(node):
             assert js["data"] == "ws:hello" and js["headers"] == {"Served-By": ["ws"]}
             assert replies["py->ws"] == (b"ws:q", {"Served-By": "ws"})
             by_subject = {m.subject: m for m in from_ws}
-            assert by_subject["from.ws.a"].data == b"hi" and by_subject["from.ws.a"].headers == {"X-From": "ws"}
+            a = by_subject["from.ws.a"]
+            assert a.data == b"hi" and a.headers == {"X-From": "ws"}
             assert by_subject["from.ws.big"].data == b"x" * 300_000
         run_async(main, timeout=60)
 
@@ -185,14 +187,16 @@ def test_nats_ws_with_permessage_deflate(node):
                 flags = srv.call(lambda s: [c.stream.upgrade.compress for c in s.connections
                                             if c.type == "websocket"])
                 assert flags == [False]
-            await run_node(node, {"deflate": False, "connections": {"ws": {"transport": "ws", "servers": ws_url(srv)}},
+            await run_node(node, {"deflate": False,
+                                  "connections": {"ws": {"transport": "ws", "servers": ws_url(srv)}},
                                   "steps": [{"op": "flush", "conn": "ws"}, {"op": "ready"}]}, on_ready)
         run_async(plain, timeout=60)
 
 
 def test_node_native_websocket(node):
     """Node's own WebSocket (undici) instead of the `ws` shim."""
-    probe = subprocess.run([node, "--experimental-websocket", "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 3)"],
+    probe = subprocess.run([node, "--experimental-websocket", "-e",
+                            "process.exit(typeof WebSocket === 'function' ? 0 : 3)"],
                            capture_output=True, timeout=30)
     if probe.returncode != 0:
         pytest.skip("this node has no --experimental-websocket WebSocket")

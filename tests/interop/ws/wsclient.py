@@ -56,7 +56,14 @@ def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv1: bool = F
     if not mask:
         return head + payload
     key = os.urandom(4)
-    return head + key + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+    return head + key + _xor(payload, key)
+
+
+def _xor(data: bytes, key: bytes) -> bytes:
+    """Mask or unmask with a 4-byte key (one big-int XOR instead of a per-byte loop)."""
+    n = len(data)
+    mask = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
 
 
 def deflate(data: bytes) -> bytes:
@@ -195,7 +202,7 @@ class RawWebSocket:
             return None
         payload = bytes(b[pos:pos + n])
         if masked:
-            payload = bytes(x ^ key[i & 3] for i, x in enumerate(payload))
+            payload = _xor(payload, key)
         del b[:pos + n]
         return Frame(bool(b0 & 0x80), bool(b0 & 0x40), b0 & 0x0F, masked, payload)
 
