@@ -37,7 +37,8 @@ import trio
 from ..codec import mqtt as codec
 from ..codec.mqtt import (Connect, Disconnect, MQTTParser, MQTTProtocolError, PingReq, PubAck,
                           PubComp, Publish, PubRec, PubRel, Role, Subscribe, Unsubscribe)
-from ..codec.mqtt_topics import TopicError, subject_to_topic, subscription_subjects, topic_to_subject
+from ..codec.mqtt_topics import (TopicError, parent_subject, subject_to_topic,
+                                  subscription_subjects, topic_to_subject)
 from ..core.broker import AuthResult
 from ..core.client import CLIENT, Client, Msg
 from .manager import SessionCollision
@@ -107,6 +108,10 @@ class MQTTConnection(Client):
         self.will: Will | None = None
         self.last_rx = 0.0
         self.auth_extra: Any = None
+        # what config reload needs to authenticate the connection again
+        self.listener = "mqtt"
+        self.nonce: str | None = None
+        self.connect_opts: dict[str, Any] = {}
         self._scope: trio.CancelScope | None = None
         mq = o.mqtt
         self.reject_qos2_pub = bool(getattr(mq, "reject_qos2_publish", False))
@@ -389,19 +394,39 @@ class MQTTConnection(Client):
             opts["auth_token"] = pw
             if _looks_like_jwt(pw):
                 opts["jwt"] = pw
-        ctx = {"remote": self.remote, "tls": self.tls, "listener": "mqtt",
-               "conn_type": "mqtt_ws" if self.websocket else "mqtt", "stream": self.stream,
-               "peer_cert": self.peer_cert}
-        res = auth.authenticate(self, opts, None, ctx)
+        self.connect_opts = opts
+        res = auth.authenticate(self, opts, None, self.auth_context())
         if res is None or isinstance(res, str):
             return None
         return res
+
+    def auth_context(self) -> dict[str, Any]:
+        return {"remote": self.remote, "tls": self.tls, "listener": "mqtt",
+                "conn_type": "mqtt_ws" if self.websocket else "mqtt", "stream": self.stream,
+                "peer_cert": self.peer_cert}
 
     def _apply_auth(self, res: AuthResult) -> None:
         self.broker.move_account(self, res.account)
         self.user = res.user
         self.permissions = res.permissions
         self.auth_extra = res.extra
+
+    def apply_auth(self, res: AuthResult) -> None:
+        """Re-authentication after a config reload: new permissions; subscriptions they no
+        longer allow are dropped from the session."""
+        self._apply_auth(res)
+        sess = self._own_session()
+        perms = self.permissions
+        if sess is None or perms is None:
+            return
+        removed = False
+        for subject in list(sess.filters):
+            if not perms.can_subscribe(subject):
+                sess.unsubscribe(subject, parent_subject(subject))
+                removed = True
+        if removed:
+            self.mgr.save(sess)
+        sess.update_deny_filter()
 
     # -- PUBLISH --------------------------------------------------------------------------
     def _on_publish(self, p: Publish) -> None:

@@ -327,3 +327,42 @@ def test_amqtt_client(srv):
             await sub.disconnect()
 
     run_async(main)
+
+
+def test_config_reload_reauthenticates_mqtt_clients(tmp_path):
+    from edgebus.conf import load_config
+    from edgebus.security.reload import reload_from_file
+    before = """
+        mqtt { port: -1, host: 127.0.0.1 }
+        authorization { users: [
+          {user: keep, password: k}
+          {user: gone, password: g}
+          {user: narrow, password: n}
+        ] }
+    """
+    after = """
+        mqtt { port: -1, host: 127.0.0.1 }
+        authorization { users: [
+          {user: keep, password: k}
+          {user: narrow, password: n, permissions: {subscribe: "allowed.>"}}
+        ] }
+    """
+    path = tmp_path / "server.conf"
+    path.write_text(before)
+    opts, _ = load_config(str(path))
+    with EmbeddedServer(opts) as s:
+        port = mqtt_port(s)
+        keep = RawMQTT(port, "keep", username="keep", password=b"k")
+        gone = RawMQTT(port, "gone", username="gone", password=b"g")
+        narrow = RawMQTT(port, "narrow", username="narrow", password=b"n")
+        assert narrow.subscribe([("anything", 0), ("allowed/x", 0)]) == [0, 0]
+        path.write_text(after)
+        s.call(reload_from_file)
+        assert gone.wait_closed()
+        keep.publish("anything", b"1")
+        keep.publish("allowed/x", b"2")
+        assert [p.topic for p in narrow.publishes(1)] == ["allowed/x"]
+        narrow.ping()
+        assert narrow.quiet() == []
+        keep.disconnect()
+        narrow.disconnect()
