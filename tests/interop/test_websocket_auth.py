@@ -7,6 +7,7 @@ the same websocket{} settings; the outcomes (PONG, or -ERR and the close frame) 
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
@@ -53,16 +54,22 @@ def ws_block(port: int, **extra: Any) -> str:
     return "websocket {\n  " + "\n  ".join(lines) + "\n}\n"
 
 
-async def attempt(port: int, connect: dict, cookie: str | None = None, ops: bytes = b"PING\r\n") -> tuple:
-    """Upgrade (with a Cookie header), CONNECT, run `ops`; returns what came back, in short:
-    ("ok", data) or ("refused", -ERR text, close status, close text)."""
+async def attempt(port: int, connect: dict, cookie: str | None = None, ops: bytes = b"PING\r\n",
+                  signer: Any = None) -> tuple:
+    """Upgrade (with a Cookie header), CONNECT (signing the INFO nonce with `signer`), run
+    `ops`; returns what came back, in short: ("ok", auth_required, -ERR lines) or
+    ("refused", auth_required, -ERR lines, close status, close text)."""
     ws = await RawWebSocket.connect("127.0.0.1", port)
     headers = [("Cookie", cookie)] if cookie else []
     with trio.fail_after(10):
         resp = await ws.handshake(upgrade_request(headers=headers))
         assert resp.status == 101
         info = await ws.recv_data_until(b"\r\n")
-        auth_required = json.loads(info[5:info.index(b"\r\n")]).get("auth_required", False)
+        info_obj = json.loads(info[5:info.index(b"\r\n")])
+        auth_required = info_obj.get("auth_required", False)
+        if signer is not None:
+            sig = signer.sign(info_obj["nonce"].encode())
+            connect = {**connect, "sig": base64.urlsafe_b64encode(sig).decode().rstrip("=")}
         await ws.send_frame(BINARY, b"CONNECT " + json.dumps({"verbose": False, **connect}).encode()
                             + b"\r\n" + ops)
         data = b""
@@ -187,3 +194,33 @@ async def test_auth_timeout_on_websocket_closes_with_1008(edgebus_trio_server, a
         data += f.payload
     assert b"-ERR 'Authentication Timeout'" in data
     assert (f.close_status, f.close_text) == (1008, "Authentication Timeout")
+
+
+def test_jwt_cookie_in_operator_mode(real_nats_server):
+    from edgebus.security import jwt as J
+    from edgebus.security import nkeys as nk
+    op, sys_acc, acc = nk.create_pair("operator"), nk.create_pair("account"), nk.create_pair("account")
+    opc = J.new_operator_claims(op.public_key, name="OP")
+    opc["nats"]["system_account"] = sys_acc.public_key
+    acc_jwt = J.encode(J.new_account_claims(acc.public_key, name="APP"), op)
+    sys_jwt = J.encode(J.new_account_claims(sys_acc.public_key, name="SYS"), op)
+    config = (f"operator: {J.encode(opc, op)}\nsystem_account: {sys_acc.public_key}\nresolver: MEMORY\n"
+              f"resolver_preload: {{\n {acc.public_key}: {acc_jwt}\n {sys_acc.public_key}: {sys_jwt}\n}}\n")
+
+    def user(**fields: Any) -> tuple[Any, str]:
+        kp = nk.create_pair("user")
+        c = J.new_user_claims(kp.public_key, name="u")
+        c["nats"].update(fields)
+        return kp, J.encode(c, acc)
+
+    _, bearer = user(bearer_token=True)
+    kp, signed = user()
+    scenarios = [
+        ({}, f"jwt={bearer}"),                      # a bearer JWT from the cookie alone
+        ({}, f"jwt={signed}", b"PING\r\n", kp),    # cookie JWT, CONNECT signs the nonce
+        ({}, f"jwt={signed}"),                      # ... and without the signature
+        ({}, None),                                  # no JWT at all
+        ({"jwt": "not.a.jwt"}, f"jwt={bearer}"),     # CONNECT's own (bad) JWT wins
+    ]
+    ok = ("ok", True, [])
+    check(real_nats_server, scenarios, [ok, ok, REFUSED, REFUSED, REFUSED], config=config, jwt_cookie="jwt")
