@@ -68,6 +68,12 @@ class NatsConnection(Client):
         self._parked = False  # the writer waits in _lot for output
         self.inflight = 0
         self.max_pending = o.max_pending
+        self._piece = max(16384, min(1 << 20, o.max_pending // 4))  # bytes per send_all
+        # fast-producer stall, as nats-server: a subscriber with more than 3/4 of max_pending
+        # queued makes the publishing connection wait (at most 10 ms per read) for it to drain
+        self._stall_at = o.max_pending * 3 // 4
+        self._stall_targets: list[NatsConnection] = []
+        self._drained: trio.Event | None = None
         self.verbose = True
         self.pedantic = True
         self.headers = False
@@ -241,9 +247,23 @@ class NatsConnection(Client):
                     continue
                 data = self.out
                 self.out = bytearray()
-                self.inflight = len(data)
-                with trio.move_on_after(wd) as cs:
-                    await self.stream.send_all(data)
+                # hand the buffer to the stream in pieces, so `inflight` (counted as pending
+                # against max_pending) is what the kernel has not taken yet, not all of it
+                total = len(data)
+                piece = self._piece
+                with memoryview(data) as view:
+                    off = 0
+                    while off < total:
+                        self.inflight = total - off
+                        with trio.move_on_after(wd) as cs:
+                            await self.stream.send_all(view[off:off + piece])
+                        if cs.cancelled_caught:
+                            break
+                        off += piece
+                        if self._drained is not None and \
+                                len(self.out) + total - off <= self._stall_at:
+                            self._drained.set()  # release stalled publishers
+                            self._drained = None
                 self.inflight = 0
                 if cs.cancelled_caught:
                     self._slow_consumer("Slow Consumer (Write Deadline)")
@@ -254,6 +274,18 @@ class NatsConnection(Client):
                 self.close_reason = "Client Closed"
         if self._scope is not None:
             self._scope.cancel()
+
+    async def _stall(self) -> None:
+        """Wait (10 ms at most per read, like nats-server) for the subscribers this read's
+        messages pushed past 3/4 of their max_pending to drain below it."""
+        targets = self._stall_targets
+        self._stall_targets = []
+        with trio.move_on_after(0.010):
+            for t in dict.fromkeys(targets):
+                while not t.closing and len(t.out) + t.inflight > t._stall_at:
+                    if t._drained is None:
+                        t._drained = trio.Event()
+                    await t._drained.wait()
 
     def _slow_consumer(self, reason: str) -> None:
         b = self.broker
@@ -291,9 +323,15 @@ class NatsConnection(Client):
         self.out_bytes += size
         if reply and self.permissions is not None and self.permissions.resp_max:
             self._grant_response(msg.reply)
-        if len(out) + self.inflight > self.max_pending:
-            self._slow_consumer("Slow Consumer (Pending Bytes)")
-            return
+        pending = len(out) + self.inflight
+        if pending > self._stall_at:
+            if pending > self.max_pending:
+                self._slow_consumer("Slow Consumer (Pending Bytes)")
+                return
+            # falling behind: the publishing connection waits a little for us (stall)
+            stalls = getattr(msg.src, "_stall_targets", None)
+            if stalls is not None:  # (its own writer is a separate task: self-stall works)
+                stalls.append(self)
         if self._parked:
             self._parked = False
             self._lot.unpark()
@@ -345,6 +383,8 @@ class NatsConnection(Client):
                     if not parser.more:
                         break
                     data = b""  # the parser paused after CONNECT: parse the rest now
+                if self._stall_targets:
+                    await self._stall()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.close("Client Closed")
 
