@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from ..codec.nats import ERR_AUTH_TIMEOUT
 from .nats_conn import NatsConnection
 from .nats_tcp import normalize_port, peer_of
 
@@ -776,6 +777,18 @@ class WebsocketClientConnection(NatsConnection):
         if self.auth_required:
             info["auth_required"] = True
         return info
+
+    async def _auth_timer(self) -> None:
+        # websocket { authorization { timeout } } replaces the server's auth timeout
+        wo = self.broker.options.websocket
+        auth = {str(k).lower(): v for k, v in ((wo.authorization if wo else None) or {}).items()}
+        timeout = auth.get("timeout")
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            await super()._auth_timer()
+            return
+        await trio.sleep(timeout)
+        if not self.authed:
+            self.close("Authentication Timeout", ERR_AUTH_TIMEOUT)
 
 
 class _Handshaker:

@@ -574,3 +574,18 @@ def test_websockets_library_client(edgebus_server):
         while not got.endswith(payload + b"\r\n"):
             got += ws.recv(timeout=10)
         assert got == b"MSG q 1 50000\r\n" + payload + b"\r\n"
+
+
+def test_mqtt_path_upgrade_names_the_subprotocol():
+    """With MQTT enabled, `/mqtt` upgrades carry Sec-Websocket-Protocol: mqtt (the MQTT service
+    then takes the stream); the check itself needs no running MQTT listener."""
+    from edgebus.transport.websocket import (KIND_MQTT, OriginChecker, check_upgrade, parse_request,
+                                             upgrade_response)
+    head = upgrade_request("/some/prefix/mqtt", key="dGhlIHNhbXBsZSBub25jZQ==")[:-4]
+    up = check_upgrade(parse_request(head), compression=False, origins=OriginChecker(False, []),
+                       secure=False, mqtt_enabled=True)
+    assert up.kind == KIND_MQTT
+    assert upgrade_response(up) == (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                    b"Connection: Upgrade\r\n"
+                                    b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                                    b"Sec-Websocket-Protocol: mqtt\r\n\r\n")

@@ -224,3 +224,20 @@ def test_jwt_cookie_in_operator_mode(real_nats_server):
     ]
     ok = ("ok", True, [])
     check(real_nats_server, scenarios, [ok, ok, REFUSED, REFUSED, REFUSED], config=config, jwt_cookie="jwt")
+
+
+@pytest.mark.trio
+@pytest.mark.edgebus(websocket=WebsocketOptions(port=-1, host="127.0.0.1", no_tls=True,
+                                                authorization={"token": "s3cr3t", "timeout": 0.5}))
+async def test_websocket_authorization_timeout_overrides_the_server_one(edgebus_trio_server,
+                                                                        autojump_clock):
+    start = trio.current_time()
+    ws = await RawWebSocket.connect("127.0.0.1", edgebus_trio_server.ws_port)
+    assert (await ws.handshake(upgrade_request())).status == 101
+    while True:
+        f = await ws.recv_frame()
+        if f is None or f.opcode == CLOSE:
+            break
+    # virtual time (autojump clock): the 0.5 s websocket timeout, not the server's 2 s
+    assert 0.5 <= trio.current_time() - start < 2
+    assert (f.close_status, f.close_text) == (1008, "Authentication Timeout")

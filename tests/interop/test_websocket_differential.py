@@ -253,3 +253,23 @@ def test_startup_without_tls_refused_by_both(tmp_path):
     with pytest.raises(ValueError) as ei:
         validate_websocket_options(options_from_config(parse_string(conf.read_text()), filename=str(conf)))
     assert f"nats-server: {ei.value}" == real.stderr.strip()
+
+
+def test_ports_file_websocket_entry_matches(real_nats_server, tmp_path):
+    """nats-server's ports file lists the listener as ws://host:port; edgebus's server.ports
+    (what its ports_file_dir file is written from) says the same."""
+    from edgebus.testing.embedded import EmbeddedServer
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    port = free_port()
+    real_nats_server(config=f"ports_file_dir: {json.dumps(str(real_dir))}\n"
+                            f"websocket {{ port: {port}, host: 127.0.0.1, no_tls: true }}\n")
+    files = list(real_dir.glob("*.ports"))
+    assert len(files) == 1
+    real_ports = json.loads(files[0].read_text())
+    assert real_ports["websocket"] == [f"ws://127.0.0.1:{port}"]
+    with EmbeddedServer(config="port: -1\nwebsocket { port: -1, host: 127.0.0.1, no_tls: true }") as eb:
+        ports = eb.call(lambda s: dict(s.ports))
+        ws_port = eb.call(lambda s: s.ws_port)
+    assert ports["websocket"] == [f"ws://127.0.0.1:{ws_port}"]
+    assert set(real_ports) >= set(ports)
