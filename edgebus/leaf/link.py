@@ -38,13 +38,14 @@ from ..codec import leaf as proto
 from ..codec.leaf import (OP_CONNECT, OP_ERR, OP_INFO, OP_LMSG, OP_LSUB, OP_LUNSUB, OP_PING,
                           OP_PONG, LeafParser)
 from ..codec.nats import ProtocolError, info_frame
-from ..core.client import LEAF, Client, Msg
+from ..core.client import JETSTREAM, LEAF, Client, Msg
 from ..core.permissions import Permissions, SubjectRules
-from ..core.subject import valid_subject
+from ..core.subject import subject_matches, valid_subject
 from ..core.sublist import Subscription
 from .auth import authorize
 from .remote import RemoteCfg, start_tls
-from .routing import LeafSub, pick_local, route_from_leaf, sub_key, weight
+from .routing import (LeafSub, js_ack_deliver_idx, pick_local, route_from_leaf, sub_key,
+                      weight)
 
 if TYPE_CHECKING:
     from .service import LeafService
@@ -98,8 +99,12 @@ def _version_at_least(version: str, minimum: str) -> bool:
     return parts(version or "0") >= parts(minimum)
 
 
+def _has_wildcard(subject: str) -> bool:
+    return any(t == "*" or t == ">" for t in subject.split("."))
+
+
 def _is_literal(subject: str) -> bool:
-    return not any(t in ("*", ">") for t in subject.split("."))
+    return not _has_wildcard(subject)
 
 
 def _rules_json(rules: SubjectRules | None) -> dict[str, list[str]] | None:
@@ -294,9 +299,27 @@ class LeafLink(Client):
         queue = sub.queue
         if queue is not None and pick_local(self.account, queue, msg):
             return
+        subject_b = msg.subject_b
+        reply_b = msg.reply_b
+        src = msg.src
+        if src is not None and src.kind == JETSTREAM and sub.subject != msg.subject:
+            # JetStream hands a message to the subscribers of a deliver subject (a pull
+            # request's inbox, a push deliver subject) with its stored subject. Across a link
+            # nats-server sends it on the deliver subject with the stored subject after '@' in
+            # the reply ($JS.ACK...@orders.1); the receiving server restores it.
+            if not _has_wildcard(sub.subject):
+                subject_b = sub.subject.encode()
+                if reply_b and js_ack_deliver_idx(reply_b) < 0:
+                    reply_b = reply_b + b"@" + msg.subject_b
+            elif not subject_matches(msg.subject, sub.subject):
+                # the deliver subject is behind a wildcard: it cannot be named; drop rather
+                # than send the message under a subject nobody asked for
+                log.debug("leaf cid=%d: cannot forward %s delivered via %s", self.cid,
+                          msg.subject, sub.subject)
+                return
         key = id(msg)
         e = self._index.get(key)
-        if e is not None and e[0] is msg and e[1] == msg.subject_b:
+        if e is not None and e[0] is msg and e[1] == subject_b:
             # another subscription of this link matched the same message: one LMSG, more queues
             if queue is not None:
                 qb = queue.encode()
@@ -304,9 +327,10 @@ class LeafLink(Client):
                     e[3].append(qb)
             return
         perms = self.perms
-        if perms is not None and not perms.can_publish(msg.subject):
+        if perms is not None and not perms.can_publish(
+                msg.subject if subject_b is msg.subject_b else subject_b.decode()):
             return
-        e = [msg, msg.subject_b, msg.reply_b, [queue.encode()] if queue is not None else [],
+        e = [msg, subject_b, reply_b, [queue.encode()] if queue is not None else [],
              msg.hdr, msg.data]
         self._index[key] = e
         self._items.append(e)

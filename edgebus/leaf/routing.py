@@ -70,9 +70,30 @@ def _pick(group: list[Subscription], src: Any) -> Subscription | None:
     return None
 
 
+def js_ack_deliver_idx(reply: bytes) -> int:
+    """Where `@<subject>` starts in a JetStream ack reply that carries the stored subject of a
+    message sent on its deliver subject (nats-server's jsAckDeliverIdx), or -1."""
+    if not reply.startswith(b"$JS.ACK."):
+        return -1
+    at = reply.find(b"@")
+    if at < 0 or reply.count(b".", 0, at) < 8:
+        return -1
+    return at
+
+
 def route_from_leaf(account: "Account", msg: Msg, queues: list[bytes] | None) -> int:
-    """Deliver a message received over the link `msg.src`; returns the number of deliveries."""
+    """Deliver a message received over the link `msg.src`; returns the number of deliveries.
+
+    A JetStream delivery arrives on its deliver subject with `reply@stored-subject`: it is
+    matched on the deliver subject, local subscribers get it with the stored subject and the
+    plain ack reply, other links get it as it came."""
     src = msg.src
+    local = msg
+    if msg.reply_b is not None:
+        at = js_ack_deliver_idx(msg.reply_b)
+        if at >= 0:
+            local = Msg(None, None, msg.hdr, msg.data, src, msg.reply_b[at + 1:],
+                        msg.reply_b[:at])
     mapped = False
     if account.mappings is not None:
         m = account.mappings.apply(msg.subject)
@@ -87,7 +108,7 @@ def route_from_leaf(account: "Account", msg: Msg, queues: list[bytes] | None) ->
     for sub in r.psubs:
         if sub.client is src:
             continue
-        _deliver(sub, msg)
+        _deliver(sub, msg if sub.client.kind == LEAF else local)
         n += 1
     if r.qsubs and (queues or mapped):
         want = {q.decode("utf-8", "surrogateescape") for q in queues} if queues else None
@@ -96,7 +117,7 @@ def route_from_leaf(account: "Account", msg: Msg, queues: list[bytes] | None) ->
                 continue
             sub = _pick(group, src)
             if sub is not None:
-                _deliver(sub, msg)
+                _deliver(sub, msg if sub.client.kind == LEAF else local)
                 n += 1
     account.out_msgs += n
     return n
