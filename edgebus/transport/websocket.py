@@ -704,6 +704,7 @@ class WebSocketStream(trio.abc.Stream):
         self._eof = False
         self._close_reply: bytes | None = None  # close frame owed to the peer
         self._close_sent = False
+        self._torn = False
         self.socket = getattr(raw, "socket", None)  # for code that peeks at the socket
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -711,7 +712,11 @@ class WebSocketStream(trio.abc.Stream):
             raise trio.ClosedResourceError("websocket closed")
         frames = self.writer.encode(bytes(data))
         async with self._send_lock:
+            # stays set if the send is cut short (write deadline, kill): the peer then holds a
+            # partial frame, and a close frame after it would be garbage
+            self._torn = True
             await self.raw.send_all(frames)
+            self._torn = False
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.raw.wait_send_all_might_not_block()
@@ -750,7 +755,7 @@ class WebSocketStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         """Send the close frame owed (an echo, a protocol error, or one for the close reason)."""
-        if not self._close_sent:
+        if not self._close_sent and not self._torn:
             self._close_sent = True
             payload = self._close_reply
             if payload is None:
@@ -889,6 +894,10 @@ class WebsocketListener:
                     await _aclose_quietly(holder[-1])
                 return
             await self._dispatch(holder[-1], up, peer)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            log.debug("websocket connection from %s:%d ended: %s", peer[0], peer[1], e)
+            with trio.CancelScope(shield=True):
+                await _aclose_quietly(holder[-1])
         except Exception:  # one connection's failure must not take the listener down
             log.exception("websocket connection from %s:%d failed", *peer)
             with trio.CancelScope(shield=True):
