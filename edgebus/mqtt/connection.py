@@ -23,7 +23,10 @@ Connection rules follow nats-server's `mqtt.go`:
   preceded it in the same read;
 - a PUBLISH denied by permissions is dropped silently (QoS 1 still gets its PUBACK), a filter
   denied by permissions gets SUBACK 0x80;
-- the Will is published when the connection ends without DISCONNECT (not after a takeover).
+- the Will is published when the connection ends without DISCONNECT (not after a takeover);
+- retained messages go out after the SUBACK with RETAIN set, at min(stored, granted) QoS; a
+  filter whose first level is a wildcard gets no `$` topics [MQTT-4.7.2-1] (nats-server applies
+  that rule to live messages only and hands retained `$` topics to `#` subscribers).
 """
 
 from __future__ import annotations

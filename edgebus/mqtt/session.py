@@ -14,8 +14,10 @@ Delivery rules, as nats-server's `mqttDeliverMsgCbQoS0` / `mqttDeliverMsgCbQoS12
 - QoS 1/2 deliveries get a per-session packet identifier (a rolling counter that skips ids in
   use) and stay tracked until PUBACK (QoS 1) or PUBREC -> PUBREL -> PUBCOMP (QoS 2); at most
   `max_ack_pending` are unacknowledged, the rest wait in order in the backlog;
-- an unacknowledged PUBLISH (or PUBREL) is sent again with DUP after `ack_wait`, and at once
-  when the session's client reconnects (nats-server: its JetStream consumer redelivers).
+- an unacknowledged PUBLISH (or PUBREL) is sent again with DUP and its packet id after
+  `ack_wait`, and at once when the session's client reconnects as MQTT 3.1.1 §4.4 asks
+  (nats-server's JetStream consumer waits for `ack_wait` there); retained deliveries are
+  resent the same way (nats-server tracks them but never resends them).
 
 Persistent sessions write every queued QoS 1/2 delivery to the account's `PendingLog`, so
 they survive disconnects and restarts; clean sessions keep them in memory only.
