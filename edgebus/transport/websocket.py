@@ -96,6 +96,15 @@ def validate_websocket_options(o: Any) -> None:
                              "absolute URLs with http or https scheme")
         if not u.netloc:
             raise ValueError(f'unable to parse allowed origin "{ao}": host is required')
+    if wo.no_auth_user:
+        names = _user_names(o)
+        if o.operator:
+            raise ValueError("no_auth_user not compatible with Trusted Operator")
+        if names is None:
+            raise ValueError(f'no_auth_user: "{wo.no_auth_user}" present, but users/nkeys are not defined')
+        if wo.no_auth_user not in names:
+            raise ValueError(f'no_auth_user: "{wo.no_auth_user}" not present as user or nkey in '
+                             "authorization block or account configuration")
     auth = {str(k).lower(): v for k, v in (wo.authorization or {}).items()}
     if _has_users_or_nkeys(o):
         if auth.get("user") or auth.get("username"):
@@ -113,15 +122,33 @@ def validate_websocket_options(o: Any) -> None:
             raise ValueError(f'websocket: invalid header "{key}", "Sec-WebSocket-" prefix not allowed')
 
 
+def _user_lists(o: Any) -> list[list[Any]]:
+    """The users/nkeys lists of the authorization block and of every account."""
+    blocks = [o.authorization or {}] + [a for a in (o.accounts or {}).values() if isinstance(a, dict)]
+    out = []
+    for b in blocks:
+        for k, v in b.items():
+            if str(k).lower() in ("users", "nkeys") and isinstance(v, list):
+                out.append(v)
+    return out
+
+
 def _has_users_or_nkeys(o: Any) -> bool:
-    auth = {str(k).lower(): v for k, v in (o.authorization or {}).items()}
-    if auth.get("users") or auth.get("nkeys"):
-        return True
-    for spec in (o.accounts or {}).values():
-        if isinstance(spec, dict) and any(str(k).lower() in ("users", "nkeys") and v
-                                          for k, v in spec.items()):
-            return True
-    return False
+    return any(_user_lists(o))
+
+
+def _user_names(o: Any) -> set[str] | None:
+    """User names and nkeys configured, or None when there are no users/nkeys at all."""
+    lists = _user_lists(o)
+    if not lists:
+        return None
+    names = set()
+    for lst in lists:
+        for u in lst:
+            if isinstance(u, dict):
+                low = {str(k).lower(): v for k, v in u.items()}
+                names.update(str(low[k]) for k in ("user", "username", "nkey") if k in low)
+    return names
 
 
 # ==========================================================================================

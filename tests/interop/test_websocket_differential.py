@@ -236,22 +236,31 @@ def test_max_payload_close_matches(real_nats_server):
         assert frames[-1][:4] == (CLOSE, True, False, close)
 
 
-def test_startup_without_tls_refused_by_both(tmp_path):
+@pytest.mark.parametrize("conf", [
+    "websocket { port: -1 }",
+    "websocket { port: -1, no_tls: true, no_auth_user: zed }",
+    "authorization { users = [{user: a, password: b}] }\n"
+    "websocket { port: -1, no_tls: true, no_auth_user: zed }",
+    "authorization { users = [{user: a, password: b}] }\n"
+    "websocket { port: -1, no_tls: true, authorization { token: t } }",
+    'websocket { port: -1, no_tls: true, allowed_origins: ["http://"] }',
+    'websocket { port: -1, no_tls: true, allowed_origins: ["ws://x.example"] }',
+])
+def test_startup_refusals_match(tmp_path, conf):
     import subprocess
 
     from conftest import NATS_SERVER
     if not NATS_SERVER:
         pytest.skip("nats-server binary not installed")
-    conf = tmp_path / "ws.conf"
-    conf.write_text("port: -1\nwebsocket { port: -1 }\n")
-    real = subprocess.run([NATS_SERVER, "-c", str(conf)], capture_output=True, text=True, timeout=20)
-    assert real.returncode == 1
-    assert real.stderr.strip() == "nats-server: websocket requires TLS configuration"
+    path = tmp_path / "ws.conf"
+    path.write_text(f"port: -1\n{conf}\n")
+    real = subprocess.run([NATS_SERVER, "-c", str(path)], capture_output=True, text=True, timeout=20)
+    assert real.returncode == 1, real.stderr
     from edgebus.conf import parse_string
     from edgebus.conf.options_map import options_from_config
     from edgebus.transport.websocket import validate_websocket_options
     with pytest.raises(ValueError) as ei:
-        validate_websocket_options(options_from_config(parse_string(conf.read_text()), filename=str(conf)))
+        validate_websocket_options(options_from_config(parse_string(path.read_text()), filename=str(path)))
     assert f"nats-server: {ei.value}" == real.stderr.strip()
 
 
