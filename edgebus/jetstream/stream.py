@@ -14,9 +14,10 @@ group commit before acks when `sync_interval` is "always"). File I/O that can bl
 
 Contract with consumers (consumer.py): `name`, `config`, `store`, `account`, `js`, `nursery`,
 `consumers`, `dir`, `new_msg_listeners`, `on_consumer_ack`, `on_consumer_deleted`,
-`state_dict()`. Optional consumer hooks this module calls if present:
-`consumer.matches_subject(subject)` (interest-retention "is anyone interested") and
-`consumer.on_stream_purged(first_seq, subject_filter)` after a purge.
+`state_dict()`. Consumers are asked `is_interested(seq)` / `has_acked(seq)` for interest
+retention, `is_interested(0, subject)` (or `matches_subject(subject)`, or their config's
+filters) for "is anyone interested in this subject" at ingest, and
+`on_stream_purged(first_seq, subject_filter)` after a purge, when they have these.
 """
 
 from __future__ import annotations
