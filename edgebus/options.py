@@ -47,9 +47,15 @@ class WebsocketOptions:
     same_origin: bool = False
     allowed_origins: list[str] = field(default_factory=list)
     jwt_cookie: str | None = None
+    user_cookie: str | None = None
+    pass_cookie: str | None = None
+    token_cookie: str | None = None
     no_auth_user: str | None = None
-    handshake_timeout: float = 2.0
+    handshake_timeout: float = 0.0  # 0 = no timeout, as nats-server
     authorization: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    ping_interval: float | None = None  # overrides the server's for WebSocket clients
+    advertise: str | None = None
 
 
 @dataclass

@@ -253,8 +253,7 @@ class BlocksMapper(MapperBase):
                 elif low == "no_auth_user":
                     ws.no_auth_user = self.str_(val, p, k)
                 elif low in ("user_cookie", "pass_cookie", "token_cookie", "advertise"):
-                    self.str_(val, p, k)
-                    self.notice(p, f"websocket.{k}")
+                    setattr(ws, low, self.str_(val, p, k))
                 elif low == "headers":
                     headers = self.map_(val, p, k)
                     for hk, hv in headers.items():
@@ -263,10 +262,9 @@ class BlocksMapper(MapperBase):
                                 self.where(headers, hk),
                                 f"error parsing header key {hk}: unsupported type {go_type(hv)}",
                             )
-                    self.notice(p, f"websocket.{k}")
+                    ws.headers = {str(hk): str(hv) for hk, hv in headers.items()}
                 elif low == "ping_interval":
-                    self.duration(val, p, k)
-                    self.notice(p, f"websocket.{k}")
+                    ws.ping_interval = self.duration(val, p, k)
                 elif not self.is_var(m, k):
                     self.unknown(p, k)
             except Skip:

@@ -61,6 +61,9 @@ class EmbeddedServer:
             async with trio.open_nursery() as n:
                 try:
                     await n.start(self.server.run)
+                except BaseException as e:
+                    self._error = e  # before ready is set: start() must see it
+                    raise
                 finally:
                     ready.set()
 
@@ -78,7 +81,10 @@ class EmbeddedServer:
             raise TimeoutError("edgebus did not start")
         if self._error is not None:
             self._thread = None
-            raise RuntimeError(f"edgebus failed to start: {self._error!r}") from self._error
+            err = self._error
+            while isinstance(err, BaseExceptionGroup) and err.exceptions:
+                err = err.exceptions[0]
+            raise RuntimeError(f"edgebus failed to start: {err}") from self._error
         assert self.server is not None
         self.port = self.server.port
         return self
