@@ -72,10 +72,12 @@ class Server:
                 listeners = await nats_tcp.open_listeners(o.host, o.port)
                 self.port = nats_tcp.listener_port(listeners)
                 b.client_port = self.port
-                await conns.start(nats_tcp.serve_nats, self, listeners)
                 self.ports["nats"] = [self.client_url]
-                log.info("Listening for client connections on %s:%d", o.host, self.port)
+                # subsystems first (JetStream recovers its streams), so that the first client
+                # accepted already finds them
                 await self._start_services(root)
+                await conns.start(nats_tcp.serve_nats, self, listeners)
+                log.info("Listening for client connections on %s:%d", o.host, self.port)
                 self.running = True
                 for cb in self.before_ready:
                     cb()
