@@ -1,0 +1,209 @@
+"""edgebus as the hub: a real nats-server (and edgebus itself) dials edgebus's leaf port.
+
+Pub/sub, headers, request/reply and queue groups across the accepted link; the leaf
+authorization block binding an account; client users authenticating leaves when there is no
+such block; refused credentials; and an edgebus leaf under an edgebus hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.request
+
+import nats
+import pytest
+
+from conftest import NATS_SERVER, RealNatsServer, free_port, run_async
+from edgebus.testing.embedded import EmbeddedServer
+from test_leaf import Collector, edge_leafz, edge_waits, eventually, leaf_conf, wait_until
+
+pytestmark = pytest.mark.skipif(not NATS_SERVER, reason="nats-server binary not installed")
+
+
+def real_leaf(hub_leaf_port: int, url_user: str = "", account: str = "") -> RealNatsServer:
+    acc = f', account: "{account}"' if account else ""
+    return RealNatsServer(
+        f'server_name: NLEAF\nleafnodes {{ remotes: [ {{ url: "nats-leaf://{url_user}127.0.0.1:'
+        f'{hub_leaf_port}"{acc} }} ] }}\n' + ("accounts { APP { users: [ {user: a, password: a} ] } }\n"
+                                              if account else "")).start()
+
+
+def edge_hub(extra: str = "") -> tuple[EmbeddedServer, int]:
+    lp = free_port()
+    hub = EmbeddedServer(config=f'server_name: EHUB\nport: -1\n{extra}\n'
+                                f'leafnodes {{ listen: "127.0.0.1:{lp}" }}\n').start()
+    return hub, lp
+
+
+def real_sees(srv: RealNatsServer, subject: str) -> bool:
+    """Does the real leaf know the edgebus hub's interest in `subject` (its /leafz)?"""
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/leafz?subs=1", timeout=5) as r:
+        leafs = json.loads(r.read())["leafs"]
+    return any(subject in (ln.get("subscriptions_list") or ()) for ln in leafs)
+
+
+def test_real_leaf_to_edgebus_hub():
+    hub, lp = edge_hub()
+    leaf = real_leaf(lp)
+    try:
+        wait_until(lambda: edge_leafz(hub), "the real leaf to connect")
+        (ln,) = edge_leafz(hub)
+        assert ln["name"] == "NLEAF" and ln["is_spoke"] is False and ln["account"] == "$G"
+
+        async def go():
+            h = await nats.connect(hub.client_url)
+            e = await nats.connect(leaf.client_url)
+            on_leaf, on_hub, qa, qb = Collector(), Collector(), Collector(), Collector()
+            await e.subscribe("to.leaf", cb=on_leaf.cb)
+            await e.subscribe("jobs", queue="Q", cb=qa.cb)
+            await e.subscribe("jobs", queue="Q", cb=qb.cb)
+            await h.subscribe("to.hub.>", cb=on_hub.cb)
+
+            async def svc(m):
+                await m.respond(b"leaf says " + m.data)
+            await e.subscribe("svc.leaf", cb=svc)
+            await eventually(lambda: {"to.leaf", "jobs", "svc.leaf"} <= set(
+                edge_leafz(hub)[0]["subscriptions_list"]), "leaf interest on the edgebus hub")
+            await h.publish("to.leaf", b"1", headers={"A": "b"})
+            for i in range(20):
+                await h.publish("jobs", b"%d" % i)
+            await h.publish("jobs", b"end")
+            await h.publish("to.leaf", b"end")
+            await on_leaf.until(b"end")
+            await eventually(lambda: b"end" in qa.datas() + qb.datas(), "queue sentinel")
+            assert on_leaf.msgs[0].headers == {"A": "b"}
+            assert sorted(qa.datas() + qb.datas()) == sorted([b"%d" % i for i in range(20)] + [b"end"])
+            r = await h.request("svc.leaf", b"hi", timeout=5)
+            assert r.data == b"leaf says hi"
+
+            async def hub_svc(m):
+                await m.respond(b"hub says " + m.data)
+            await h.subscribe("svc.hub", cb=hub_svc)
+            await asyncio.to_thread(wait_until, lambda: real_sees(leaf, "svc.hub"), "svc.hub")
+            await asyncio.to_thread(wait_until, lambda: real_sees(leaf, "to.hub.>"), "to.hub.>")
+            r = await e.request("svc.hub", b"yo", timeout=5)
+            assert r.data == b"hub says yo"
+            await e.publish("to.hub.x", b"up")
+            await on_hub.until(b"up")
+            await h.close()
+            await e.close()
+        run_async(go)
+    finally:
+        leaf.stop()
+        hub.close()
+
+
+def test_leaf_authorization_binds_account(caplog):
+    lp = free_port()
+    hub = EmbeddedServer(config=(
+        "server_name: EHUB\nport: -1\n"
+        "accounts { APP { users: [ {user: app, password: app} ] } }\n"
+        f'leafnodes {{ listen: "127.0.0.1:{lp}", authorization {{ user: leaf, password: s3cret, '
+        'account: APP } }\n')).start()
+    caplog.set_level(logging.ERROR, logger="edgebus.leaf")
+    bad = real_leaf(lp, url_user="leaf:wrong@")
+    try:
+        wait_until(lambda: "authentication error" in caplog.text, "the wrong password refused")
+        assert edge_leafz(hub) == []
+        bad.stop()
+        leaf = real_leaf(lp, url_user="leaf:s3cret@")
+        try:
+            wait_until(lambda: edge_leafz(hub), "the leaf to connect")
+            assert edge_leafz(hub)[0]["account"] == "APP"
+
+            async def go():
+                h = await nats.connect(hub.client_url, user="app", password="app")
+                e = await nats.connect(leaf.client_url)
+                got = Collector()
+                await h.subscribe("in.app", cb=got.cb)
+                await asyncio.to_thread(wait_until, lambda: real_sees(leaf, "in.app"), "in.app")
+                await e.publish("in.app", b"x")
+                await got.until(b"x")
+                assert got.datas()[0] == b"x"
+                await h.close()
+                await e.close()
+            run_async(go)
+        finally:
+            leaf.stop()
+    finally:
+        bad.stop()
+        hub.close()
+
+
+def test_client_users_authenticate_leaves_without_leaf_block():
+    """No leafnodes authorization block: the leaf's URL credentials are checked against the
+    server's users and bind the user's account (nats-server's isClientAuthorized)."""
+    lp = free_port()
+    hub = EmbeddedServer(config=(
+        "server_name: EHUB\nport: -1\n"
+        "accounts { APP { users: [ {user: lu, password: lp} ] }, OTHER { users: [ {user: o, password: o} ] } }\n"
+        f'leafnodes {{ listen: "127.0.0.1:{lp}" }}\n')).start()
+    leaf = EmbeddedServer(config=leaf_conf(lp, name="EL").replace("nats-leaf://", "nats-leaf://lu:lp@")).start()
+    try:
+        wait_until(lambda: edge_leafz(hub), "the leaf to connect")
+        assert edge_leafz(hub)[0]["account"] == "APP"
+        assert edge_leafz(leaf)[0]["account"] == "$G"
+
+        async def go():
+            h = await nats.connect(hub.client_url, user="lu", password="lp")
+            e = await nats.connect(leaf.client_url)
+            got, back = Collector(), Collector()
+            await h.subscribe("app.in", cb=got.cb)
+            await e.subscribe("app.out", cb=back.cb)
+            await edge_waits(leaf, "app.in")
+            await eventually(lambda: "app.out" in edge_leafz(hub)[0]["subscriptions_list"], "app.out")
+            await e.publish("app.in", b"1")
+            await h.publish("app.out", b"2")
+            await got.until(b"1")
+            await back.until(b"2")
+            await h.close()
+            await e.close()
+        run_async(go)
+    finally:
+        leaf.close()
+        hub.close()
+
+
+def test_edgebus_leaf_under_edgebus_hub_with_queues():
+    hub, lp = edge_hub()
+    leaf = EmbeddedServer(config=leaf_conf(lp, name="EL")).start()
+    try:
+        wait_until(lambda: edge_leafz(hub) and edge_leafz(leaf), "both ends connected")
+        assert edge_leafz(leaf)[0]["is_spoke"] is True and edge_leafz(hub)[0]["is_spoke"] is False
+
+        async def go():
+            h = await nats.connect(hub.client_url)
+            e = await nats.connect(leaf.client_url)
+            hq, lq = Collector(), Collector()
+            await h.subscribe("w", queue="g", cb=hq.cb)
+            await e.subscribe("w", queue="g", cb=lq.cb)
+            await edge_waits(leaf, "w")
+            await eventually(lambda: "w" in edge_leafz(hub)[0]["subscriptions_list"], "w on hub")
+            for i in range(30):
+                await h.publish("w", b"h%d" % i)
+                await e.publish("w", b"e%d" % i)
+            await h.publish("w", b"hend")
+            await e.publish("w", b"eend")
+            # local members are preferred: each side keeps its own publishes
+            await hq.until(b"hend")
+            await lq.until(b"eend")
+            assert sorted(hq.datas()) == sorted([b"h%d" % i for i in range(30)] + [b"hend"])
+            assert sorted(lq.datas()) == sorted([b"e%d" % i for i in range(30)] + [b"eend"])
+            # without a local member the group is served across the link
+            await (await h.subscribe("only.leaf", queue="g2")).unsubscribe()
+            ol = Collector()
+            await e.subscribe("only.leaf", queue="g2", cb=ol.cb)
+            await eventually(lambda: "only.leaf" in edge_leafz(hub)[0]["subscriptions_list"], "only.leaf")
+            for i in range(10):
+                await h.publish("only.leaf", b"%d" % i)
+            await h.publish("only.leaf", b"end")
+            await ol.until(b"end")
+            assert ol.datas() == [b"%d" % i for i in range(10)] + [b"end"]
+            await h.close()
+            await e.close()
+        run_async(go)
+    finally:
+        leaf.close()
+        hub.close()
