@@ -21,6 +21,8 @@ MAX_DELIVERIES = f"{ADVISORY_PREFIX}.CONSUMER.MAX_DELIVERIES"
 MSG_NAKED = f"{ADVISORY_PREFIX}.CONSUMER.MSG_NAKED"
 MSG_TERMINATED = f"{ADVISORY_PREFIX}.CONSUMER.MSG_TERMINATED"
 ACK_METRIC = "$JS.EVENT.METRIC.CONSUMER.ACK"
+PINNED = f"{ADVISORY_PREFIX}.CONSUMER.PINNED"
+UNPINNED = f"{ADVISORY_PREFIX}.CONSUMER.UNPINNED"
 
 TYPE_ACTION = "io.nats.jetstream.advisory.v1.consumer_action"
 TYPE_PAUSE = "io.nats.jetstream.advisory.v1.consumer_pause"
@@ -28,6 +30,8 @@ TYPE_MAX_DELIVER = "io.nats.jetstream.advisory.v1.max_deliver"
 TYPE_NAK = "io.nats.jetstream.advisory.v1.nak"
 TYPE_TERMINATED = "io.nats.jetstream.advisory.v1.terminated"
 TYPE_ACK_METRIC = "io.nats.jetstream.metric.v1.consumer_ack"
+TYPE_PINNED = "io.nats.jetstream.advisory.v1.consumer_group_pinned"
+TYPE_UNPINNED = "io.nats.jetstream.advisory.v1.consumer_group_unpinned"
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -56,13 +60,16 @@ class Advisories:
         self.domain = domain
         self.clock = clock
 
-    def _send(self, prefix: str, type_: str, body: dict[str, Any]) -> bool:
+    def _send(self, prefix: str, type_: str, body: dict[str, Any], with_account: bool = False) -> bool:
         subject = f"{prefix}.{self.stream}.{self.consumer}"
         if not self.account.sublist.match(subject):
             return False
         event: dict[str, Any] = {"type": type_, "id": nuid(),
-                                 "timestamp": rfc3339(self.clock.now_ns()),
-                                 "stream": self.stream, "consumer": self.consumer}
+                                 "timestamp": rfc3339(self.clock.now_ns())}
+        if with_account:
+            event["account"] = self.account.name
+        event["stream"] = self.stream
+        event["consumer"] = self.consumer
         event.update(body)
         if self.domain:
             event["domain"] = self.domain
@@ -102,3 +109,9 @@ class Advisories:
                                                         "stream_seq": stream_seq,
                                                         "ack_time": ack_time_ns,
                                                         "deliveries": deliveries})
+
+    def pinned(self, group: str, pin_id: str) -> bool:
+        return self._send(PINNED, TYPE_PINNED, {"group": group, "pinned_id": pin_id}, True)
+
+    def unpinned(self, group: str, reason: str) -> bool:
+        return self._send(UNPINNED, TYPE_UNPINNED, {"group": group, "reason": reason}, True)

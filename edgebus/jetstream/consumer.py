@@ -110,10 +110,11 @@ def parse_go_duration(s: str) -> int:
 class PullRequest:
     """A waiting pull request (nats-server waitingRequest). Times are trio seconds."""
 
-    __slots__ = ("reply", "n", "d", "b", "expires", "received", "hb", "hbt", "no_wait", "max_bytes")
+    __slots__ = ("reply", "n", "d", "b", "expires", "received", "hb", "hbt", "no_wait", "max_bytes",
+                 "group")
 
     def __init__(self, reply: str, n: int, b: int, expires: float, received: float, hb: float,
-                 no_wait: bool) -> None:
+                 no_wait: bool, group: dict[str, Any] | None = None) -> None:
         self.reply = reply
         self.n = n                  # messages still wanted
         self.d = 0                  # messages delivered
@@ -124,6 +125,7 @@ class PullRequest:
         self.hb = hb                # heartbeat interval in seconds (0 = none)
         self.hbt = received + hb if hb else 0.0
         self.no_wait = no_wait
+        self.group = group          # priority group request: group, min_pending, min_ack_pending, id
 
 
 def parse_next_request(data: bytes, now: float) -> tuple[int, float, int, bool, float, dict[str, Any] | None]:
@@ -157,10 +159,9 @@ def parse_next_request(data: bytes, now: float) -> tuple[int, float, int, bool, 
         no_wait = bool(d.get("no_wait") or False)
         if hb_ns > 0 and hb_ns * 2 > expires_ns:
             raise ValueError("heartbeat value too large")
-        group = None
-        if any(k in d for k in ("group", "min_pending", "min_ack_pending", "id")):
-            group = {"group": d.get("group") or "", "min_pending": d.get("min_pending") or 0,
-                     "min_ack_pending": d.get("min_ack_pending") or 0, "id": d.get("id") or ""}
+        # like nats-server, a JSON request always carries a (possibly empty) priority group
+        group = {"group": d.get("group") or "", "min_pending": d.get("min_pending") or 0,
+                 "min_ack_pending": d.get("min_ack_pending") or 0, "id": d.get("id") or ""}
         expires = now + expires_ns / 1e9 if expires_ns > 0 else 0.0
         return batch, expires, max_bytes, no_wait, hb_ns / 1e9, group
     try:
@@ -287,6 +288,11 @@ class Consumer:
         self._files_lock = threading.Lock()   # state writes (worker threads) vs removal
         self._files_removed = False
 
+        # priority groups (2.11): the pinned client of the (single) group
+        self.pin_id = ""
+        self.pin_ts = 0
+        self._pin_at = 0.0
+
         # rate limit / replay
         self._rl_tokens = 0.0
         self._rl_last = 0.0
@@ -337,6 +343,11 @@ class Consumer:
         return trio.current_time()
 
     def _set_filters(self, filters: list[str]) -> None:
+        # isFiltered: a filter equal to the stream's own subjects selects everything, and the
+        # unfiltered store scan is much cheaper than a wildcard one
+        stream_subjects = list(getattr(self.stream.config, "subjects", None) or [])
+        if filters and sorted(filters) == sorted(stream_subjects):
+            filters = []
         self._filters = [f for f in filters if f and f != ">"] if len(filters) == 1 else list(filters)
         fl = self._filters
         if not fl:
@@ -627,9 +638,14 @@ class Consumer:
         assert self._scope is not None and self._done is not None
         try:
             with self._scope:
-                await self._loop()
-        except Exception:
-            log.exception("consumer %s > %s failed", self.stream_name, self.name)
+                while not self.closed:
+                    try:
+                        await self._loop()
+                    except Exception:
+                        # a bug must not leave a registered consumer that silently stopped
+                        log.exception("consumer %s > %s failed; resuming", self.stream_name, self.name)
+                        self._event = None
+                        await trio.sleep(1.0)
         finally:
             self._done.set()
 
@@ -681,7 +697,7 @@ class Consumer:
 
     def _next_deadline(self) -> float:
         d = float("inf")
-        for t in (self._ptmr_at, self._hb_at, self._dtmr_at, self._pause_at, self._flush_at):
+        for t in (self._ptmr_at, self._hb_at, self._dtmr_at, self._pause_at, self._flush_at, self._pin_at):
             if t and t < d:
                 d = t
         if self.is_pull and self.waiting:
@@ -703,6 +719,12 @@ class Consumer:
             if self.active:
                 self._send_idle_heartbeat(self.cfg.deliver_subject)
             self._hb_at = now + self.cfg.idle_heartbeat / 1e9
+        if self._pin_at and now >= self._pin_at:
+            self._pin_at = 0.0
+            if self.pin_id:
+                self.pin_id = ""
+                self.advisories.unpinned(self._group_name(), "timeout")
+                self._kick = True
         if self._pause_at and now >= self._pause_at:
             self._pause_at = 0.0
             self.advisories.pause(False, self.cfg.pause_until)
@@ -755,6 +777,9 @@ class Consumer:
                     self._put_back(sm.seq, dc)
                     return "idle"
                 dsubj = wr.reply
+                if self.cfg.priority_policy == "pinned_client" and self.pin_id:
+                    hdr = _add_header(hdr, "Nats-Pin-Id", self.pin_id)
+                    sz = len(sm.subject) + len(reply) + len(hdr) + len(data)
                 if wr.n > 0 and wr.hb:
                     wr.hbt = self._now() + wr.hb
             # replay original / rate limit: wait while still holding the message
@@ -1397,6 +1422,12 @@ class Consumer:
                 if group["group"] not in cfg.priority_groups:
                     self._send(reply, None, _status(400, "Bad Request - Invalid Priority Group"), b"")
                     return
+                if self.pin_id:
+                    if group["id"] == self.pin_id:
+                        self._pin_at = now + cfg.priority_timeout / 1e9
+                    elif group["id"]:
+                        self._send(reply, None, _status(423, "Nats-Pin-Id mismatch"), b"")
+                        return
         if batch <= 0:
             batch = 1
         if len(self.waiting) >= cfg.max_waiting > 0:
@@ -1413,7 +1444,7 @@ class Consumer:
                     self.waiting_last = now
                     self._send(reply, None, _status(408, "Requests Pending"), b"")
                     return
-        wr = PullRequest(reply, batch, max_bytes, expires, now, hb, no_wait)
+        wr = PullRequest(reply, batch, max_bytes, expires, now, hb, no_wait, group)
         if cfg.max_waiting > 0 and len(self.waiting) >= cfg.max_waiting:
             if not hb:
                 self._send(reply, None, _status(409, "Exceeded MaxWaiting"), b"")
@@ -1423,10 +1454,14 @@ class Consumer:
         self._wake()
 
     def _next_waiting(self, sz: int) -> PullRequest | None:
-        """nextWaiting: the request the next message goes to, FIFO with round-robin batches."""
+        """nextWaiting: the request the next message goes to, FIFO with round-robin batches,
+        honouring a pinned client or overflow thresholds when the consumer has a priority
+        policy."""
         wq = self.waiting
         now = self._now()
         sl = self.account.sublist
+        policy = self.cfg.priority_policy
+        cycled = 0
         while wq:
             wr = wq[0]
             if wr.b > 0:
@@ -1440,17 +1475,65 @@ class Consumer:
                     wq.popleft()
                     continue
             if not wr.expires or now < wr.expires:
+                new_pin = False
+                rid = (wr.group or {}).get("id") or ""
+                if policy == "pinned_client":
+                    if not self.pin_id:
+                        if rid:
+                            self._send(wr.reply, None, _status(423, "Nats-Wrong-Pin-Id"), b"")
+                            wq.popleft()
+                            continue
+                        from .advisories import nuid
+                        self.pin_id = nuid()
+                        self.pin_ts = self.clock.now_ns()
+                        self._pin_at = now + self.cfg.priority_timeout / 1e9
+                        new_pin = True
+                    elif rid != self.pin_id:
+                        if not rid:
+                            wq.rotate(-1)
+                            cycled += 1
+                            if cycled >= len(wq):
+                                return None
+                            continue
+                        self._send(wr.reply, None, _status(423, "Nats-Wrong-Pin-Id"), b"")
+                        wq.popleft()
+                        continue
+                elif policy == "overflow" and wr.group is not None:
+                    mp = int(wr.group.get("min_pending") or 0)
+                    map_ = int(wr.group.get("min_ack_pending") or 0)
+                    if (mp > 0 and mp > self.npc + 1) or (map_ > 0 and map_ > len(self.pending)):
+                        wq.rotate(-1)
+                        cycled += 1
+                        if cycled >= len(wq):
+                            return None
+                        continue
                 if sl.match(wr.reply):
+                    if new_pin:
+                        self.advisories.pinned(self._group_name(), self.pin_id)
                     wr.d += 1
                     wr.n -= 1
                     wq.popleft()
                     if wr.n > 0:
                         wq.append(wr)
                     return wr
+                if new_pin:
+                    self.pin_id = ""   # the would-be pinned client is gone: pick again
+                    self._pin_at = 0.0
             else:
                 self._send(wr.reply, None, _pending_status(408, "Request Timeout", wr.n, wr.b), b"")
             wq.popleft()
         return None
+
+    def _group_name(self) -> str:
+        g = self.cfg.priority_groups
+        return g[0] if g else ""
+
+    def unpin(self, group: str) -> None:
+        """CONSUMER.UNPIN: the next pull request gets a new pin."""
+        self.pin_id = ""
+        self._pin_at = 0.0
+        self.advisories.unpinned(group, "admin")
+        self._wake()
 
     def _process_waiting(self, eos: bool) -> int:
         """processWaiting: expire, answer finished no-wait requests, drop requests nobody
@@ -1707,7 +1790,11 @@ class Consumer:
             info["pause_remaining"] = pu - now_ns
         info["ts"] = rfc3339(now_ns)
         if cfg.priority_groups:
-            info["priority_groups"] = [{"group": cfg.priority_groups[0]}]
+            pg: dict[str, Any] = {"group": cfg.priority_groups[0]}
+            if self.pin_id:
+                pg["pinned_client_id"] = self.pin_id
+            pg["pinned_ts"] = rfc3339(self.pin_ts if self.pin_id else 0)
+            info["priority_groups"] = [pg]
         return info
 
     def __repr__(self) -> str:
@@ -1726,6 +1813,13 @@ def _headers_only(hdr: bytes | None, data: bytes) -> tuple[bytes, bytes]:
     if not hdr:
         return b"NATS/1.0\r\n" + size, b""
     return hdr[:-2] + size, b""
+
+
+def _add_header(hdr: bytes | None, key: str, value: str) -> bytes:
+    line = f"{key}: {value}\r\n\r\n".encode()
+    if not hdr:
+        return b"NATS/1.0\r\n" + line
+    return hdr[:-2] + line
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

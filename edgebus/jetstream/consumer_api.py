@@ -45,6 +45,8 @@ T_DELETE = "io.nats.jetstream.api.v1.consumer_delete_response"
 T_NAMES = "io.nats.jetstream.api.v1.consumer_names_response"
 T_LIST = "io.nats.jetstream.api.v1.consumer_list_response"
 T_PAUSE = "io.nats.jetstream.api.v1.consumer_pause_response"
+T_UNPIN = "io.nats.jetstream.api.v1.consumer_unpin_response"
+T_STEPDOWN = "io.nats.jetstream.api.v1.consumer_leader_stepdown_response"
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -360,6 +362,32 @@ def handle_pause(js: Any, subject: str, data: bytes) -> dict[str, Any]:
     return resp
 
 
+def handle_leader_stepdown(js: Any, subject: str, data: bytes) -> dict[str, Any]:
+    """Standalone servers have no consumer leaders to move: 10010, as nats-server."""
+    raise err("JSClusterRequiredErr")
+
+
+def handle_unpin(js: Any, subject: str, data: bytes) -> dict[str, Any]:
+    """CONSUMER.UNPIN (2.11): forget the pinned client of a priority group."""
+    toks = subject.split(".")
+    group = ""
+    if data.strip():
+        req = _json_body(data)
+        if isinstance(req, dict):
+            group = req.get("group") or ""
+    if not group:
+        raise err("JSInvalidJSONErr", err="consumer group not specified")
+    from .consumer_config import _GROUP_NAME_RE
+    if not _GROUP_NAME_RE.match(group):
+        raise err("JSConsumerInvalidGroupNameErr")
+    stream = _lookup_stream(js, toks[4])
+    o = _lookup_consumer(stream, toks[5])
+    if group not in o.cfg.priority_groups:
+        raise err("JSConsumerInvalidPriorityGroupErr")
+    o.unpin(group)
+    return {"type": T_UNPIN}
+
+
 # pattern (after "$JS.API.") -> (response type, handler(js, subject, body))
 HANDLERS: dict[str, tuple[str, Callable[[Any, str, bytes], dict[str, Any] | None]]] = {
     "CONSUMER.CREATE.>": (T_CREATE, handle_create),
@@ -369,6 +397,8 @@ HANDLERS: dict[str, tuple[str, Callable[[Any, str, bytes], dict[str, Any] | None
     "CONSUMER.NAMES.*": (T_NAMES, handle_names),
     "CONSUMER.LIST.*": (T_LIST, handle_list),
     "CONSUMER.PAUSE.*.*": (T_PAUSE, handle_pause),
+    "CONSUMER.UNPIN.*.*": (T_UNPIN, handle_unpin),
+    "CONSUMER.LEADER.STEPDOWN.*.*": (T_STEPDOWN, handle_leader_stepdown),
 }
 
 

@@ -678,3 +678,46 @@ def test_consumer_delete_releases_waiting_pulls(srv: JSServer) -> None:
         await nc.close()
 
     run(main, srv.url)
+
+
+def test_priority_groups_pinned_client_and_overflow(srv: JSServer) -> None:
+    async def main(url: str) -> None:
+        nc, js = await _setup(url, n=4)
+        r = await api(nc, "CONSUMER.CREATE.S.PIN", {"stream_name": "S", "config": {
+            "durable_name": "PIN", "ack_policy": "explicit", "priority_policy": "pinned_client",
+            "priority_groups": ["g"], "priority_timeout": 60_000_000_000}})
+        assert r["config"]["priority_policy"] == "pinned_client", r
+        out = await pull(nc, "S", "PIN", {"batch": 1})
+        assert status_of(out[0]) == ("400", "Bad Request - Priority Group missing")
+        out = await pull(nc, "S", "PIN", {"batch": 1, "group": "nope"})
+        assert status_of(out[0]) == ("400", "Bad Request - Invalid Priority Group")
+        out = await pull(nc, "S", "PIN", {"batch": 1, "group": "g"}, until_status=False, max_msgs=1)
+        pin = out[0].headers["Nats-Pin-Id"]
+        assert out[0].data == b"m0" and pin
+        info = await api(nc, "CONSUMER.INFO.S.PIN")
+        assert info["priority_groups"][0]["group"] == "g"
+        assert info["priority_groups"][0]["pinned_client_id"] == pin
+        # another client (no pin id) gets nothing while the pin holds; the pinned one does
+        out = await pull(nc, "S", "PIN", {"batch": 1, "group": "g", "expires": 300_000_000})
+        assert status_of(out[-1]) == ("408", "Request Timeout")
+        out = await pull(nc, "S", "PIN", {"batch": 1, "group": "g", "id": pin}, until_status=False, max_msgs=1)
+        assert out[0].data == b"m1"
+        out = await pull(nc, "S", "PIN", {"batch": 1, "group": "g", "id": "wrong"})
+        assert status_of(out[0])[0] == "423"
+        r = await api(nc, "CONSUMER.UNPIN.S.PIN", {"group": "g"})
+        assert "error" not in r, r
+        out = await pull(nc, "S", "PIN", {"batch": 1, "group": "g"}, until_status=False, max_msgs=1)
+        assert out[0].data == b"m2" and out[0].headers["Nats-Pin-Id"] != pin
+        r = await api(nc, "CONSUMER.UNPIN.S.PIN", {"group": "zz"})
+        assert r["error"]["err_code"] == 10160
+
+        await api(nc, "CONSUMER.CREATE.S.OV", {"stream_name": "S", "config": {
+            "durable_name": "OV", "ack_policy": "explicit", "priority_policy": "overflow",
+            "priority_groups": ["g"]}})
+        out = await pull(nc, "S", "OV", {"batch": 1, "group": "g", "min_pending": 10, "expires": 300_000_000})
+        assert status_of(out[-1]) == ("408", "Request Timeout")
+        out = await pull(nc, "S", "OV", {"batch": 1, "group": "g", "min_pending": 2}, until_status=False, max_msgs=1)
+        assert out[0].data == b"m0"
+        await nc.close()
+
+    run(main, srv.url)
