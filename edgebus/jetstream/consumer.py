@@ -344,7 +344,9 @@ class Consumer:
 
     def _set_filters(self, filters: list[str]) -> None:
         # isFiltered: a filter equal to the stream's own subjects selects everything, and the
-        # unfiltered store scan is much cheaper than a wildcard one
+        # unfiltered store scan is much cheaper than a wildcard one. That depends on the stream
+        # config, so remember which one we looked at (see _check_stream_config).
+        self._seen_stream_cfg = self.stream.config
         stream_subjects = list(getattr(self.stream.config, "subjects", None) or [])
         if filters and sorted(filters) == sorted(stream_subjects):
             filters = []
@@ -358,7 +360,15 @@ class Consumer:
             ms = [compile_filter(f) for f in fl]
             self._matcher = lambda s: any(m(s) for m in ms)
 
+    def _check_stream_config(self) -> None:
+        """The stream was updated (subjects may differ): re-derive our effective filters."""
+        if self.stream.config is not self._seen_stream_cfg:
+            self._set_filters(self.cfg.filters)
+            self._npc_stale = True
+
     def matches(self, subject: str) -> bool:
+        if self.stream.config is not self._seen_stream_cfg:
+            self._check_stream_config()
         return self._matcher(subject)
 
     matches_subject = matches  # the stream's interest-retention ingest check
@@ -652,6 +662,7 @@ class Consumer:
     async def _loop(self) -> None:
         while not self.closed:
             self._kick = False
+            self._check_stream_config()
             self._check_store_changes()
             reason = await self._deliver_burst()
             if self.closed:
@@ -1033,6 +1044,8 @@ class Consumer:
             return
         self._seen_msgs += 1
         self._seen_last = seq
+        if self.stream.config is not self._seen_stream_cfg:
+            self._check_stream_config()
         if not self._matcher(subject):
             return
         if seq > self.npf and not self._npc_stale:
@@ -1086,6 +1099,7 @@ class Consumer:
 
     def is_interested(self, seq: int, subject: str | None = None) -> bool:
         """Does this consumer's filter select the message at `seq`?"""
+        self._check_stream_config()
         if not self._filters:
             return True
         if subject is None:

@@ -721,3 +721,20 @@ def test_priority_groups_pinned_client_and_overflow(srv: JSServer) -> None:
         await nc.close()
 
     run(main, srv.url)
+
+
+def test_filter_equal_to_stream_subjects_follows_stream_update(srv: JSServer) -> None:
+    async def main(url: str) -> None:
+        nc, js = await _setup(url, n=2)
+        await js.add_consumer("S", ConsumerConfig(durable_name="D", ack_policy=AckPolicy.NONE,
+                                                  filter_subject="foo.>"))
+        await js.update_stream(name="S", subjects=["foo.>", "bar.>"])
+        await js.publish("bar.x", b"not for D")
+        await js.publish("foo.x", b"for D")
+        psub = await js.pull_subscribe_bind("D", "S")
+        ms = await psub.fetch(5, timeout=1)
+        assert [m.data for m in ms] == [b"m0", b"m1", b"for D"]
+        assert (await js.consumer_info("S", "D")).num_pending == 0
+        await nc.close()
+
+    run(main, srv.url)

@@ -218,3 +218,27 @@ async def test_push_idle_heartbeats_and_inactive_ephemeral(edgebus_trio_server: 
     r = await t.consumer(deliver_subject="push.d", ack_policy="none", inactive_threshold=2 * 10**9)
     await trio.sleep(3)
     assert "error" not in await t.api(f"CONSUMER.INFO.S.{r['name']}")
+
+
+async def test_replay_original_and_rate_limit_pacing(edgebus_trio_server: Any, autojump_clock: Any) -> None:
+    t = InProc(edgebus_trio_server)
+    await t.setup(n=0, max_msg_size=1000)
+    for gap in (0, 10, 20):
+        await trio.sleep(gap)
+        await t.request("foo.r", b"r")
+    box = t.collect("replay.d")
+    start = trio.current_time()
+    await t.consumer(durable_name="R", deliver_subject="replay.d", ack_policy="none",
+                     replay_policy="original")
+    await until(lambda: len(box) == 3)
+    assert [round(ts - start) for ts, _ in box] == [0, 10, 30]   # the original spacing
+
+    for _ in range(10):
+        await t.request("foo.b", b"x" * 500)
+    box2 = t.collect("rate.d")
+    start = trio.current_time()
+    await t.consumer(name="L", deliver_subject="rate.d", ack_policy="none", filter_subject="foo.b",
+                     rate_limit_bps=8000)                     # 1000 bytes/s, burst = max_msg_size
+    await until(lambda: len(box2) == 10)
+    took = box2[-1][0] - start
+    assert 4.0 < took < 5.5, took                              # ~10 x 550 bytes at 1000 B/s
