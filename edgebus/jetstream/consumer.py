@@ -293,6 +293,9 @@ class Consumer:
         self.pin_ts = 0
         self._pin_at = 0.0
 
+        # what the last fresh take from the store was (seq, previous sseq, from the skip list)
+        self._taken: tuple[int, int, bool] | None = None
+
         # rate limit / replay
         self._rl_tokens = 0.0
         self._rl_last = 0.0
@@ -311,6 +314,7 @@ class Consumer:
         self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream_name}.{name}"
         self.fc_prefix = f"$JS.FC.{self.stream_name}.{name}."
 
+        self._persist = self._persistent()
         self._update_inactive_threshold()
         if state is not None:
             self._apply_state(state)
@@ -435,7 +439,6 @@ class Consumer:
         self.adflr = 0
         self.asflr = self.sseq - 1
         self.delivered_sseq = self.sseq - 1
-        self._dirty = True
 
     def _seq_from_time(self, ts: int, first: int, last: int) -> int:
         """First sequence whose timestamp is >= ts (binary search over the store)."""
@@ -568,14 +571,14 @@ class Consumer:
         return Path(base) / "obs" / self.name
 
     def _persistent(self) -> bool:
+        """File-backed stream and not a memory/direct consumer: state lives in obs/<name>."""
         return self.dir is not None and not self.cfg.mem_storage and not self.cfg.direct
 
     def _mark_dirty(self) -> None:
-        if not self._dirty:
-            self._dirty = True
-            if not self._flush_at:
-                self._flush_at = self._now() + FLUSH_INTERVAL
-                self._wake()
+        self._dirty = True
+        if not self._flush_at and self._persist:
+            self._flush_at = self._now() + FLUSH_INTERVAL
+            self._wake()
 
     def _state_snapshot(self) -> dict[str, Any]:
         return {
@@ -844,6 +847,7 @@ class Consumer:
             return "maxack"
         while self.lss:
             seq = self.lss.pop(0)
+            self._taken = (seq, self.sseq, True)
             if not self.lss:
                 self.lss = None
                 self.sseq = self.lss_resume
@@ -859,6 +863,7 @@ class Consumer:
             if nseq > self.sseq:
                 self.sseq = nseq
             return None
+        self._taken = (sm.seq, self.sseq, False)
         self.sseq = sm.seq + 1
         return sm, 1
 
@@ -883,9 +888,15 @@ class Consumer:
 
     def _put_back(self, seq: int, dc: int) -> None:
         """Could not hand this message to anyone: undo taking it."""
-        if dc == 1 and seq == self.sseq - 1:
-            self.sseq -= 1
-            self.npc += 1
+        taken = self._taken
+        if dc == 1 and taken is not None and taken[0] == seq:
+            _, prev_sseq, from_lss = taken
+            if from_lss:   # back onto the last-per-subject skip list
+                self.lss = [seq] + (self.lss or [])
+            self.sseq = prev_sseq
+            if not self._npc_stale:
+                self.npc += 1
+            self._taken = None
         elif seq not in self.rdq_set:
             self._dec_dc(seq)
             self.rdq.appendleft(seq)
@@ -1743,6 +1754,7 @@ class Consumer:
         if filters_changed:
             self._set_filters(new.filters)
             self._recalc_num_pending()
+        self._persist = self._persistent()
         self._cfg_dirty = True
         self._mark_dirty()
         self._wake()
