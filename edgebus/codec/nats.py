@@ -11,6 +11,9 @@ Operations are plain tuples, first element an int opcode, because they are built
     (OP_CONNECT, json_bytes) / (OP_INFO, json_bytes)
     (OP_PING,) (OP_PONG,) (OP_OK,) (OP_ERR, text: bytes)
     (OP_MSG, subject, sid, reply, hdr, payload)            # ClientParser only
+    (OP_PUBS, subject, reply, [payload, ...])               # ServerParser with batch=True:
+                                                            # consecutive PUBs, same subject,
+                                                            # reply and size
 """
 
 from __future__ import annotations
@@ -145,6 +148,8 @@ _TAKES_REST = 2    # CONNECT INFO: spaces and tabs are skipped, everything else 
 _IGNORES_REST = 3  # PING PONG +OK: anything up to the end of the line is ignored
 
 OP_HPUB = 11  # internal: HPUB control line (becomes OP_PUB with headers)
+# batch mode only: consecutive PUBs with the same subject, reply and size, as one operation
+OP_PUBS = 12  # (OP_PUBS, subject, reply, [payload, ...])
 
 _CLIENT_OPS = (
     (b"PUB", OP_PUB, _NEEDS_SPACE),
@@ -202,13 +207,15 @@ class ServerParser(_Base):
     again while `more` is true.
     """
 
-    __slots__ = ("max_payload", "headers", "more", "_chunks", "_have", "_need", "_carry")
+    __slots__ = ("max_payload", "headers", "more", "batch", "_chunks", "_have", "_need", "_carry")
 
     def __init__(self, max_payload: int = 1024 * 1024, max_control_line: int = 4096) -> None:
         super().__init__(max_control_line)
         self.max_payload = max_payload
         self.headers = False
         self.more = False
+        # batch: runs of identical PUB control lines come out as one OP_PUBS operation
+        self.batch = False
         self._chunks: list[bytes] | None = None  # a large payload arriving over many reads
         self._have = 0
         self._need = 0
@@ -304,43 +311,61 @@ class ServerParser(_Base):
         """Consume a run of plain, well-formed `PUB` frames at C speed (one split of the buffer).
 
         Stops at the first frame it is not sure about (other ops, tabs, payloads containing
-        CRLF, limits, partial data); the precise path takes over from there.
+        CRLF, limits, partial data); the precise path takes over from there. A control line
+        equal to the previous one is not parsed again; in `batch` mode such repeats become one
+        (OP_PUBS, subject, reply, [payload, ...]) operation.
         """
         region = buf[pos:] if pos else buf
         parts = region.split(b"\r\n")
-        # CR only in CRLF and no bare LF anywhere: control lines need no per-line checks then
-        ncrlf = len(parts) - 1
-        clean = region.count(b"\n") == ncrlf and region.count(b"\r") == ncrlf and b"\t" not in region
-        last = ncrlf - 1  # index of the last piece followed by CRLF
+        npairs = (len(parts) - 1) >> 1  # (control line, payload) pairs followed by CRLF
         mp = self.max_payload
         mcl = self.max_control_line + 4
-        i = 0
-        p = pos
-        while i < last:
-            ctl = parts[i]
-            args = ctl.split(b" ")
-            la = len(args)
-            if la == 3:
-                op, subject, sz = args
-                reply = None
-            elif la == 4:
-                op, subject, reply, sz = args
-                if not reply:
+        batch = self.batch
+        prev = None
+        size = 0
+        subject = reply = None
+        run: list[bytes] = []
+        count = 0
+        for ctl, payload in zip(parts[0:2 * npairs:2], parts[1:2 * npairs:2]):
+            if ctl != prev:
+                args = ctl.split(b" ")
+                la = len(args)
+                if la == 3:
+                    op, subject, sz = args
+                    reply = None
+                elif la == 4:
+                    op, subject, reply, sz = args
+                    if not reply:
+                        break
+                else:
                     break
+                if op != b"PUB" or not subject or not sz.isdigit() or len(sz) > 9 or \
+                        len(ctl) > mcl:
+                    break
+                if b"\t" in ctl or b"\r" in ctl or b"\n" in ctl:
+                    break  # tabs, a bare LF or a stray CR: the precise path knows the rules
+                size = int(sz)
+                if size > mp:
+                    break
+                prev = ctl
+                if len(payload) != size:
+                    break
+                if batch:
+                    run = [payload]
+                    append((OP_PUBS, subject, reply, run))
+                else:
+                    append((OP_PUB, subject, reply, None, payload))
+            elif len(payload) != size:
+                break
+            elif batch:
+                run.append(payload)
             else:
-                break
-            if op != b"PUB" or not subject or not sz.isdigit() or len(sz) > 9 or len(ctl) > mcl:
-                break
-            if not clean and (b"\t" in ctl or b"\r" in ctl or b"\n" in ctl):
-                break
-            size = int(sz)
-            payload = parts[i + 1]
-            if len(payload) != size or size > mp:
-                break
-            append((OP_PUB, subject, reply, None, payload))
-            p += len(ctl) + size + 4
-            i += 2
-        return p, i >> 1
+                append((OP_PUB, subject, reply, None, payload))
+            count += 1
+        if not count:
+            return pos, 0
+        used = parts[:2 * count]
+        return pos + sum(map(len, used)) + 2 * len(used), count
 
     def _one(self, buf: bytes, pos: int, n: int, append: Any) -> int:
         """Parse one operation at `pos`; return the new position (negated after CONNECT), or

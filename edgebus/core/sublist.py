@@ -59,14 +59,26 @@ class _Node:
 class MatchResult:
     """Plain subscriptions and one list per queue group."""
 
-    __slots__ = ("psubs", "qsubs")
+    __slots__ = ("psubs", "qsubs", "_runs")
 
     def __init__(self) -> None:
         self.psubs: list[Subscription] = []
         self.qsubs: list[list[Subscription]] = []
+        self._runs: bool | None = None
 
     def __bool__(self) -> bool:
         return bool(self.psubs or self.qsubs)
+
+    @property
+    def runs_ok(self) -> bool:
+        """Can a run of messages go to each subscriber in one piece? Yes when there are no
+        queue groups (a member is picked per message) and no connection has two of these
+        subscriptions (it must see message 1 on both before message 2)."""
+        r = self._runs
+        if r is None:
+            r = self._runs = not self.qsubs and \
+                len({id(s.client) for s in self.psubs}) == len(self.psubs)
+        return r
 
 
 # the one result for "no interest": `match(...) is EMPTY_RESULT` is the cheap test

@@ -12,14 +12,26 @@ from hypothesis import strategies as st
 
 from edgebus.codec import nats as proto
 from edgebus.codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_MSG, OP_OK, OP_PING, OP_PONG,
-                                OP_PUB, OP_SUB, OP_UNSUB, ClientParser, ProtocolError,
+                                OP_PUB, OP_PUBS, OP_SUB, OP_UNSUB, ClientParser, ProtocolError,
                                 ServerParser)
 
 
-def parser(headers: bool = True, **kw) -> ServerParser:
+def parser(headers: bool = True, batch: bool = False, **kw) -> ServerParser:
     p = ServerParser(**kw)
     p.headers = headers
+    p.batch = batch
     return p
+
+
+def expand(ops: list[tuple]) -> list[tuple]:
+    """Batch-mode operations as the plain operations they stand for."""
+    out = []
+    for op in ops:
+        if op[0] == OP_PUBS:
+            out += [(OP_PUB, op[1], op[2], None, p) for p in op[3]]
+        else:
+            out.append(op)
+    return out
 
 
 def feed_all(p: ServerParser, chunks) -> tuple[list[tuple], ProtocolError | None]:
@@ -99,6 +111,19 @@ def test_many_pubs_in_one_read_fast_path_and_mixed():
     assert ops[504] == (OP_PUB, b"bench.x", b"r", None, b"\r\n")
     assert all(o == (OP_PUB, b"bench.x", None, None, b"x" * 16) for o in ops[:500])
     assert bytewise(data) == (ops, None)
+
+
+def test_batch_mode_groups_identical_control_lines():
+    a = b"PUB a 2\r\nxy\r\n"
+    b = b"PUB a r 2\r\nzz\r\n"
+    data = a * 3 + b * 2 + b"PUB a 3\r\nxyz\r\n" + a + b"PING\r\n" + a * 2
+    ops, err = feed_all(parser(batch=True), [data])
+    assert err is None
+    assert ops == [(OP_PUBS, b"a", None, [b"xy"] * 3), (OP_PUBS, b"a", b"r", [b"zz"] * 2),
+                   (OP_PUBS, b"a", None, [b"xyz"]), (OP_PUBS, b"a", None, [b"xy"]), (OP_PING,),
+                   (OP_PUB, b"a", None, None, b"xy"), (OP_PUB, b"a", None, None, b"xy")]
+    # (after a short run the precise path continues, which emits plain PUBs)
+    assert expand(ops) == whole(data)[0]
 
 
 def test_pause_after_connect_applies_headers_to_following_hpub():
@@ -255,11 +280,12 @@ def test_fuzz_only_protocol_errors_and_split_invariance(frags, cuts, headers):
         ref = whole(data, **kw)
     except ProtocolError:  # pragma: no cover - feed_into returns errors, never raises
         raise AssertionError("feed_into raised")
-    got = feed_all(parser(**kw), _splits(data, cuts))
-    assert got[0] == ref[0]
-    assert (got[1] is None) == (ref[1] is None)
-    if ref[1] is not None:
-        assert (got[1].err, got[1].reason) == (ref[1].err, ref[1].reason)
+    for batch in (False, True):
+        got = feed_all(parser(batch=batch, **kw), _splits(data, cuts))
+        assert expand(got[0]) == ref[0]
+        assert (got[1] is None) == (ref[1] is None)
+        if ref[1] is not None:
+            assert (got[1].err, got[1].reason) == (ref[1].err, ref[1].reason)
 
 
 @settings(max_examples=300, deadline=None)
@@ -289,7 +315,13 @@ def valid_ops(draw):
     out, exp = [], []
     seps = st.sampled_from([b" ", b" ", b"\t", b"  ", b" \t"])
     for _ in range(draw(st.integers(1, 12))):
-        kind = draw(st.sampled_from(["pub", "pub", "hpub", "sub", "unsub", "ping", "pong"]))
+        kind = draw(st.sampled_from(["pub", "pub", "hpub", "sub", "unsub", "ping", "pong",
+                                     "again", "again"]))
+        if kind == "again":  # the previous operation once more (runs of identical PUBs)
+            if out:
+                out.append(out[-1])
+                exp.append(exp[-1])
+            continue
 
         class Sep:  # a fresh separator at each place
             @staticmethod
@@ -328,3 +360,5 @@ def test_fuzz_valid_streams_any_split(case, cuts):
     data, expected = case
     assert whole(data) == (expected, None)
     assert feed_all(parser(), _splits(data, cuts)) == (expected, None)
+    ops, err = feed_all(parser(batch=True), _splits(data, cuts))
+    assert (expand(ops), err) == (expected, None)
