@@ -563,10 +563,7 @@ class LeafLink(Client):
     async def _accept_start(self) -> bool:
         svc = self.service
         self.nonce = base64.urlsafe_b64encode(os.urandom(11)).decode().rstrip("=")
-        info = svc.leaf_info(self)
-        info["client_id"] = self.cid
-        info["nonce"] = self.nonce
-        frame = info_frame(info)
+        frame = info_frame(svc.leaf_info(self, nonce=self.nonce))
         ctx = None if self.ws else svc.tls_context
         if ctx is not None:
             try:
@@ -684,19 +681,16 @@ class LeafLink(Client):
 
     def _connect_info(self, up: Any) -> dict[str, Any]:
         """The INFO that answers CONNECT: the account we bound and the leaf's permissions."""
-        info = self.service.leaf_info(self)
-        info["client_id"] = self.cid
+        extra: dict[str, Any] = {"connect_info": True, "remote_account": self.account.name}
+        if self.account.is_system:
+            extra["acc_is_sys"] = True
         if up is not None:
             imp, exp = _rules_json(up.sub), _rules_json(up.pub)
             if imp is not None:
-                info["import"] = imp
+                extra["import"] = imp
             if exp is not None:
-                info["export"] = exp
-        info["remote_account"] = self.account.name
-        if self.account.is_system:
-            info["acc_is_sys"] = True
-        info["connect_info"] = True
-        return info
+                extra["export"] = exp
+        return self.service.leaf_info(self, extra=extra)
 
     # -- both sides: registration and interest --------------------------------------------
     def _add_connection(self) -> None:

@@ -123,8 +123,11 @@ class LeafService:
         await self._run_link(LeafLink(self, stream, account=self.broker.global_account,
                                       peer=remote, ws=True))
 
-    def leaf_info(self, link: LeafLink) -> dict[str, Any]:
-        """The INFO of the leaf port (sent first, and again in answer to CONNECT)."""
+    def leaf_info(self, link: LeafLink, *, nonce: str | None = None,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The INFO of the leaf port, fields in nats-server's order: sent first (with the
+        nonce) and again in answer to CONNECT (`extra`: connect_info, remote_account, import,
+        export)."""
         b = self.broker
         o = b.options
         lo = self.lo
@@ -143,7 +146,6 @@ class LeafService:
             "server_name": b.server_name,
             "version": NATS_VERSION,
             "proto": 1,
-            "git_commit": "",
             "go": b.info_base().get("go", ""),
             "host": host,
             "port": port,
@@ -158,11 +160,16 @@ class LeafService:
         if o.jetstream.enabled:
             info["jetstream"] = True
         info["ip"] = f"{host}:{port}"
+        info["client_id"] = link.cid
+        if nonce:
+            info["nonce"] = nonce
         cluster = (o.cluster or {}).get("name")
         if cluster:
             info["cluster"] = str(cluster)
         if o.jetstream.domain:
             info["domain"] = o.jetstream.domain
+        if extra:
+            info.update(extra)
         info["info_on_connect"] = True
         info["leafnode_urls"] = [f"{host}:{port}"]
         return info
