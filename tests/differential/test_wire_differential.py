@@ -224,6 +224,8 @@ def random_script(rng: random.Random, space: str = "") -> tuple[bytes, int]:
             else:
                 parts.append(str(len(payload)).encode())
                 out.append(sep().join(parts) + b"\r\n" + payload + b"\r\n")
+        elif r < 0.92 and out[-1][:3].upper() == b"PUB":
+            out += [out[-1]] * rng.randint(1, 20)  # a run of identical PUBs
         else:
             pings += 1
             out.append(op("PING") + b"\r\n")

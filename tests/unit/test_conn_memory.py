@@ -144,6 +144,39 @@ async def test_unsub_max_delivers_exactly_n():
         n.cancel_scope.cancel()
 
 
+async def test_runs_of_identical_pubs_keep_per_message_semantics():
+    """Back-to-back identical PUB lines are routed as a run; the result must be what one by
+    one routing gives: per-message order across one connection's subscriptions, exact
+    auto-unsubscribe counts, echo, queue groups (one member per message), internal clients."""
+    from edgebus.core.client import InternalClient
+    b = broker()
+    seen = []
+    internal = InternalClient(b)
+    internal.subscribe("r.*", lambda sub, msg: seen.append(msg.data))
+    async with trio.open_nursery() as n:
+        p = await connect(n, b)
+        other = await connect(n, b, hello=b'CONNECT {"verbose":false,"echo":false}\r\n')
+        await p.send(b"SUB r.x 1\r\nSUB r.* 2\r\nSUB r.x 3\r\nUNSUB 3 2\r\n"
+                     b"SUB r.x q 4\r\nSUB r.x q 5\r\n")
+        await other.send(b"SUB r.> 9\r\n")
+        await p.sync()
+        await other.sync()
+        await p.send(b"PUB r.x 2\r\nab\r\n" * 3)
+        got = await p.sync()
+        plain = [(o[2], o[5]) for o in got if o[2] in (b"1", b"2", b"3")]
+        # (nats-server's order for r.x: the literal node's subscriptions, then r.*)
+        assert plain == [(b"1", b"ab"), (b"3", b"ab"), (b"2", b"ab")] * 2 + \
+            [(b"1", b"ab"), (b"2", b"ab")]
+        assert len([o for o in got if o[2] in (b"4", b"5")]) == 3  # one member per message
+        assert await other.sync() == [(OP_MSG, b"r.x", b"9", None, None, b"ab")] * 3
+        # echo off: the publisher's own run is not delivered back to it
+        await other.send(b"PUB r.y 1\r\nz\r\n" * 4)
+        assert await other.sync() == []
+        assert [o[5] for o in await p.sync()] == [b"z"] * 4  # only r.* (sid 2) matches r.y
+        assert seen == [b"ab"] * 3 + [b"z"] * 4
+        n.cancel_scope.cancel()
+
+
 async def test_connect_applies_to_ops_in_the_same_read():
     b = broker()
     async with trio.open_nursery() as n:
