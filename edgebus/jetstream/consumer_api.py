@@ -243,6 +243,7 @@ def handle_create(js: Any, subject: str, data: bytes) -> dict[str, Any] | None:
             raise err("JSConsumerDurableNameNotSetErr")
         if consumer_name != cfg.durable_name:
             raise err("JSConsumerDurableNameNotMatchSubjectErr")
+        cfg.name = consumer_name   # as nats-server 2.12+ does (2.11 left it empty)
     elif not legacy_ephemeral:
         if cfg.durable_name and consumer_name != cfg.durable_name:
             raise err("JSConsumerDurableNameNotMatchSubjectErr")

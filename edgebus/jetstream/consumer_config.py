@@ -594,6 +594,10 @@ def check_update(old: ConsumerConfig, new: ConsumerConfig,
 
     if old.deliver_policy != new.deliver_policy:
         raise bad("deliver policy can not be updated")
+    if old.mem_storage != new.mem_storage:
+        raise bad("storage type can not be updated")
+    if old.direct != new.direct:
+        raise bad("direct can not be updated")
     if old.opt_start_seq != new.opt_start_seq:
         raise bad("start sequence can not be updated")
     if old.opt_start_time != new.opt_start_time:
