@@ -266,16 +266,25 @@ class LeafService:
                 other.close(ERR_DUPLICATE, ERR_DUPLICATE)
 
     def _on_interest(self, account_name: str, sub: Subscription, added: bool) -> None:
+        # runs inside Sublist.insert/remove for whoever subscribed: never let a link's
+        # trouble break that subscriber
         links = self.by_account.get(account_name)
         if links:
             w = weight(sub)
-            for link in list(links):
-                link.update_smap(sub, w if added else -w)
+            self._update(links, sub, w if added else -w)
 
     def propagate(self, account: Any, sub: Subscription, delta: int) -> None:
         """A leaf queue subscription's weight changed (LS+ with a new weight)."""
-        for link in list(self.by_account.get(account.name, ())):
-            link.update_smap(sub, delta)
+        self._update(self.by_account.get(account.name, []), sub, delta)
+
+    @staticmethod
+    def _update(links: list[LeafLink], sub: Subscription, delta: int) -> None:
+        for link in list(links):
+            try:
+                link.update_smap(sub, delta)
+            except Exception:
+                log.exception("leaf cid=%d: interest update failed", link.cid)
+                link.close("Internal Error")
 
     # -- monitoring -----------------------------------------------------------------------
     def leafz(self, query: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
