@@ -19,9 +19,11 @@ const p = await js.consumers.get("S", "P");
 const first = [];
 for await (const m of await p.fetch({ max_messages: 3, expires: 2000 })) {
   first.push([sc.decode(m.data), m.info.streamSequence, m.info.pending, m.info.redeliveryCount]);
+  // acks are processed asynchronously by nats-server: ask for a reply so the next request
+  // cannot overtake the NAK/TERM
   if (m.seq === 1) await m.ackAck();
-  else if (m.seq === 2) m.nak();
-  else m.term("bad");
+  else if (m.seq === 2) await nc.request(m.msg.reply, sc.encode("-NAK"));
+  else await nc.request(m.msg.reply, sc.encode("+TERM bad"));
 }
 out.fetch = first;
 const again = await p.next({ expires: 2000 });
