@@ -89,6 +89,7 @@ class Export:
     threshold: float = DEFAULT_RESP_THRESHOLD
     token_req: bool = False
     name: str = ""
+    revocations: dict[str, int] = field(default_factory=dict)  # importer -> activations before
 
     def allows(self, importer: str) -> bool:
         return self.accounts is None or importer in self.accounts
@@ -117,6 +118,7 @@ class Import:
     sub: Any = None
     listener: Any = None  # (sublist, callback) watching the importer's interest
     error: str = ""
+    token: str = ""  # activation token for a token_req export (JWT mode)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"subject": self.subject, "account": self.account,
@@ -300,7 +302,8 @@ class AccountManager:
             if export is None:
                 err = (f"{'service' if imp.service else 'stream'} import of {imp.subject!r} from "
                        f"{imp.account!r}: no matching export")
-            elif not export.allows(st.account.name):
+            elif not export.allows(st.account.name) and not (
+                    export.token_req and self._activation_ok(imp, st.account, ex, export)):
                 err = f"import of {imp.subject!r} from {imp.account!r} not authorized"
         if err:
             imp.error = err
@@ -313,6 +316,34 @@ class AccountManager:
             self._link_service(st, imp, exporter, export)  # type: ignore[arg-type]
         else:
             self._link_stream(st, imp, exporter)
+
+    def _activation_ok(self, imp: Import, importer: Account, ex: "AccountState | None",
+                       export: Export) -> bool:
+        """A private JWT export: the import's activation token must be issued by the exporter
+        (or one of its signing keys) to this importer, for a subject covering the import."""
+        if not imp.token or ex is None or ex.claims is None:
+            return False
+        from .auth import CalloutError, _verify_token
+        try:
+            act = _verify_token(imp.token)
+        except CalloutError as e:
+            log.warning("activation token refused: %s", e)
+            return False
+        nats = act.get("nats") if isinstance(act.get("nats"), dict) else {}
+        if nats.get("type", act.get("type")) != "activation":
+            return False
+        if act.get("sub") != importer.name:
+            return False
+        iss = str(act.get("iss") or "")
+        issuer_acc = str(nats.get("issuer_account") or "")
+        if iss != ex.account.name and not (issuer_acc == ex.account.name
+                                           and ex.claims.scope_for(iss)[0]):
+            return False
+        subj = str(nats.get("subject") or "")
+        if not subj or not subset_match(imp.subject, subj):
+            return False
+        from .jwt import is_revoked
+        return not is_revoked(export.revocations, importer.name, int(act.get("iat") or 0))
 
     def _link_stream(self, st: AccountState, imp: Import, exporter: Account) -> None:
         importer = st.account
@@ -456,7 +487,8 @@ class AccountManager:
             st.exports.append(Export(str(e.get("subject", "")), service,
                                      set() if e.get("token_req") else None, rtype,
                                      float(thr) / 1e9 if thr else DEFAULT_RESP_THRESHOLD,
-                                     bool(e.get("token_req")), str(e.get("name", ""))))
+                                     bool(e.get("token_req")), str(e.get("name", "")),
+                                     {str(k): int(v) for k, v in (e.get("revocations") or {}).items()}))
         st.imports.clear()
         for i in claims.imports:
             i = _low(i)
@@ -469,7 +501,7 @@ class AccountManager:
             else:
                 local = f"{i['to']}.{subj}" if i.get("to") else subj
             st.imports.append(Import(str(i.get("account", "")), subj, local, service,
-                                     str(i.get("name", ""))))
+                                     str(i.get("name", "")), token=str(i.get("token") or "")))
         dp = claims.default_permissions
         st.default_permissions = Permissions.from_jwt(dp) if dp else None
         st.limits = dict(claims.limits)

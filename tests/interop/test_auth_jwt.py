@@ -427,3 +427,52 @@ def test_jetstream_enabled_by_account_jwt(tmp_path):
                 await nc2.jetstream().add_stream(name="T", subjects=["t.>"])
             await nc2.close()
         run_async(go)
+
+
+def test_private_export_with_activation_token(tmp_path, real_nats_server):
+    o = Org(tmp_path)
+    exp, imp, imp2 = (nk.create_pair("account") for _ in range(3))
+    ec = J.new_account_claims(exp.public_key, name="EXP")
+    ec["nats"]["exports"] = [{"name": "priv", "subject": "priv.>", "type": "stream", "token_req": True}]
+    act = {"sub": imp.public_key, "name": "priv",
+           "nats": {"subject": "priv.>", "kind": "stream", "type": "activation", "version": 2}}
+    act_tok = J.encode(act, exp)
+    ic = J.new_account_claims(imp.public_key, name="IMP")
+    ic["nats"]["imports"] = [{"name": "priv", "subject": "priv.>", "account": exp.public_key,
+                              "type": "stream", "token": act_tok}]
+    i2 = J.new_account_claims(imp2.public_key, name="IMP2")
+    i2["nats"]["imports"] = [{"name": "priv", "subject": "priv.>", "account": exp.public_key,
+                              "type": "stream"}]
+    jwts = {exp.public_key: J.encode(ec, o.op), imp.public_key: J.encode(ic, o.op),
+            imp2.public_key: J.encode(i2, o.op)}
+    conf = o.config().rstrip().rstrip("}") + "".join(f" {k}: {v}\n" for k, v in jwts.items()) + "}\n"
+
+    def user_of(acc, name):
+        kp = nk.create_pair("user")
+        return o.creds(kp, J.encode(J.new_user_claims(kp.public_key, name=name), acc))
+    creds = {"exp": user_of(exp, "e"), "imp": user_of(imp, "i"), "imp2": user_of(imp2, "i2")}
+
+    async def go(url):
+        e = await _connect(url, user_credentials=creds["exp"])
+        i = await _connect(url, user_credentials=creds["imp"])
+        i2 = await _connect(url, user_credentials=creds["imp2"])
+        s1 = await i.subscribe("priv.>")
+        s2 = await i2.subscribe("priv.>")
+        await i.flush()
+        await i2.flush()
+        await e.publish("priv.x", b"secret")
+        await e.flush()
+        got = (await s1.next_msg(timeout=2)).data
+        try:
+            await s2.next_msg(timeout=0.3)
+            leaked = True
+        except nats.errors.TimeoutError:
+            leaked = False
+        for c in (e, i, i2):
+            await c.close()
+        return got, leaked
+
+    real = real_nats_server(config=conf)
+    assert run_async(go, real.client_url) == (b"secret", False)
+    with EmbeddedServer(config=conf, port=-1) as s:
+        assert run_async(go, s.client_url) == (b"secret", False)
