@@ -188,8 +188,10 @@ class LeafLink(Client):
             self.stop_ns = self.broker.clock.now_ns()
             if not self.close_reason:
                 self.close_reason = "Server Shutdown" if self.broker.shutting_down else "Client Closed"
-            self.service.remove_link(self)
+            was_up = self.service.remove_link(self)
             self.drop_all_subs()
+            if was_up:
+                self.service.link_gone(self)
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(1):
                     try:
@@ -700,6 +702,7 @@ class LeafLink(Client):
         self._init_smap()
         assert self._nursery is not None
         self._nursery.start_soon(self._pinger)
+        self.service.link_ready(self)
 
     def _apply_js_denies(self) -> None:
         """nats-server's addLeafNodeConnection: keep each side's JetStream API private, and

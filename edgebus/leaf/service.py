@@ -20,7 +20,7 @@ import random
 import socket
 import ssl
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import trio
 
@@ -59,6 +59,10 @@ class LeafService:
         self._lds: dict[str, str] = {}
         self._nursery: trio.Nursery | None = None
         self._stopping = False
+        # called with the link when one finishes its handshake / goes away (after its
+        # interest is withdrawn): e.g. JetStream retrying stream sources across the link
+        self.on_link_up: list[Callable[[LeafLink], None]] = []
+        self.on_link_down: list[Callable[[LeafLink], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -246,11 +250,28 @@ class LeafService:
             sl.listeners.append(partial(self._on_interest, acc.name))
         self.broker.register(link)
 
-    def remove_link(self, link: LeafLink) -> None:
+    def link_ready(self, link: LeafLink) -> None:
+        self._notify(self.on_link_up, link)
+
+    def remove_link(self, link: LeafLink) -> bool:
+        """Forget a closing link; True if it had finished connecting."""
         lst = self.by_account.get(link.account.name)
         if lst is not None and link in lst:
             lst.remove(link)
             self.broker.unregister(link, link.close_reason)
+            return True
+        return False
+
+    def link_gone(self, link: LeafLink) -> None:
+        self._notify(self.on_link_down, link)
+
+    @staticmethod
+    def _notify(cbs: list[Callable[[LeafLink], None]], link: LeafLink) -> None:
+        for cb in list(cbs):
+            try:
+                cb(link)
+            except Exception:
+                log.exception("leaf link hook failed")
 
     def evict_duplicate(self, link: LeafLink) -> None:
         """The same remote server (name, cluster, account) dialing again: the new connection
