@@ -323,10 +323,10 @@ class AccountManager:
         (or one of its signing keys) to this importer, for a subject covering the import."""
         if not imp.token or ex is None or ex.claims is None:
             return False
-        from .auth import CalloutError, _verify_token
+        from .auth import TokenError, verify_token
         try:
-            act = _verify_token(imp.token)
-        except CalloutError as e:
+            act = verify_token(imp.token)
+        except TokenError as e:
             log.warning("activation token refused: %s", e)
             return False
         nats = act.get("nats") if isinstance(act.get("nats"), dict) else {}

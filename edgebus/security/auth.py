@@ -367,16 +367,21 @@ class CalloutConfig:
     xkey: str | None = None
 
 
-class CalloutError(Exception):
-    pass
+class TokenError(ValueError):
+    """A JWT whose signature or shape is not acceptable."""
 
 
-def _verify_token(token: str) -> dict[str, Any]:
-    """Decode a NATS JWT of any type, checking its ed25519 signature by `iss` (v2 or v1)."""
+class CalloutError(TokenError):
+    """The callout service's answer cannot be used."""
+
+
+def verify_token(token: str) -> dict[str, Any]:
+    """Decode a NATS JWT of any type (activation, authorization response ...), checking its
+    ed25519 signature by `iss` (v2: header.payload, v1: payload) and its expiry."""
     import json as _json
     parts = token.split(".")
     if len(parts) != 3:
-        raise CalloutError("expected 3 chunks")
+        raise TokenError("expected 3 chunks")
 
     def b64(x: str) -> bytes:
         return base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
@@ -384,9 +389,9 @@ def _verify_token(token: str) -> dict[str, Any]:
         payload = _json.loads(b64(parts[1]))
         sig = b64(parts[2])
     except (ValueError, binascii.Error) as e:
-        raise CalloutError(f"invalid token: {e}") from None
+        raise TokenError(f"invalid token: {e}") from None
     if not isinstance(payload, dict):
-        raise CalloutError("invalid payload")
+        raise TokenError("invalid payload")
     iss = str(payload.get("iss") or "")
     try:
         ok = nkeys.verify(iss, f"{parts[0]}.{parts[1]}".encode(), sig) or \
@@ -394,10 +399,10 @@ def _verify_token(token: str) -> dict[str, Any]:
     except Exception:
         ok = False
     if not ok:
-        raise CalloutError("claim failed signature verification")
+        raise TokenError("claim failed signature verification")
     exp = payload.get("exp")
     if isinstance(exp, int) and exp and time.time() > exp:
-        raise CalloutError("claim is expired")
+        raise TokenError("claim is expired")
     return payload
 
 
@@ -494,7 +499,7 @@ class CalloutPending:
         token = data.decode(errors="replace").strip()
         if not token:
             raise CalloutError("no reason supplied")
-        resp = _verify_token(token)
+        resp = verify_token(token)
         nats = resp.get("nats") if isinstance(resp.get("nats"), dict) else {}
         if resp.get("sub") != user_pub:
             raise CalloutError("auth callout response is not for expected user")
