@@ -476,3 +476,48 @@ def test_private_export_with_activation_token(tmp_path, real_nats_server):
     assert run_async(go, real.client_url) == (b"secret", False)
     with EmbeddedServer(config=conf, port=-1) as s:
         assert run_async(go, s.client_url) == (b"secret", False)
+
+
+def test_jwt_service_import_and_mappings_match_real_nats_server(tmp_path, real_nats_server):
+    o = Org(tmp_path)
+    svc, cli = nk.create_pair("account"), nk.create_pair("account")
+    sc = J.new_account_claims(svc.public_key, name="SVC")
+    sc["nats"]["exports"] = [{"name": "echo", "subject": "echo.*", "type": "service",
+                              "response_type": "Stream"}]
+    cc = J.new_account_claims(cli.public_key, name="CLI")
+    cc["nats"]["imports"] = [{"name": "echo", "subject": "echo.*", "account": svc.public_key,
+                              "type": "service", "local_subject": "call.*"}]
+    cc["nats"]["mappings"] = {"old.*": [{"subject": "new.$1", "weight": 100}]}
+    jwts = {svc.public_key: J.encode(sc, o.op), cli.public_key: J.encode(cc, o.op)}
+    conf = o.config().rstrip().rstrip("}") + "".join(f" {k}: {v}\n" for k, v in jwts.items()) + "}\n"
+
+    def user_of(acc, name):
+        kp = nk.create_pair("user")
+        return o.creds(kp, J.encode(J.new_user_claims(kp.public_key, name=name), acc))
+    s_creds, c_creds = user_of(svc, "s"), user_of(cli, "c")
+
+    async def go(url):
+        s = await _connect(url, user_credentials=s_creds)
+        c = await _connect(url, user_credentials=c_creds)
+
+        async def echo(m):
+            await m.respond(m.subject.encode() + b":" + m.data)
+            await m.respond(b"second")
+        await s.subscribe("echo.*", cb=echo)
+        await s.flush()
+        inbox = c.new_inbox()
+        sub = await c.subscribe(inbox)
+        await c.publish("call.hi", b"x", reply=inbox)
+        got = [(await sub.next_msg(timeout=2)).data for _ in range(2)]
+        mapped = await c.subscribe("new.*")
+        await c.publish("old.a", b"m")
+        got.append((await mapped.next_msg(timeout=2)).subject.encode())
+        await s.close()
+        await c.close()
+        return got
+
+    real = real_nats_server(config=conf)
+    theirs = run_async(go, real.client_url)
+    with EmbeddedServer(config=conf, port=-1) as srv:
+        ours = run_async(go, srv.client_url)
+    assert ours == theirs == [b"echo.hi:x", b"second", b"new.a"]
