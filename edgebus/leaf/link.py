@@ -160,7 +160,8 @@ class LeafLink(Client):
         self.pings_out = 0
         self.rtt_ns = 0
         self._ping_at = 0.0
-        self._early_ops: list[tuple] = []
+        self._early_ops: list[tuple] = []  # read with the first INFO, handled by the reader
+        self._early_err: ProtocolError | None = None
         self.close_reason = ""
 
     def __repr__(self) -> str:
@@ -345,7 +346,7 @@ class LeafLink(Client):
         try:
             ops = self._early_ops
             self._early_ops = []
-            err: ProtocolError | None = None
+            err, self._early_err = self._early_err, None
             while True:
                 for op in ops:
                     if op[0] == OP_CONNECT:
@@ -406,8 +407,14 @@ class LeafLink(Client):
                         self.close_reason = "Read Error"
                         return False
                     err = self.parser.feed_into(data, ops)
-                    if err is not None and not ops:
-                        raise err
+                    if err is not None:
+                        if not ops:
+                            raise err
+                        self._early_err = err  # after the operations before it
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            log.error("Leafnode %s: %s", cfg.describe(), e)
+            self.close_reason = "Read Error"
+            return False
         except trio.TooSlowError:
             log.error("Leafnode %s: timeout waiting for the first INFO", cfg.describe())
             self.close_reason = "Read Error"

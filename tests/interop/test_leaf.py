@@ -470,3 +470,29 @@ def test_websocket_remote():
     finally:
         leaf.close()
         hub.stop()
+
+
+def test_wrong_port_refused_and_late_hub_reached(caplog):
+    """A remote pointing at the hub's client port is given up ("wrong port", as nats-server);
+    a remote whose hub is not up yet keeps dialing and connects once it is."""
+    caplog.set_level(logging.ERROR, logger="edgebus.leaf")
+    hub, lp = start_hub()
+    wrong = EmbeddedServer(config=leaf_conf(hub.port, name="WRONG")).start()
+    try:
+        wait_until(lambda: "attempted to connect to wrong port" in caplog.text, "wrong port")
+        assert edge_leafz(wrong) == [] and hub.leafz() == []
+    finally:
+        wrong.close()
+        hub.stop()
+    late_port, late_http = free_port(), free_port()
+    late_lp = free_port()
+    leaf = EmbeddedServer(config=leaf_conf(late_lp)).start()
+    try:
+        wait_until(lambda: "Error trying to connect as leafnode" in caplog.text, "a failed dial")
+        hub = Hub(f'server_name: HUB\nleafnodes {{ listen: "127.0.0.1:{late_lp}" }}\n',
+                  port=late_port, http_port=late_http).start()
+        connected(leaf)
+        assert hub.leafz()[0]["name"] == "EDGE"
+    finally:
+        leaf.close()
+        hub.stop()
