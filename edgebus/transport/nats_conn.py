@@ -214,6 +214,7 @@ class NatsConnection(Client):
         self.close_reason = reason
         if err:
             self.out += err_frame(err)
+        self._parked = False
         self._lot.unpark_all()
         if self._scope is None:
             return
@@ -227,14 +228,65 @@ class NatsConnection(Client):
         self.out = bytearray()
         if self._scope is not None:
             self._scope.cancel()
+        self._parked = False
         self._lot.unpark_all()
 
     # -- writer ---------------------------------------------------------------------------
     def enqueue(self, data: bytes) -> None:
         self.out += data
         if self._parked:
+            self._wake(self)
+
+    def _wake(self, src: Any) -> None:
+        """Output is waiting and the writer is idle. If the producing connection's reader is
+        in the middle of a read, it flushes us when done (one direct send for everything the
+        read produced, no task switch); otherwise the writer task is woken."""
+        later = getattr(src, "_flush_later", None)
+        if later is not None:
+            if not self._flush_queued:
+                self._flush_queued = True
+                later.append(self)
+        else:
             self._parked = False
             self._lot.unpark()
+
+    def _flush(self) -> None:
+        """Called by a reader at the end of its read for the connections it gave output to."""
+        self._flush_queued = False
+        if not self._parked:
+            return  # the writer is already busy and will see the new output
+        out = self.out
+        sock = self._raw_socket()
+        if sock is not None and out and not self.closing:
+            try:
+                sent = sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the writer will meet the error and close
+            if sent == len(out):
+                self.out = bytearray()
+                return  # all taken by the kernel; the writer stays parked
+            if sent:
+                del out[:sent]
+        self._parked = False
+        self._lot.unpark()
+
+    def _raw_socket(self) -> Any:
+        """The non-blocking stdlib socket under a plain TCP stream (not TLS or WebSocket),
+        for direct sends while the writer task is idle."""
+        st = self.stream
+        if st is not self._raw_for:
+            self._raw_for = st
+            self._raw = None
+            if type(st) is trio.SocketStream:
+                self._raw = getattr(st.socket, "_sock", None)
+        return self._raw
+
+    _raw_for: Any = None
+    _raw: Any = None
+    _flush_queued = False
+    _flush_later: list | None = None  # set while this connection's reader handles a read
 
     async def _writer(self) -> None:
         wd = self.broker.options.write_deadline
@@ -334,8 +386,7 @@ class NatsConnection(Client):
             if stalls is not None:  # (its own writer is a separate task: self-stall works)
                 stalls.append(self)
         if self._parked:
-            self._parked = False
-            self._lot.unpark()
+            self._wake(msg.src)
 
     def deliver_run(self, sub: Subscription, subject_b: bytes, reply_b: bytes | None,
                     payloads: list[bytes], src: Any) -> None:
@@ -369,8 +420,7 @@ class NatsConnection(Client):
             if stalls is not None:
                 stalls.append(self)
         if self._parked:
-            self._parked = False
-            self._lot.unpark()
+            self._wake(src)
 
     def _grant_response(self, reply: str) -> None:
         p = self.permissions
@@ -385,47 +435,65 @@ class NatsConnection(Client):
     # -- reader ---------------------------------------------------------------------------
     async def _reader(self) -> None:
         stream = self.stream
-        parser = self.parser
+        size = 65536
+        # a busy publisher is read more at a time, but one read's deliveries must not be able
+        # to push a subscriber past max_pending before the fast-producer stall can act
+        top = min(524288, max(65536, self.max_pending // 8))
         try:
             while not self.closing:
-                data = await stream.receive_some(65536)
+                data = await stream.receive_some(size)
                 if not data:
                     self.close("Client Closed")
                     return
+                if len(data) == size and size < top:
+                    size *= 2
                 self.last_activity_ns = self.broker.clock.now_ns()
-                while True:
-                    ops: list[tuple] = []
-                    err = parser.feed_into(data, ops)
-                    if ops and (ops[0][0] != OP_PONG or len(ops) > 1):
-                        # activity that spares the client a PING (a lone PONG is not)
-                        self.last_rx = trio.current_time()
-                    pub = self._pub
-                    for op in ops:
-                        code = op[0]
-                        if code == OP_PUBS and self.authed:
-                            self._pub_run(op[1], op[2], op[3])
-                        elif code == OP_PUB and self.authed:
-                            pub(op[1], op[2], op[3], op[4])
-                        else:
-                            self._process(op)
-                        if self.closing:
-                            return
-                    if self._pending_auth is not None:
-                        await self._await_auth()
-                        if self.closing:
-                            return
-                    if err is not None:
-                        if err.err:
-                            log.debug("cid=%d protocol error: %s", self.cid, err)
-                        self.close(err.reason, err.err)
-                        return
-                    if not parser.more:
-                        break
-                    data = b""  # the parser paused after CONNECT: parse the rest now
+                later = self._flush_later = []
+                try:
+                    stop = await self._handle(data)
+                finally:
+                    self._flush_later = None
+                    for c in later:
+                        c._flush()
+                if stop:
+                    return
                 if self._stall_targets:
                     await self._stall()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.close("Client Closed")
+
+    async def _handle(self, data: bytes) -> bool:
+        """Parse and act on one read; True when the connection is done reading."""
+        parser = self.parser
+        while True:
+            ops: list[tuple] = []
+            err = parser.feed_into(data, ops)
+            if ops and (ops[0][0] != OP_PONG or len(ops) > 1):
+                # activity that spares the client a PING (a lone PONG is not)
+                self.last_rx = trio.current_time()
+            pub = self._pub
+            for op in ops:
+                code = op[0]
+                if code == OP_PUBS and self.authed:
+                    self._pub_run(op[1], op[2], op[3])
+                elif code == OP_PUB and self.authed:
+                    pub(op[1], op[2], op[3], op[4])
+                else:
+                    self._process(op)
+                if self.closing:
+                    return True
+            if self._pending_auth is not None:
+                await self._await_auth()
+                if self.closing:
+                    return True
+            if err is not None:
+                if err.err:
+                    log.debug("cid=%d protocol error: %s", self.cid, err)
+                self.close(err.reason, err.err)
+                return True
+            if not parser.more:
+                return False
+            data = b""  # the parser paused after CONNECT: parse the rest now
 
     def _process(self, op: tuple) -> None:
         code = op[0]
