@@ -207,3 +207,35 @@ def test_edgebus_leaf_under_edgebus_hub_with_queues():
     finally:
         leaf.close()
         hub.close()
+
+
+def test_real_leaf_over_websocket():
+    """A nats-server leaf with a ws:// remote reaches edgebus's WebSocket listener, which
+    hands `/leafnode` connections to the leaf service."""
+    wp = free_port()
+    hub = EmbeddedServer(config=(f'server_name: EHUB\nport: -1\nwebsocket {{ listen: '
+                                 f'"127.0.0.1:{wp}", no_tls: true }}\nleafnodes {{ }}\n')).start()
+    leaf = RealNatsServer(f'server_name: NLEAF\nleafnodes {{ remotes: [ {{ url: '
+                          f'"ws://127.0.0.1:{wp}" }} ] }}\n').start()
+    try:
+        wait_until(lambda: edge_leafz(hub), "the WebSocket leaf to connect")
+
+        async def go():
+            h = await nats.connect(hub.client_url)
+            e = await nats.connect(leaf.client_url)
+            got, up = Collector(), Collector()
+            await e.subscribe("wsx", cb=got.cb)
+            await h.subscribe("wsy", cb=up.cb)
+            await eventually(lambda: "wsx" in edge_leafz(hub)[0]["subscriptions_list"], "wsx")
+            await h.publish("wsx", b"over ws", headers={"a": "b"})
+            await got.until(b"over ws")
+            assert got.msgs[0].headers == {"a": "b"}
+            await asyncio.to_thread(wait_until, lambda: real_sees(leaf, "wsy"), "wsy")
+            await e.publish("wsy", b"back")
+            await up.until(b"back")
+            await h.close()
+            await e.close()
+        run_async(go)
+    finally:
+        leaf.stop()
+        hub.close()
