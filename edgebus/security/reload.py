@@ -80,6 +80,7 @@ def reload(server: Any, new_options: Options) -> list[str]:
     if mgr is None or o.operator:
         if o.operator:
             setup._configure_operator(server, mgr)
+            _refresh_jwt_accounts(server, mgr)
     else:
         for st in list(mgr.states.values()):
             mgr.unlink(st)
@@ -106,6 +107,27 @@ def reload(server: Any, new_options: Options) -> list[str]:
     reauthenticate_all(server)
     log.info("Reloaded: %s", ", ".join(changed) or "no changes")
     return changed
+
+
+def _refresh_jwt_accounts(server: Any, mgr: Any) -> None:
+    """MEMORY resolver: loaded accounts take their (new) preloaded JWT, or are dropped when it
+    is gone (their users then fail re-authentication), as nats-server's reload does."""
+    from .sysacct import enforce_account
+    b = server.broker
+    for name, st in list(mgr.states.items()):
+        if st.claims is None or st.account is b.global_account:
+            continue
+        token = mgr.resolver.fetch(name) if mgr.resolver is not None else None
+        if not token:
+            log.info("Reloaded: deleting account [removed]: %r", name)
+            st.claims = None
+            continue
+        if token != st.account.jwt:
+            try:
+                enforce_account(b, mgr.apply_jwt(token))
+            except Exception as e:
+                log.warning("Reloaded: deleting account [bad claims]: %r: %s", name, e)
+                st.claims = None
 
 
 def reauthenticate_all(server: Any) -> None:

@@ -157,3 +157,31 @@ def test_reload_over_sys_request(tmp_path):
             await nc.close()
             await sysc.close()
         run_async(go)
+
+
+def test_reload_operator_mode_memory_resolver(tmp_path):
+    import sys
+    import time
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    pytest.importorskip("nkeys")
+    from test_auth_jwt import Org
+    from edgebus.conf import load_config
+    from edgebus.security.reload import reload_from_file
+    o = Org(tmp_path)
+    kp, tok = o.user("victim", iat=int(time.time()) - 60)
+    path = tmp_path / "op.conf"
+    path.write_text("port: -1\n" + o.config())
+    opts, _ = load_config(str(path))
+    with EmbeddedServer(opts) as s:
+        async def go():
+            nc = await nats.connect(s.client_url, user_credentials=o.creds(kp, tok),
+                                    allow_reconnect=False)
+            o.acc_jwt = o.account_jwt(revocations={kp.public_key: int(time.time())})
+            path.write_text("port: -1\n" + o.config())
+            await asyncio.to_thread(s.call, reload_from_file)
+            for _ in range(100):
+                if nc.is_closed:
+                    break
+                await asyncio.sleep(0.02)
+            assert nc.is_closed
+        run_async(go)
