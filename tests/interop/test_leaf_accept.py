@@ -239,3 +239,46 @@ def test_real_leaf_over_websocket():
     finally:
         leaf.stop()
         hub.close()
+
+
+def test_edgebus_hub_relays_between_two_real_leaves_without_duplicates():
+    hub, lp = edge_hub()
+    leaves = [RealNatsServer(f'server_name: NL{i}\nleafnodes {{ remotes: [ {{ url: '
+                             f'"nats-leaf://127.0.0.1:{lp}" }} ] }}\n').start() for i in (1, 2)]
+    n = 20
+    try:
+        wait_until(lambda: len(edge_leafz(hub)) == 2, "two leaves")
+
+        async def go():
+            h = await nats.connect(hub.client_url)
+            c1 = await nats.connect(leaves[0].client_url)
+            c2 = await nats.connect(leaves[1].client_url)
+            cols = [Collector(), Collector(), Collector()]
+            for c, col in zip((h, c1, c2), cols):
+                await c.subscribe("all.*", cb=col.cb)
+            await eventually(lambda: all("all.*" in ln["subscriptions_list"] for ln in edge_leafz(hub)),
+                             "both leaves' interest on the hub")
+            for lf in leaves:
+                await asyncio.to_thread(wait_until, lambda: real_sees(lf, "all.*"), "hub interest")
+            for i in range(n):
+                for tag, c in ((b"h", h), (b"a", c1), (b"b", c2)):
+                    await c.publish("all.x", tag + b"%d" % i)
+            for c in (h, c1, c2):
+                await c.publish("all.end", b"end")
+            for col in cols:
+                await col.until(b"end", count=3)
+            for c in (h, c1, c2):
+                await c.publish("all.fin", b"fin")
+            for col in cols:
+                await col.until(b"fin", count=3)
+            want = sorted([t + b"%d" % i for i in range(n) for t in (b"h", b"a", b"b")]
+                          + [b"end"] * 3 + [b"fin"] * 3)
+            for col in cols:
+                assert sorted(col.datas()) == want
+            for c in (h, c1, c2):
+                await c.close()
+        run_async(go)
+    finally:
+        for lf in leaves:
+            lf.stop()
+        hub.close()
