@@ -439,9 +439,25 @@ class NatsConnection(Client):
         # a busy publisher is read more at a time, but one read's deliveries must not be able
         # to push a subscriber past max_pending before the fast-producer stall can act
         top = min(524288, max(65536, self.max_pending // 8))
+        raw = self._raw_socket()
+        waited = True
         try:
             while not self.closing:
-                data = await stream.receive_some(size)
+                if raw is None:
+                    data = await stream.receive_some(size)
+                else:
+                    # plain TCP: read the socket directly (trio's stream layers cost a few
+                    # microseconds per read); wait only when it has nothing, and yield once per
+                    # read while it keeps having data, so a busy publisher cannot starve others
+                    try:
+                        data = raw.recv(size)
+                    except (BlockingIOError, InterruptedError):
+                        await trio.lowlevel.wait_readable(raw)
+                        waited = True
+                        continue
+                    if not waited:
+                        await trio.lowlevel.checkpoint()
+                    waited = False
                 if not data:
                     self.close("Client Closed")
                     return
