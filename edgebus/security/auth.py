@@ -147,13 +147,25 @@ class ServerAuth:
 
     # -- authenticate ---------------------------------------------------------------------
     def authenticate(self, client: Any, opts: dict[str, Any], nonce: str | None,
-                     ctx: dict[str, Any] | None = None) -> AuthResult | str | None:
+                     ctx: dict[str, Any] | None = None, *, blocking: bool = False) -> Any:
+        """AuthResult, an -ERR text, None (refused), or an object with `async wait(timeout)`
+        when the decision needs a thread (bcrypt) or a callout service. `blocking=True`
+        decides bcrypt inline (reload) instead."""
         ctx = ctx or {}
         try:
             res = self._authenticate(client, opts, nonce, ctx)
         except Exception:  # malformed input must never take the connection driver down
             log.exception("authentication error")
             res = None
+        if isinstance(res, _BcryptCheck):
+            if not blocking:
+                return DeferredAuth(self, client, opts, nonce, ctx, res)
+            res = res.result if res.check() else None
+        return self._post(res, client, opts, nonce, ctx)
+
+    def _post(self, res: Any, client: Any, opts: dict[str, Any], nonce: str | None,
+              ctx: dict[str, Any]) -> Any:
+        """Callout delegation, failure events, account limits: after the credentials check."""
         if self.operator_mode and isinstance(res, AuthResult):
             ext = self._external_auth(res.account)
             if ext is not None and res.user not in ext:
@@ -233,17 +245,15 @@ class ServerAuth:
         if user is not None:
             if user.password is None:
                 return None  # a certificate-only identity
-            if not passwords.compare_passwords(user.password, c_pass):
-                return None
-            return self._result(user.account, user.name, user.permissions)
+            return _check(user.password, c_pass,
+                          self._result(user.account, user.name, user.permissions))
         if token:
-            if passwords.compare_passwords(token, c_token):
-                return self._result(self.broker.global_account, None, None)
-            return None
+            return _check(token, c_token, self._result(self.broker.global_account, None, None))
         if username:
-            if c_user != username or not passwords.compare_passwords(password or "", c_pass):
+            if c_user != username:
                 return None
-            return self._result(self.broker.global_account, username, None)
+            return _check(password or "", c_pass,
+                          self._result(self.broker.global_account, username, None))
         if not self.required_for(listener):
             return self._result(self.broker.global_account, None, None)
         return None
@@ -332,6 +342,46 @@ class ServerAuth:
                 svc.auth_error_event(client, opts, ctx)
             except Exception:
                 log.exception("auth error event failed")
+
+
+class _BcryptCheck:
+    """A password check that costs bcrypt time: done off the event loop."""
+
+    __slots__ = ("hashed", "given", "result")
+
+    def __init__(self, hashed: str, given: str, result: AuthResult) -> None:
+        self.hashed = hashed
+        self.given = given
+        self.result = result
+
+    def check(self) -> bool:
+        return passwords.compare_passwords(self.hashed, self.given)
+
+
+def _check(secret: str, given: str, result: AuthResult) -> "AuthResult | _BcryptCheck | None":
+    if passwords.is_bcrypt(secret):
+        return _BcryptCheck(secret, given, result)
+    return result if passwords.compare_passwords(secret, given) else None
+
+
+class DeferredAuth:
+    """A bcrypt comparison run in a worker thread; the connection awaits `wait()`."""
+
+    def __init__(self, auth: "ServerAuth", client: Any, opts: dict[str, Any], nonce: str | None,
+                 ctx: dict[str, Any], check: _BcryptCheck) -> None:
+        self.auth = auth
+        self.args = (client, opts, nonce, ctx)
+        self.bcrypt = check
+
+    async def wait(self, timeout: float) -> Any:
+        import trio
+        ok = False
+        with trio.move_on_after(timeout):
+            ok = await trio.to_thread.run_sync(self.bcrypt.check, abandon_on_cancel=True)
+        res = self.auth._post(self.bcrypt.result if ok else None, *self.args)
+        if hasattr(res, "wait"):  # then the callout decides
+            res = await res.wait(timeout)
+        return res
 
 
 def _s(v: Any) -> str:

@@ -143,12 +143,12 @@ def reauthenticate_all(server: Any) -> None:
         c.auth_required = required
         if not getattr(c, "connected", False):
             continue
-        if not required:
-            res = auth.authenticate(c, {}, c.nonce, c.auth_context()) if hasattr(auth, "authenticate") else None
-            if res is None or isinstance(res, str):
-                continue
-        else:
-            res = auth.authenticate(c, c.connect_opts, c.nonce, c.auth_context())
+        opts = c.connect_opts if required else {}
+        res = auth.authenticate(c, opts, c.nonce, c.auth_context(), blocking=True)
+        if hasattr(res, "wait"):
+            continue  # decided by the callout service at connect time; kept as it is
+        if not required and (res is None or isinstance(res, str)):
+            continue
         if res is None or isinstance(res, str) or res.account is not c.account:
             c.close("Authentication Failure", "Authorization Violation")
             continue

@@ -107,10 +107,15 @@ def tls_connects(url: str, ctx: ssl.SSLContext, **kw) -> bool | str:
                                     connect_timeout=3, **kw)
         except Exception as e:  # TLS alerts and auth errors both count as refusals
             return f"refused: {type(e).__name__}"
-        sub = await nc.subscribe("t")
-        await nc.publish("t", b"secure")
-        data = (await sub.next_msg(timeout=2)).data
-        await nc.close()
+        try:
+            # with TLS 1.3 a refused client certificate surfaces only after the handshake
+            sub = await nc.subscribe("t")
+            await nc.publish("t", b"secure")
+            data = (await sub.next_msg(timeout=2)).data
+        except Exception as e:
+            return f"refused: {type(e).__name__}"
+        finally:
+            await nc.close()
         return data == b"secure"
     return run_async(go)
 

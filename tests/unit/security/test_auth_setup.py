@@ -135,3 +135,23 @@ def test_operator_mode_mqtt_password_carries_bearer_jwt():
     assert isinstance(r, AuthResult) and r.account.name == acc.public_key
     r = srv.broker.auth.authenticate(None, {"user": "x", "pass": bearer}, None, {"conn_type": "nats"})
     assert r is None
+
+
+def test_bcrypt_is_checked_off_the_event_loop():
+    import trio
+    from edgebus.security.auth import DeferredAuth
+    from edgebus.security.passwords import hash_password
+    h = hash_password("pw", cost=4)
+    srv = server_for(f'authorization {{ users: [{{user: u, password: "{h}"}}] }}')
+    a = srv.broker.auth
+    pending = a.authenticate(None, {"user": "u", "pass": "pw"}, None, {})
+    assert isinstance(pending, DeferredAuth)
+    assert isinstance(trio.run(pending.wait, 5.0), AuthResult)
+    wrong = a.authenticate(None, {"user": "u", "pass": "no"}, None, {})
+    assert trio.run(wrong.wait, 5.0) is None
+    # reload re-authenticates synchronously
+    assert isinstance(a.authenticate(None, {"user": "u", "pass": "pw"}, None, {}, blocking=True),
+                      AuthResult)
+    # plain-text secrets stay synchronous
+    srv2 = server_for("authorization { token: plain }")
+    assert isinstance(srv2.broker.auth.authenticate(None, {"auth_token": "plain"}, None, {}), AuthResult)
