@@ -12,6 +12,12 @@
 
 `no_auth_user` stands in for a connection that presents no credentials at all. Users carry the
 account they belong to and their permissions (the account's `default_permissions` otherwise).
+
+`authenticate(client, connect_opts, nonce, ctx)` returns an `AuthResult`, a string (an -ERR
+text such as an account connection limit), None (refused: `Authorization Violation`), or an
+object with `async wait(timeout)` giving one of those: bcrypt checks run in a worker thread
+(`DeferredAuth`) and auth callouts ask a service (`CalloutPending`). Front-ends that are not
+`NatsConnection` (MQTT, leaf) must await such objects too.
 """
 
 from __future__ import annotations
