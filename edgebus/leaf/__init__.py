@@ -3,6 +3,8 @@
     service.py   LeafService: the remotes we dial, the listener leaves dial, /leafz, the
                  per-account registry that turns sublist changes into LS+/LS- on every link
     link.py      LeafLink: one leaf connection, a Client of kind Leafnode bound to one account
+    interest.py  what a link announced to its peer (counts per subject/queue) and the
+                 LS+ / LS- a subscription change needs
     routing.py   how a message that came over a link is delivered, queue filters included
     remote.py    a configured remote: URL pool, credentials, dialing (TCP, TLS, WebSocket)
     wsclient.py  the client side of WebSocket, for ws:// and wss:// remotes

@@ -44,6 +44,7 @@ from ..core.subject import subject_matches, valid_subject
 from ..core.sublist import Subscription
 from .auth import authorize
 from .remote import RemoteCfg, start_tls
+from .interest import LDS_PREFIX, InterestMap
 from .routing import (LeafSub, js_ack_deliver_idx, pick_local, route_from_leaf, sub_key,
                       weight)
 
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edgebus.leaf")
 
-LDS_PREFIX = "$LDS."
 # nats-server's denyAllClientJs / denyAllJs: each side's JetStream API stays private
 DENY_CLIENT_JS = ["$JS.API.>", "$KV.>", "$OBJ.>"]
 DENY_ALL_JS = ["$JSC.>", "$NRG.>", "$JS.API.>", "$KV.>", "$OBJ.>"]
@@ -144,7 +144,7 @@ class LeafLink(Client):
         self._nursery: trio.Nursery | None = None
         self.authed = self.solicited
         self.connected = False
-        self.smap: dict[str, int] | None = None
+        self.smap: InterestMap | None = None  # set once connected
         self.perms: Permissions | None = None
         if remote is not None and (remote.opts.deny_exports or remote.opts.deny_imports):
             self.perms = Permissions().merged_with_deny(remote.opts.deny_exports,
@@ -676,7 +676,6 @@ class LeafLink(Client):
             # the leaf user's permissions, reversed: what it may subscribe to is what we send
             self.export_acl = up.pub if not up.pub.empty else None
             self.perms = Permissions(up.sub, up.pub)
-        self._user_perms = up
         deny_pub = opts.get("deny_pub") or []
         if deny_pub:
             self.perms = (self.perms or Permissions()).merged_with_deny(pub_deny=list(deny_pub))
@@ -685,8 +684,6 @@ class LeafLink(Client):
         self._add_connection()
         log.info("Leafnode connection created for account: %s %s", self.account.name,
                  self.remote_server)
-
-    _user_perms: Any = None
 
     def _connect_info(self, up: Any) -> dict[str, Any]:
         """The INFO that answers CONNECT: the account we bound and the leaf's permissions."""
@@ -734,68 +731,29 @@ class LeafLink(Client):
             pub_deny.append(f"$JS.{local}.API.>")
         self.perms = (self.perms or Permissions()).merged_with_deny(pub_deny, deny)
 
-    def _is_local(self, sub: Subscription) -> bool:
-        """Interest a spoke may announce to its hub: its own clients and internal clients, and
-        leaves that dial it — never interest learned from a hub."""
-        c = sub.client
-        return c.kind != LEAF or not getattr(c, "is_spoke", False)
-
     def _init_smap(self) -> None:
         acc = self.account
         perms = self.perms
-        smap: dict[str, int] = {}
-        for sub in acc.sublist.all_subs():
-            if sub.client is self or (self.is_spoke and not self._is_local(sub)):
-                continue
-            if perms is not None and not perms.can_subscribe(sub.subject):
-                continue
-            k = sub_key(sub.subject, sub.queue)
-            smap[k] = smap.get(k, 0) + weight(sub)
+        extra = []
         if acc.mappings is not None:
             # mapped subjects are interest too: the mapping's destination may have listeners
-            for src in getattr(acc.mappings, "sources", ()):
-                if perms is None or not self.is_spoke or perms.can_subscribe(src):
-                    smap[src] = smap.get(src, 0) + 1
-        lds = self.service.lds(acc)
-        smap[lds] = smap.get(lds, 0) + 1
+            extra = [src for src in getattr(acc.mappings, "sources", ())
+                     if perms is None or not self.is_spoke or perms.can_subscribe(src)]
+        extra.append(self.service.lds(acc))
+        smap = InterestMap(self)
+        frames = smap.snapshot(acc.sublist.all_subs(), extra)
         self.smap = smap
-        buf = bytearray()
-        for k, n in smap.items():
-            subject, _, queue = k.partition(" ")
-            buf += proto.ls_plus(subject.encode(), queue.encode() or None, n)
-        if buf:
-            self.enqueue(bytes(buf))
+        if frames:
+            self.enqueue(frames)
 
     def update_smap(self, sub: Subscription, delta: int) -> None:
-        """A subscription in our account changed by `delta` members: tell the peer if that
-        changes what it should know (0 <-> 1 for plain interest, any change for queues)."""
-        smap = self.smap
-        if smap is None or sub.client is self or self.closing:
+        """A subscription in our account changed by `delta` members (from the service's
+        sublist listener): tell the peer if that changes what it should know."""
+        if self.smap is None or self.closing:
             return
-        subject = sub.subject
-        is_lds = subject.startswith(LDS_PREFIX)
-        if not is_lds:
-            if self.is_spoke and not self._is_local(sub):
-                return
-            if delta > 0 and self.perms is not None and not self.perms.can_subscribe(subject):
-                return
-        key = sub_key(subject, sub.queue)
-        n = smap.get(key)
-        if delta < 0 and n is None:
-            return
-        n = n or 0
-        update = sub.queue is not None or (n <= 0 < n + delta) or (n > 0 >= n + delta)
-        n += delta
-        if n > 0:
-            smap[key] = n
-        else:
-            smap.pop(key, None)
-        if update:
-            q = sub.queue.encode() if sub.queue is not None else None
-            if n > 0:
-                self.enqueue(proto.ls_plus(subject.encode(), q, n))
-            else:
-                self.enqueue(proto.ls_minus(subject.encode(), q))
+        frame = self.smap.update(sub, delta)
+        if frame:
+            self.enqueue(frame)
 
     def _on_lsub(self, op: tuple) -> None:
         _, subject_b, queue_b, w = op

@@ -28,7 +28,8 @@ from .. import NATS_VERSION
 from ..core.sublist import Subscription
 from ..transport.nats_tcp import peer_of
 from . import wsclient
-from .link import ERR_DUPLICATE, LDS_PREFIX, LeafLink
+from .interest import LDS_PREFIX
+from .link import ERR_DUPLICATE, LeafLink
 from .remote import RemoteCfg, dial, hostport, is_ws, start_tls
 from .routing import weight
 
