@@ -123,6 +123,9 @@ class ServerAuth:
         self.tls_map = tls_map
         self.operator_mode = operator_mode
         self.listeners = listeners or {}
+        # nats-server's generated no_auth_user (users only in the system account): it keeps
+        # $G open but INFO still advertises auth_required
+        self.hidden_no_auth_user = False
         self.callout = callout
         self.server_key = server_key  # nkeys.KeyPair of the server (signs callout requests)
         self.required = bool(operator_mode or self.users or self.nkeys or token or username
@@ -142,8 +145,9 @@ class ServerAuth:
     def advertise_for(self, listener: str) -> bool:
         """INFO auth_required: not advertised when a no_auth_user stands in (nats-server)."""
         lo = self._listener(listener)
-        nau = lo.no_auth_user if lo is not None and lo.no_auth_user else self.no_auth_user
-        return not nau
+        if lo is not None and lo.no_auth_user:
+            return False
+        return not self.no_auth_user or self.hidden_no_auth_user
 
     def bind_user(self, name: str) -> AuthResult | None:
         u = self.users.get(name) or self.nkeys.get(name)

@@ -127,8 +127,6 @@ def build_auth(server: Any, mgr: AccountManager) -> ServerAuth:
                    operator_mode=bool(o.operator), listeners=listeners,
                    callout=callout, server_key=server_key)
     a.hidden_no_auth_user = hidden_nau
-    if hidden_nau:
-        a.advertise_for = lambda listener: True  # type: ignore[method-assign]
     return a
 
 
