@@ -17,7 +17,8 @@ import pytest
 
 from conftest import NATS_SERVER, RealNatsServer, free_port, run_async
 from edgebus.testing.embedded import EmbeddedServer
-from test_leaf import Collector, edge_leafz, edge_waits, eventually, leaf_conf, wait_until
+from test_leaf import (Collector, Hub, edge_leafz, edge_waits, eventually, hub_waits, leaf_conf,
+                       wait_until)
 
 pytestmark = pytest.mark.skipif(not NATS_SERVER, reason="nats-server binary not installed")
 
@@ -282,3 +283,47 @@ def test_edgebus_hub_relays_between_two_real_leaves_without_duplicates():
         for lf in leaves:
             lf.stop()
         hub.close()
+
+
+def test_chain_hub_edgebus_leaf():
+    """nats-server hub <- edgebus (a spoke upward, a hub downward) <- nats-server leaf:
+    interest and messages pass through edgebus in both directions."""
+    top_lp, mid_lp = free_port(), free_port()
+    top = Hub(f'server_name: TOP\nleafnodes {{ listen: "127.0.0.1:{top_lp}" }}\n').start()
+    mid = EmbeddedServer(config=(
+        f'server_name: MID\nport: -1\nleafnodes {{ listen: "127.0.0.1:{mid_lp}", remotes: '
+        f'[ {{ url: "nats-leaf://127.0.0.1:{top_lp}" }} ] }}\n')).start()
+    low = RealNatsServer(f'server_name: LOW\nleafnodes {{ remotes: [ {{ url: '
+                         f'"nats-leaf://127.0.0.1:{mid_lp}" }} ] }}\n').start()
+    try:
+        wait_until(lambda: len(edge_leafz(mid)) == 2, "both links of the middle server")
+
+        async def go():
+            t = await nats.connect(top.client_url)
+            b = await nats.connect(low.client_url)
+            down, up = Collector(), Collector()
+            await b.subscribe("chain.down", cb=down.cb)
+            await t.subscribe("chain.up", cb=up.cb)
+            await hub_waits(top, "chain.down")
+            await asyncio.to_thread(wait_until, lambda: real_sees(low, "chain.up"), "chain.up")
+            for i in range(10):
+                await t.publish("chain.down", b"%d" % i)
+                await b.publish("chain.up", b"%d" % i)
+            await t.publish("chain.down", b"end")
+            await b.publish("chain.up", b"end")
+            await down.until(b"end")
+            await up.until(b"end")
+            assert down.datas() == up.datas() == [b"%d" % i for i in range(10)] + [b"end"]
+
+            async def svc(m):
+                await m.respond(b"low:" + m.data)
+            await b.subscribe("chain.svc", cb=svc)
+            await hub_waits(top, "chain.svc")
+            assert (await t.request("chain.svc", b"q", timeout=5)).data == b"low:q"
+            await t.close()
+            await b.close()
+        run_async(go)
+    finally:
+        low.stop()
+        mid.close()
+        top.stop()
