@@ -503,6 +503,8 @@ class Consumer:
             self._close(advisory=True, release_requests=True, remove_files=True)
             return
         self._close(advisory=False, release_requests=False, remove_files=False)
+        if self._done is not None:
+            await self._done.wait()   # an in-flight state write finishes before the final one
         if self._persistent():
             snap = self._state_snapshot()
             try:

@@ -85,7 +85,7 @@ def test_kv_watch_initial_values_then_updates(srv: JSServer) -> None:
         w = await kv.watch("k.*")
         initial = []
         while True:
-            e = await w.updates(timeout=3)
+            e = await w.updates(timeout=10)
             if e is None:
                 break
             initial.append((e.key, e.value))
@@ -93,17 +93,17 @@ def test_kv_watch_initial_values_then_updates(srv: JSServer) -> None:
         await kv.put("k.1", b"new")
         await kv.delete("k.2")
         await kv.put("other.y", b"ignored")
-        e1 = await w.updates(timeout=3)
-        e2 = await w.updates(timeout=3)
+        e1 = await w.updates(timeout=10)
+        e2 = await w.updates(timeout=10)
         assert (e1.key, e1.value, e1.operation) == ("k.1", b"new", None)
         assert (e2.key, e2.operation) == ("k.2", "DEL")
         await w.stop()
 
         # a watch on an empty match signals "no initial values" at once
         w2 = await kv.watch("nothing.*")
-        assert await w2.updates(timeout=3) is None
+        assert await w2.updates(timeout=10) is None
         await kv.put("nothing.now", b"1")
-        e = await w2.updates(timeout=3)
+        e = await w2.updates(timeout=10)
         assert e.key == "nothing.now" and e.delta == 0
         await w2.stop()
 
@@ -111,7 +111,7 @@ def test_kv_watch_initial_values_then_updates(srv: JSServer) -> None:
         wh = await kv.watch("k.0", include_history=True)
         vals = []
         while True:
-            e = await wh.updates(timeout=3)
+            e = await wh.updates(timeout=10)
             if e is None:
                 break
             vals.append(e.value)
