@@ -52,19 +52,25 @@ class JSServer:
         self.impl.start()
 
 
-def start_server(kind: str, tmp_path: Path, config: str = "") -> JSServer:
+def start_server(kind: str, tmp_path: Path, js_extra: str = "") -> JSServer:
+    """Start edgebus or nats-server with JetStream; `js_extra` goes inside `jetstream { }`
+    (e.g. `domain: hub`)."""
     if kind == "edgebus":
         from edgebus.testing.embedded import EmbeddedServer
-        if config:
-            srv = EmbeddedServer(config=config + f"\njetstream {{ store_dir: {json.dumps(str(tmp_path / 'eb'))} }}\n"
-                                 "port: -1\n")
+        if js_extra:
+            store = json.dumps(str(tmp_path / "eb"))
+            srv = EmbeddedServer(config=f"port: -1\njetstream {{ store_dir: {store}\n{js_extra} }}\n")
         else:
             srv = EmbeddedServer(jetstream=True, store_dir=str(tmp_path / "eb"))
         srv.start()
         return JSServer(kind, srv)
     if not NATS_SERVER:
         pytest.skip("nats-server binary not installed")
-    return JSServer(kind, RealNatsServer(config, jetstream=True).start())
+    real = RealNatsServer("", jetstream=False)
+    store = json.dumps(os.path.join(real.dir, "js"))
+    with open(real.conf_path, "a") as f:
+        f.write(f"\njetstream {{ store_dir: {store}\n{js_extra} }}\n")
+    return JSServer(kind, real.start())
 
 
 def stop_server(s: JSServer) -> None:
