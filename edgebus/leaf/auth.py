@@ -43,6 +43,27 @@ def _account(broker: Any, name: str | None) -> Any:
     return broker.accounts.get(name)
 
 
+class _Bcrypt:
+    """A bcrypt password check, run in a worker thread by the link (`wait`)."""
+
+    def __init__(self, stored: str, given: str, result: AuthResult) -> None:
+        self.stored, self.given, self.result = stored, given, result
+
+    async def wait(self, timeout: float) -> AuthResult | None:
+        import trio
+        ok = False
+        with trio.move_on_after(timeout):
+            ok = await trio.to_thread.run_sync(passwords.compare_passwords, self.stored,
+                                               self.given, abandon_on_cancel=True)
+        return self.result if ok else None
+
+
+def _password(stored: str, given: str, result: AuthResult) -> Any:
+    if passwords.is_bcrypt(stored):
+        return _Bcrypt(stored, given, result)
+    return result if passwords.compare_passwords(stored, given) else None
+
+
 def authorize(broker: Any, block: dict[str, Any] | None, opts: dict[str, Any], nonce: str | None,
               client: Any, ctx: dict[str, Any]) -> Any:
     """An AuthResult, a refusal text, None (refused), or an object with `wait()` (asynchronous
@@ -51,10 +72,10 @@ def authorize(broker: Any, block: dict[str, Any] | None, opts: dict[str, Any], n
     user = _s(opts.get("user"))
     pw = _s(opts.get("pass"))
     if b.get("user"):
-        if user != b["user"] or not passwords.compare_passwords(str(b.get("password") or ""), pw):
-            return None
         acc = _account(broker, b.get("account"))
-        return AuthResult(acc, user) if acc is not None else None
+        if user != b["user"] or acc is None:
+            return None
+        return _password(str(b.get("password") or ""), pw, AuthResult(acc, user))
     if b.get("nkey"):
         if _s(opts.get("nkey")) != b["nkey"] or not _verify_sig(b["nkey"], nonce, opts.get("sig")):
             return None
@@ -64,9 +85,9 @@ def authorize(broker: Any, block: dict[str, Any] | None, opts: dict[str, Any], n
         for u in b["users"]:
             u = {str(k).lower(): v for k, v in u.items()}
             if u.get("user") == user:
-                if not passwords.compare_passwords(str(u.get("password") or ""), pw):
-                    return None
                 acc = _account(broker, u.get("account"))
-                return AuthResult(acc, user) if acc is not None else None
+                if acc is None:
+                    return None
+                return _password(str(u.get("password") or ""), pw, AuthResult(acc, user))
         return None
     return broker.auth.authenticate(client, opts, nonce, ctx)

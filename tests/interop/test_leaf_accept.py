@@ -327,3 +327,23 @@ def test_chain_hub_edgebus_leaf():
         low.stop()
         mid.close()
         top.stop()
+
+
+def test_leaf_authorization_users_with_bcrypt():
+    from edgebus.security.passwords import hash_password
+    lp = free_port()
+    hashed = hash_password("pw1", 4)
+    hub = EmbeddedServer(config=(
+        "server_name: EHUB\nport: -1\naccounts { A1 { }, A2 { } }\n"
+        f'leafnodes {{ listen: "127.0.0.1:{lp}", authorization {{ users: [ '
+        f'{{ user: one, password: "{hashed}", account: A1 }}, '
+        '{ user: two, password: pw2, account: A2 } ] } }\n')).start()
+    l1 = EmbeddedServer(config=leaf_conf(lp, name="L1").replace("nats-leaf://", "nats-leaf://one:pw1@")).start()
+    l2 = EmbeddedServer(config=leaf_conf(lp, name="L2").replace("nats-leaf://", "nats-leaf://two:pw2@")).start()
+    try:
+        wait_until(lambda: len(edge_leafz(hub)) == 2, "both leaves")
+        assert sorted(ln["account"] for ln in edge_leafz(hub)) == ["A1", "A2"]
+    finally:
+        l1.close()
+        l2.close()
+        hub.close()
