@@ -325,15 +325,13 @@ class BlocksMapper(MapperBase):
     # -- leaf nodes -----------------------------------------------------------------------
 
     _LEAF_IGNORED = frozenset(
-        "reconnect reconnect_delay reconnect_interval dial_timeout leafnode_advertise "
-        "advertise no_advertise min_version minimum_version compression "
+        "dial_timeout compression "
         "isolate_leafnode_interest isolate write_deadline write_timeout".split()
     )
     _REMOTE_IGNORED = frozenset(
-        "no_randomize dont_randomize nkey seed hub ws_compress ws_compression "
-        "websocket_compress websocket_compression ws_no_masking websocket_no_masking "
+        "ws_compress ws_compression websocket_compress websocket_compression "
         "jetstream_cluster_migrate js_cluster_migrate isolate_leafnode_interest isolate "
-        "request_isolation compression first_info_timeout dial_timeout disabled proxy "
+        "request_isolation compression dial_timeout disabled proxy "
         "ignore_discovered_servers".split()
     )
 
@@ -359,6 +357,14 @@ class BlocksMapper(MapperBase):
                     leaf.remotes = self.remotes(val, p)
                 elif low == "tls":
                     leaf.tls = self.tls(val, p, k)
+                elif low in ("reconnect", "reconnect_delay", "reconnect_interval"):
+                    leaf.reconnect = self.seconds(val, p, k)
+                elif low in ("advertise", "leafnode_advertise"):
+                    leaf.advertise = self.str_(val, p, k)
+                elif low == "no_advertise":
+                    leaf.no_advertise = self.bool_(val, p, k)
+                elif low in ("min_version", "minimum_version"):
+                    leaf.min_version = self.str_(val, p, k)
                 elif low in self._LEAF_IGNORED:
                     self.notice(p, f"leafnodes.{k}")
                 elif not self.is_var(v, k):
@@ -445,6 +451,16 @@ class BlocksMapper(MapperBase):
                         r.deny_imports = self.strings(val, p, k, "deny imports")
                     elif low in ("deny_exports", "deny_export"):
                         r.deny_exports = self.strings(val, p, k, "deny exports")
+                    elif low in ("nkey", "seed"):
+                        r.nkey = self.str_(val, p, k)
+                    elif low in ("no_randomize", "dont_randomize"):
+                        r.no_randomize = self.bool_(val, p, k)
+                    elif low == "hub":
+                        r.hub = self.bool_(val, p, k)
+                    elif low == "first_info_timeout":
+                        r.first_info_timeout = self.seconds(val, p, k)
+                    elif low in ("ws_no_masking", "websocket_no_masking"):
+                        r.ws_no_masking = self.bool_(val, p, k)
                     elif low in self._REMOTE_IGNORED:
                         self.notice(p, f"leafnodes.remotes.{k}")
                     elif not self.is_var(entry, k):
