@@ -102,6 +102,37 @@ def pub_frame(subject: bytes, reply: bytes | None, hdr: bytes | None, payload: b
             + str(len(hdr) + len(payload)).encode() + CRLF + hdr + payload + CRLF)
 
 
+# CONNECT fields and their JSON types, as nats-server's ClientOpts declares them.
+_CONNECT_FIELDS: dict[str, type] = {
+    "echo": bool, "verbose": bool, "pedantic": bool, "tls_required": bool, "nkey": str,
+    "jwt": str, "sig": str, "auth_token": str, "user": str, "pass": str, "name": str,
+    "lang": str, "version": str, "protocol": int, "account": str, "new_account": bool,
+    "headers": bool, "no_responders": bool, "remote_account": str, "proxy_sig": str,
+}
+
+
+def connect_options(raw: bytes) -> dict[str, Any]:
+    """The options of a CONNECT, decoded the way nats-server decodes them: a JSON object whose
+    known fields have their declared types (a value of another type is an error, null means
+    "not given"), field names matched case-insensitively. Raises ValueError otherwise."""
+    opts = json.loads(raw)
+    if not isinstance(opts, dict):
+        raise ValueError("CONNECT options are not a JSON object")
+    out: dict[str, Any] = {}
+    for key, value in opts.items():
+        name = key if key in _CONNECT_FIELDS else key.lower()
+        want = _CONNECT_FIELDS.get(name)
+        if want is None:
+            out[key] = value  # not a ClientOpts field (routes, leafs, tools): kept as is
+            continue
+        if value is None:
+            continue
+        if type(value) is not want:  # (bool is not int, 1.0 is not int)
+            raise ValueError(f"CONNECT field {key!r} must be {want.__name__}")
+        out[name] = value
+    return out
+
+
 def parse_size(tok: bytes) -> int:
     """A size as nats-server reads it: 1 to 9 ASCII digits, else -1."""
     if 0 < len(tok) <= 9 and tok.isdigit():

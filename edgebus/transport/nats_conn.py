@@ -696,9 +696,7 @@ class NatsConnection(Client):
     def _connect(self, raw: bytes) -> None:
         self._first_ping_soon()
         try:
-            opts = json.loads(raw)  # nats-server: no JSON at all is a parse error too
-            if not isinstance(opts, dict):
-                raise ValueError("not an object")
+            opts = proto.connect_options(raw)  # JSON object, nats-server's field types
         except ValueError:
             self.close("Protocol Violation")
             return

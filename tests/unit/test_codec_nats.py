@@ -362,3 +362,15 @@ def test_fuzz_valid_streams_any_split(case, cuts):
     assert feed_all(parser(), _splits(data, cuts)) == (expected, None)
     ops, err = feed_all(parser(batch=True), _splits(data, cuts))
     assert (expand(ops), err) == (expected, None)
+
+
+def test_connect_options_types_like_nats_server():
+    co = proto.connect_options
+    assert co(b'{"verbose":false,"name":"x","protocol":1,"custom":[1]}') == \
+        {"verbose": False, "name": "x", "protocol": 1, "custom": [1]}
+    assert co(b'{"Verbose":false,"NO_RESPONDERS":true}') == {"verbose": False, "no_responders": True}
+    assert co(b'{"verbose":null,"user":null}') == {}  # null: not given
+    for bad in (b'{"verbose":"yes"}', b'{"verbose":1}', b'{"protocol":1.5}', b'{"protocol":"1"}',
+                b'{"protocol":true}', b'{"name":5}', b'[]', b'"x"', b'', b'{', b'{} junk'):
+        with pytest.raises(ValueError):
+            co(bad)
