@@ -1005,6 +1005,7 @@ class Consumer:
             st = self.store.state()
         except Exception:
             return
+        removed = st.msgs < self._seen_msgs + max(st.last_seq - self._seen_last, 0)
         if st.msgs != self._seen_msgs or st.last_seq != self._seen_last:
             self._npc_stale = True
             self._seen_msgs = st.msgs
@@ -1013,8 +1014,17 @@ class Consumer:
             self._seen_first = st.first_seq
             if self.sseq < st.first_seq and not self.lss:
                 self.sseq = st.first_seq
-            if self.pending and min(self.pending) < st.first_seq:
-                self._ptmr_at = self._now()  # settle pending messages that fell off the front
+        if removed and self.pending:
+            self._settle_removed_pending()
+
+    def _settle_removed_pending(self) -> None:
+        """Pending messages the stream no longer has are settled like a TERM (what nats-server's
+        decStreamPending does when the stream tells it about each removal)."""
+        subject_for = self.store.subject_for_seq
+        for seq in [s for s in self.pending if subject_for(s) is None]:
+            p = self.pending.get(seq)
+            if p is not None:
+                self._process_term(seq, p[0], self._delivery_count(seq), TERM_UNACKED_LIMITS_REASON, None)
 
     def _recalc_num_pending(self) -> int:
         store = self.store
@@ -1788,6 +1798,8 @@ class Consumer:
     # -------------------------------------------------------------------------- info
     def info(self) -> dict[str, Any]:
         """The ConsumerInfo JSON (without the response `type`)."""
+        self._check_stream_config()
+        self._check_store_changes()
         cfg = self.cfg
         now_ns = self.clock.now_ns()
         delivered: dict[str, Any] = {"consumer_seq": self.dseq - 1, "stream_seq": self.delivered_sseq}

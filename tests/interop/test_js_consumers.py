@@ -738,3 +738,28 @@ def test_filter_equal_to_stream_subjects_follows_stream_update(srv: JSServer) ->
         await nc.close()
 
     run(main, srv.url)
+
+
+def test_pending_message_removed_from_stream_is_settled(srv: JSServer) -> None:
+    async def main(url: str) -> None:
+        nc, js = await _setup(url, n=3)
+        term = await nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.S.D")
+        await js.add_consumer("S", ConsumerConfig(durable_name="D", ack_policy=AckPolicy.EXPLICIT))
+        psub = await js.pull_subscribe_bind("D", "S")
+        ms = await psub.fetch(3, timeout=2)
+        assert (await js.consumer_info("S", "D")).num_ack_pending == 3
+        await js.delete_msg("S", 2)
+        info = await js.consumer_info("S", "D")
+        assert info.num_ack_pending == 2
+        adv = json.loads((await term.next_msg(3)).data)
+        assert (adv["stream_seq"], adv["reason"]) == (2, "Unacknowledged message was deleted")
+        await ms[0].ack_sync()
+        await ms[2].ack_sync()
+        info = await js.consumer_info("S", "D")
+        assert info.num_ack_pending == 0 and info.ack_floor.stream_seq == 3
+        await js.purge_stream("S")
+        info = await js.consumer_info("S", "D")
+        assert info.num_pending == 0 and info.num_ack_pending == 0
+        await nc.close()
+
+    run(main, srv.url)
