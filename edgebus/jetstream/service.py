@@ -104,6 +104,8 @@ class JSAccount:
         self.api_total = 0
         self.api_errors = 0
         self.dir: Path = service.store_root / account.name / "streams"
+        # set once recovery is done and the API answers: stream sourcing waits for it
+        self.ready = trio.Event()
 
     def __repr__(self) -> str:
         return f"<JSAccount {self.account.name} streams={len(self.streams)}>"
@@ -221,6 +223,7 @@ class JetStreamService:
         self.api_errors = 0
         self._info_only: dict[str, InternalClient] = {}
         self._stopped = trio.Event()
+        self._leaf_hooked = False
         from .api import ApiRouter
         self.router = ApiRouter(self)
 
@@ -285,6 +288,7 @@ class JetStreamService:
         # recover first, so the API never answers "stream not found" for a stream on disk
         await self._recover(js)
         self.router.attach(js)
+        js.ready.set()
         return js
 
     def _enable_info_only(self, account: Any) -> None:
@@ -410,6 +414,26 @@ class JetStreamService:
         if js.streams.get(stream.name) is stream:
             del js.streams[stream.name]
         await stream.stop(delete=True)
+
+    # -- leaf links ----------------------------------------------------------------------
+    def watch_leaf_links(self) -> None:
+        """Once the leaf service exists, retry idle mirror/source consumers of an account
+        whenever one of its leaf links comes up (nats-server checkInternalSyncConsumers)."""
+        if self._leaf_hooked:
+            return
+        leaf = self.server.services.get("leaf")
+        if leaf is None or not hasattr(leaf, "on_link_up"):
+            return
+        self._leaf_hooked = True
+        leaf.on_link_up.append(self._leaf_link_up)
+
+    def _leaf_link_up(self, link: Any) -> None:
+        js = self.accounts.get(link.account.name)
+        if js is None:
+            return
+        for s in list(js.streams.values()):
+            if s.sourcing is not None:
+                s.sourcing.retry_disconnected()
 
     # -- limits ---------------------------------------------------------------------------
     def usage(self) -> tuple[int, int]:

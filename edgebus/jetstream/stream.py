@@ -18,6 +18,10 @@ Contract with consumers (consumer.py): `name`, `config`, `store`, `account`, `js
 retention, `is_interested(0, subject)` (or `matches_subject(subject)`, or their config's
 filters) for "is anyone interested in this subject" at ingest, and
 `on_stream_purged(first_seq, subject_filter)` after a purge, when they have these.
+
+A stream with a `mirror` or `sources` gets a `Sourcing` (sourcing.py), started with the stream;
+it feeds `process(..., sourced=True)` (a mirror also passes the origin's `lseq`/`ts`) and reads
+`last_error` to learn why a message was refused.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ MAX_HEADER = 65535
 STATUS_PREFIX = b"NATS/1.0 "
 
 META_NAME = "stream"  # the store metadata blob holding {config, created}
+STREAM_SEQUENCE_NOT_MATCH = 10063  # a mirror message that does not follow the last sequence
 
 
 def parse_int64(b: bytes) -> int:
@@ -249,6 +254,12 @@ class Stream:
         self._sync_wanted = trio.Event()
         self._compile()
         self._ack_prefix = self._make_ack_prefix()
+        # why the last process() refused a message (sourcing retries on it)
+        self.last_error: JSError | None = None
+        self.sourcing: Any = None
+        if config.mirror is not None or config.sources:
+            from .sourcing import Sourcing
+            self.sourcing = Sourcing(self)
 
     # ---------------------------------------------------------------------------------
     # setup
@@ -293,6 +304,8 @@ class Stream:
                 n.start_soon(self._expiry_loop)
                 if self.is_file:
                     n.start_soon(self._sync_loop)
+                if self.sourcing is not None:
+                    self.sourcing.start(n)
                 task_status.started(self)
                 await trio.sleep_forever()
         finally:
@@ -302,7 +315,8 @@ class Stream:
         c = self.js.client
         for subj in self.config.subjects:
             self._subs.append(c.subscribe(subj, self._on_inbound))
-        self._set_direct(self.config.allow_direct or self.config.mirror_direct)
+        # mirror_direct answers for the origin's name once caught up (sourcing.py)
+        self._set_direct(self.config.allow_direct)
 
     def _set_direct(self, on: bool) -> None:
         c = self.js.client
@@ -373,18 +387,32 @@ class Stream:
         self.process(msg.subject, msg.reply, msg.hdr, msg.data)
 
     def _reply_err(self, reply: str | None, err: JSError) -> None:
+        self.last_error = err
         if reply and not self.config.no_ack:
             body = {"error": err.to_json(), "stream": self.name, "seq": 0}
             self.js.client.publish(reply, None, None, json.dumps(body, separators=(",", ":")).encode())
 
-    def process(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes) -> int:
-        """Ingest one published message; returns the stored sequence (0 if not stored)."""
+    def process(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes, *,
+                sourced: bool = False, lseq: int = -1, ts: int = 0) -> int:
+        """Ingest one published message; returns the stored sequence (0 if not stored).
+
+        `sourced` marks a message from a mirror/source consumer; a mirror also gives `lseq`,
+        the sequence it must follow (the message is stored at lseq+1), and the origin's `ts`."""
         if self.closed:
             return 0
         cfg = self.config
         if cfg.sealed:
             self._reply_err(reply, js_err(STREAM_SEALED))
             return 0
+        if lseq >= 0 and lseq != self.lseq:
+            st = self.store.state()
+            if st.first_seq == 0 and st.msgs == 0:
+                # a mirror that never held anything starts at the origin's sequence
+                self.store.compact(lseq + 1)
+                self.lseq = lseq
+            else:
+                self._reply_err(reply, js_err(STREAM_SEQUENCE_NOT_MATCH))
+                return 0
         if self._itr is not None:
             mapped = self._itr.match(subject)
             if mapped is not None:
@@ -409,8 +437,10 @@ class Stream:
                     return 0
             ttl, ttl_err = msg_ttl_of(hdr)
             if ttl != 0 and not cfg.allow_msg_ttl:
-                self._reply_err(reply, js_err(MESSAGE_TTL_DISABLED))
-                return 0
+                if not sourced:
+                    self._reply_err(reply, js_err(MESSAGE_TTL_DISABLED))
+                    return 0
+                ttl = 0  # sourced messages keep the header, the TTL does not apply (ADR-43)
             v = get_header(hdr, MSG_ID) if MSG_ID in hdr else None
             if v:
                 msg_id = v.decode("utf-8", "replace")
@@ -464,7 +494,7 @@ class Stream:
             assert hdr is not None
             hdr = _set_ttl_header(hdr, ttl)
         try:
-            seq, ts = self.store.store_msg(subject, hdr, data, now, ttl)
+            seq, ts = self.store.store_msg(subject, hdr, data, ts or now, ttl)
         except LimitError as e:
             self._reply_err(reply, js_err(STREAM_STORE_FAILED, err=str(e)))
             return 0
@@ -666,6 +696,8 @@ class Stream:
         if svc.domain:
             d["domain"] = svc.domain
         d["cluster"] = {"leader": svc.server_name}
+        if self.sourcing is not None:
+            d.update(self.sourcing.info_json())
         d["ts"] = rfc3339(self.clock.now_ns())
         return d
 
@@ -683,10 +715,18 @@ class Stream:
             for s in keep.values():
                 c.unsubscribe(s)
             self._subs = subs
-        self._set_direct(cfg.allow_direct or cfg.mirror_direct)
+        self._set_direct(cfg.allow_direct)
         self._compile()
         self._ack_prefix = self._make_ack_prefix()
         self.store.update_config(store_limits_for(cfg))
+        if cfg.sources != old.sources:
+            if self.sourcing is None:
+                from .sourcing import Sourcing
+                self.sourcing = Sourcing(self)
+                if self.nursery is not None:
+                    self.sourcing.start(self.nursery)
+            else:
+                self.sourcing.update(old, cfg)
         if cfg.subject_delete_marker_ttl > 0 and not old.subject_delete_marker_ttl:
             self._rebuild_sdm_index()
         if old.retention != cfg.retention and cfg.retention == "interest":
@@ -707,6 +747,8 @@ class Stream:
         if self.closed:
             return
         self.closed = True
+        if self.sourcing is not None:
+            await self.sourcing.stop(persist=not delete)
         self._unsubscribe_all()
         for c in list(self.consumers.values()):
             try:
