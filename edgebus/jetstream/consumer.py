@@ -13,6 +13,14 @@ inactivity, state flush). No task or channel send happens per message.
 
 All times come from the broker's one clock: wall nanoseconds (`clock.now_ns()`) for anything
 persisted or reported, trio time for sleeping, so MockClock drives AckWait and friends.
+
+What the stream gives us: `name`, `config`, `store`, `account`, `js.client`, `nursery`,
+`consumers`, `dir`, `new_msg_listeners`, `on_consumer_ack(consumer, seq)` and
+`on_consumer_deleted(consumer)`. What we give the stream: `matches_subject`, `is_interested`,
+`needs_ack` / `has_acked` (interest retention), `on_stream_purged(first_seq, filter)`, optional
+`on_msg_removed(seq, subject)` (exact pending counts; without it removals are noticed by
+comparing the store's state with our own accounting), `stop(delete=...)` and `info()`.
+Durable state lives in `<stream dir>/obs/<name>/` (`meta.inf` config, `o.dat` state, JSON).
 """
 
 from __future__ import annotations
