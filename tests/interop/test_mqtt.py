@@ -293,17 +293,20 @@ def test_takeover_closes_the_old_connection_without_its_will(port):
 def test_takeover_jail_for_flapping_client_ids(port):
     a = RawMQTT(port, "flap")
     b = RawMQTT(port, "flap")
-    assert a.wait_closed()
+    t0 = time.monotonic()
     # a third client with the same id within a second of the takeover is held, then closed
     c = RawMQTT(port, "flap", expect_rc=None)
+    if time.monotonic() - t0 > 0.8:
+        pytest.skip("box too slow to reconnect within the 1 s jail window")
+    assert a.wait_closed()
     assert c.wait_closed(timeout=5) and not c.pending
     b.ping()
     b.disconnect()
 
 
 def test_keepalive_expiry_closes_and_pings_keep_alive(port):
-    idle = RawMQTT(port, "ka-idle", keepalive=1)
-    busy = RawMQTT(port, "ka-busy", keepalive=1)
+    idle = RawMQTT(port, "ka-idle", keepalive=1)  # closed after floor(1.5 x 1) = 1 s
+    busy = RawMQTT(port, "ka-busy", keepalive=4)  # 6 s, pinged every 0.3 s
     stop = threading.Event()
 
     def pinger() -> None:
