@@ -319,8 +319,27 @@ async def open_account_storage(server: Any, account: Any, client: Any) -> Accoun
         sessions = StoreLog(st, kind)
         st, kind = await _open_store(adir / "rmsgs" if adir else None, one, sync_always)
         retained = StoreLog(st, kind)
+    elif adir is not None:
+        # JetStream was off in an earlier run: move its records into the streams
+        for name, log_ in (("sess", sessions), ("rmsgs", retained)):
+            if (adir / name).is_dir():
+                await _migrate(adir / name, log_, one)
     st, kind = await _open_store(adir / "pending" if adir else None, StoreLimits(), sync_always)
     return AccountStorage(sessions, retained, PendingLog(st, kind), dtok)
+
+
+async def _migrate(path: Path, dest: RecordLog, limits: StoreLimits) -> None:
+    import shutil
+    store, _ = await _open_store(path, limits, False)
+    n = 0
+    try:
+        for m in _scan_store(store):
+            dest.put(m.subject, m.hdr, m.data)
+            n += 1
+    finally:
+        await trio.to_thread.run_sync(store.stop)
+    await trio.to_thread.run_sync(shutil.rmtree, str(path))
+    log.info("MQTT: moved %d record(s) from %s into JetStream", n, path)
 
 
 def existing_account_dirs(server: Any) -> list[str]:

@@ -181,3 +181,36 @@ def test_will_on_killed_client_with_qos_and_retain(port):
     late.publish("dev/7/status", b"", retain=True)
     for c in (watcher, late):
         c.disconnect()
+
+
+def test_state_moves_into_jetstream_when_it_is_turned_on(tmp_path):
+    mq = MQTTOptions(port=free_port(), host="127.0.0.1")
+    s = mqtt_server(jetstream=False, store_dir=str(tmp_path), mqtt=mq)
+    s.start()
+    try:
+        keeper = RawMQTT(mq.port, "mover", clean=False)
+        keeper.subscribe([("mv/#", 1)])
+        keeper.disconnect()
+        pub = RawMQTT(mq.port, "mv-pub")
+        pub.publish("mv/r", b"kept", qos=1, retain=True)
+        pub.publish("mv/q", b"queued", qos=1, pid=2)
+        pub.disconnect()
+    finally:
+        s.stop()
+    s = mqtt_server(jetstream=True, store_dir=str(tmp_path), mqtt=mq)
+    s.start()
+    try:
+        keeper = RawMQTT(mq.port, "mover", clean=False)
+        assert keeper.connack.session_present
+        got = keeper.publishes(2)
+        assert sorted(p.payload for p in got) == [b"kept", b"queued"]
+        for p in got:
+            keeper.send(m.puback(p.packet_id))
+        keeper.disconnect()
+        late = RawMQTT(mq.port, "mv-late")
+        late.subscribe([("mv/r", 0)])
+        assert late.expect(m.Publish).payload == b"kept"
+        late.disconnect()
+        assert not (tmp_path / "mqtt" / "$G" / "rmsgs").exists()
+    finally:
+        s.close()
