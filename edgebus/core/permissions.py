@@ -9,8 +9,9 @@ Built from the config forms nats-server accepts (a string, a list = allow, or a 
 - subscribe: the subscription subject is matched *as a literal* against the entries (so `foo.*`
   is covered by `foo.*` or `foo.>`, never by `foo.bar`). Queue-qualified entries decide for queue
   subscriptions when any of them match.
-- a wildcard subscription that overlaps a deny entry is allowed, but deliveries on denied
-  subjects are filtered out (`delivery_denied`).
+- a plain deny entry wins over any queue entry (nats-server 2.12+ semantics, what current
+  servers do); a wildcard or queue subscription that can overlap a deny entry is allowed, but
+  deliveries on denied subjects (or to denied queues) are filtered out (`delivery_denied`).
 - `allow_responses` grants `resp_max` publishes to the reply subject of each received request
   for `resp_expires` seconds; it also turns a missing publish allow list into an empty one.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .subject import subject_matches, subset_match
+from .subject import subject_matches, subjects_collide
 
 _CACHE_MAX = 4096
 DEFAULT_RESP_MAX = 1
@@ -120,21 +121,30 @@ class SubjectRules:
                     # a matching queue entry decides: this queue must be one of those named
                     ok = _queue_matches(queue, qn)
         if ok and self.deny:
+            # a plain deny entry wins whatever the queue (nats-server 2.12+; 2.11 let a
+            # non-matching queue entry override it)
             ok = not any(subject_matches(subject, p) for p in self._deny_p)
-            if queue:
+            if ok and queue:
                 qn = [q for s, q in self._deny_q if subject_matches(subject, s)]
                 if qn:
                     ok = not _queue_matches(queue, qn)
         return ok
 
-    def overlaps_deny(self, subject: str) -> bool:
-        """Does a wildcard subscription reach into some deny entry (needs delivery filtering)?"""
-        if not self._deny_p or not _has_wildcard(subject):
+    def overlaps_deny(self, subject: str, queue: str | None = None) -> bool:
+        """Can deliveries to this subscription hit a deny entry (so they must be filtered)?
+        Checked for wildcard and queue subscriptions, as nats-server's delivery-time filter."""
+        if not self.deny or not (queue or _has_wildcard(subject)):
             return False
-        return any(subset_match(d, subject) for d in self._deny_p)
+        return any(subjects_collide(d, subject) for d in self._deny_p) or \
+            any(subjects_collide(d, subject) for d, _ in self._deny_q)
 
-    def denies(self, subject: str) -> bool:
-        return any(subject_matches(subject, p) for p in self._deny_p)
+    def denies(self, subject: str, queue: str | None = None) -> bool:
+        if any(subject_matches(subject, p) for p in self._deny_p):
+            return True
+        if queue:
+            qn = [q for s, q in self._deny_q if subject_matches(subject, s)]
+            return bool(qn) and _queue_matches(queue, qn)
+        return False
 
 
 class Permissions:
@@ -234,11 +244,11 @@ class Permissions:
     def can_subscribe(self, subject: str, queue: str | None = None) -> bool:
         return self.sub.permits_sub(subject, queue)
 
-    def needs_delivery_filter(self, subject: str) -> bool:
-        return self.sub.overlaps_deny(subject)
+    def needs_delivery_filter(self, subject: str, queue: str | None = None) -> bool:
+        return self.sub.overlaps_deny(subject, queue)
 
-    def delivery_denied(self, subject: str) -> bool:
-        return self.sub.denies(subject)
+    def delivery_denied(self, subject: str, queue: str | None = None) -> bool:
+        return self.sub.denies(subject, queue)
 
 
 def _duration(v: Any) -> float:

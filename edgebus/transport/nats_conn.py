@@ -352,7 +352,7 @@ class NatsConnection(Client):
         if self.closing:
             return
         if self.deny_filter and self.permissions is not None and \
-                self.permissions.delivery_denied(msg.subject):
+                self.permissions.delivery_denied(msg.subject, sub.queue):
             return
         out = self.out
         data = msg.data
@@ -688,7 +688,7 @@ class NatsConnection(Client):
             self.enqueue(err_frame(proto.ERR_INVALID_SUBJECT))
             return
         self.add_sub(subject, queue, sid)
-        if perms is not None and not self.deny_filter and perms.needs_delivery_filter(subject):
+        if perms is not None and not self.deny_filter and perms.needs_delivery_filter(subject, queue):
             self.deny_filter = True
         if self.verbose:
             self.enqueue(proto.OK)
@@ -787,7 +787,7 @@ class NatsConnection(Client):
         self.deny_filter = False
         if res.permissions is not None:
             for s in self.subs.values():
-                if res.permissions.needs_delivery_filter(s.subject):
+                if res.permissions.needs_delivery_filter(s.subject, s.queue):
                     self.deny_filter = True
                     break
         self.auth_expires = res.expires

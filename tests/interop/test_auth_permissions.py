@@ -51,11 +51,19 @@ class Raw:
     def ask(self, op: bytes) -> bytes | None:
         """Send one operation, then PING; the -ERR it caused (or None if only PONG came)."""
         self.sock.sendall(op + b"PING\r\n")
-        first = self.line()
-        if first == b"PONG":
-            return None
-        assert self.line() == b"PONG"
-        return first
+        errs = []
+        while True:
+            line = self.line()
+            if line == b"PONG":
+                break
+            if line.startswith(b"MSG "):
+                self.line()  # the payload
+                if hasattr(self, "got"):
+                    self.got.append(tuple(line.split()[1:3]))  # (subject, sid)
+                continue
+            errs.append(line)
+        assert len(errs) <= 1, errs
+        return errs[0] if errs else None
 
     def close(self) -> None:
         self.sock.close()
@@ -246,3 +254,94 @@ def test_permissions_from_config_variables():
         assert r.ask(pub("vars.x")) is None
         assert r.ask(pub("other")) == f"-ERR '{PUB_ERR.format('other')}'".encode()
         r.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_permission_matrix_matches_real_nats_server(real_nats_server, tmp_path, seed):
+    """Seeded random rules and operations: every -ERR (or its absence), and every delivery to
+    the restricted user's subscriptions, as nats-server decides them."""
+    import random
+    rng = random.Random(seed)
+    toks = ["a", "b", "c"]
+
+    def subj(wild: bool) -> str:
+        n = rng.randint(1, 3)
+        parts = []
+        for i in range(n):
+            r = rng.random()
+            if wild and r < 0.2:
+                parts.append("*")
+            elif wild and r < 0.3 and i == n - 1:
+                parts.append(">")
+            else:
+                parts.append(rng.choice(toks))
+        return ".".join(parts)
+
+    def entries(queue_ok: bool) -> list:
+        out = []
+        for _ in range(rng.randint(1, 3)):
+            e = subj(True)
+            if queue_ok and rng.random() < 0.3:
+                e += " " + rng.choice(["q1", "q2", "q*"])
+            out.append(e)
+        return out
+
+    users, ops, conf_of = [], {}, {}
+    for u in range(40):
+        perms = {}
+        for direction, queue_ok in (("publish", False), ("subscribe", True)):
+            spec = {}
+            if rng.random() < 0.7:
+                spec["allow"] = entries(queue_ok)
+            if rng.random() < 0.5:
+                spec["deny"] = entries(queue_ok)
+            if spec:
+                perms[direction] = spec
+        users.append(f"{{user: u{u}, password: p, permissions: {json.dumps(perms)}}}")
+        conf_of[f"u{u}"] = perms
+        seq = []
+        for _ in range(40):
+            if rng.random() < 0.4:
+                seq.append(pub(subj(False)))
+            else:
+                seq.append(sub(subj(True), rng.choice([None, None, "q1", "q2"])))
+        ops[f"u{u}"] = seq
+    users.append("{user: free, password: p}")
+    conf = "authorization { users: [\n" + "\n".join(users) + "\n] }\n"
+    probes = sorted({subj(False) for _ in range(60)})
+
+    def run(port: int) -> dict:
+        out = {}
+        for name, seq in ops.items():
+            r = Raw(port, user=name, **{"pass": "p"})
+            errs = [r.ask(op) for op in seq]
+            r.got = []
+            # then an unrestricted publisher: what reaches this user's subscriptions?
+            f = Raw(port, user="free", **{"pass": "p"})
+            for p in probes:
+                f.ask(pub(p))
+            r.ask(b"")
+            # a queue group picks any member: count deliveries per group, not per sid
+            qof = {}
+            for op in seq:
+                parts = op.split()
+                if parts[0] == b"SUB":
+                    qof[parts[-1]] = parts[2] if len(parts) == 4 else None
+            got = [(subj_, b"q:" + qof[sid] if qof.get(sid) else sid) for subj_, sid in r.got]
+            out[name] = (errs, sorted(got))
+            f.close()
+            r.close()
+        return out
+
+    # nats-server logs every violation: to a file, not to a pipe nobody drains
+    real = real_nats_server(config=conf, args=["-l", str(tmp_path / "natsd.log")])
+    with EmbeddedServer(config=conf, port=-1) as s:
+        ours = run(s.port)
+    theirs = run(real.port)
+    for name in ops:
+        if ours[name] != theirs[name]:
+            diff = [(o, a, b) for o, a, b in zip(ops[name], ours[name][0], theirs[name][0]) if a != b]
+            raise AssertionError((name, conf_of[name], diff,
+                                  "ours-only", set(ours[name][1]) - set(theirs[name][1]),
+                                  "theirs-only", set(theirs[name][1]) - set(ours[name][1]),
+                                  [o for o in ops[name] if o.startswith(b"SUB")]))
