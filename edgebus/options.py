@@ -69,6 +69,8 @@ class MQTTOptions:
     max_ack_pending: int = 1024
     js_domain: str | None = None
     stream_replicas: int = 1
+    reject_qos2_publish: bool = False
+    downgrade_qos2_subscribe: bool = False
 
 
 @dataclass

@@ -310,11 +310,9 @@ class BlocksMapper(MapperBase):
                 elif low in ("consumer_inactive_threshold", "consumer_auto_cleanup"):
                     self.duration(val, p, k, "consumer_inactive_threshold")
                     self.notice(p, f"mqtt.{k}")
-                elif low in (
-                    "consumer_memory_storage",
-                    "reject_qos2_publish",
-                    "downgrade_qos2_subscribe",
-                ):
+                elif low in ("reject_qos2_publish", "downgrade_qos2_subscribe"):
+                    setattr(mq, low, self.bool_(val, p, k))
+                elif low == "consumer_memory_storage":
                     self.bool_(val, p, k)
                     self.notice(p, f"mqtt.{k}")
                 elif not self.is_var(m, k):

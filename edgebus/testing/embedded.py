@@ -45,6 +45,7 @@ class EmbeddedServer:
         self._token: trio.lowlevel.TrioToken | None = None
         self._error: BaseException | None = None
         self.port = 0
+        self._ports: dict[str, int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> "EmbeddedServer":
@@ -53,7 +54,14 @@ class EmbeddedServer:
         ready = threading.Event()
         opts = copy.deepcopy(self.options)
         if self.port:
-            opts.port = self.port  # restart on the same port
+            # a restart comes back on the same ports, even those first picked as "any free"
+            opts.port = self.port
+            for attr, sub in (("ws_port", opts.websocket), ("mqtt_port", opts.mqtt),
+                              ("leaf_port", opts.leafnodes)):
+                if sub is not None and sub.port is not None and self._ports.get(attr):
+                    sub.port = self._ports[attr]
+            if opts.http_port is not None and self._ports.get("http_port"):
+                opts.http_port = self._ports["http_port"]
 
         async def main() -> None:
             self._token = trio.lowlevel.current_trio_token()
@@ -87,6 +95,8 @@ class EmbeddedServer:
             raise RuntimeError(f"edgebus failed to start: {err}") from self._error
         assert self.server is not None
         self.port = self.server.port
+        self._ports = {a: getattr(self.server, a, 0) for a in
+                       ("ws_port", "mqtt_port", "leaf_port", "http_port")}
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
