@@ -1224,8 +1224,10 @@ class Consumer:
                 del self.pending[sseq]
                 dseq = p[0]
                 if not self.pending:
+                    # everything delivered is acked: the floor is the last delivery (as the
+                    # consumer store reports it), not how far a filtered scan has run ahead
                     self.adflr = self.dseq - 1
-                    self.asflr = self.sseq - 1
+                    self.asflr = self.delivered_sseq
                 elif dseq == self.adflr + 1:
                     self.adflr, self.asflr = dseq, sseq
                     pend = self.pending

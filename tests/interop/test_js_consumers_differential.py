@@ -86,6 +86,20 @@ async def _scenario(url: str) -> list[dict[str, Any]]:
     for subj, cfg in CREATES + UPDATES:
         out.append(_mask(await api(nc, subj, {"stream_name": "S", "config": cfg})))
     out.append(_mask(await api(nc, "CONSUMER.NAMES.S")))
+    # state after a filtered scan, acks and a NAK
+    await api(nc, "CONSUMER.CREATE.S.F", {"stream_name": "S", "config": {
+        "durable_name": "F", "filter_subject": "foo.a", "ack_policy": "explicit"}})
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.publish("$JS.API.CONSUMER.MSG.NEXT.S.F", b'{"batch": 5, "no_wait": true}', reply=inbox)
+    got = [await sub.next_msg(2) for _ in range(3)]      # two messages and the 404
+    await nc.request(got[1].reply, b"-NAK", timeout=2)
+    await nc.request(got[0].reply, b"+ACK", timeout=2)
+    out.append(_mask(await api(nc, "CONSUMER.INFO.S.F")))
+    await nc.publish("$JS.API.CONSUMER.MSG.NEXT.S.F", b'{"batch": 5, "no_wait": true}', reply=inbox)
+    again = [await sub.next_msg(2) for _ in range(2)]
+    await nc.request(again[0].reply, b"+ACK", timeout=2)
+    out.append(_mask(await api(nc, "CONSUMER.INFO.S.F")))
     await nc.close()
     return out
 
@@ -100,7 +114,7 @@ def test_create_responses_match_nats_server(tmp_path) -> None:
         finally:
             stop_server(srv)
     ref, got = results["nats-server"], results["edgebus"]
-    labels = [s for s, _ in CREATES + UPDATES] + ["NAMES"]
+    labels = [s for s, _ in CREATES + UPDATES] + ["NAMES", "INFO after nak", "INFO after ack"]
     for label, a, b in zip(labels, ref, got):
         if label == "NAMES":
             a["consumers"] = sorted(c for c in a["consumers"] if len(c) != 8)
