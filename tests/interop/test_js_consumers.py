@@ -763,3 +763,23 @@ def test_pending_message_removed_from_stream_is_settled(srv: JSServer) -> None:
         await nc.close()
 
     run(main, srv.url)
+
+
+def test_max_consumers_limit(srv: JSServer) -> None:
+    async def main(url: str) -> None:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        await js.add_stream(name="S", subjects=["foo.>"], max_consumers=1)
+        await js.add_consumer("S", ConsumerConfig(durable_name="A", ack_policy=AckPolicy.EXPLICIT))
+        r = await api(nc, "CONSUMER.CREATE.S.B", {"stream_name": "S", "config": {"ack_policy": "explicit"}})
+        assert r["error"]["err_code"] == 10026
+        # updating the existing one is not a new consumer
+        r = await api(nc, "CONSUMER.CREATE.S.A", {"stream_name": "S", "config": {
+            "durable_name": "A", "ack_policy": "explicit", "description": "x"}})
+        assert r["config"]["description"] == "x"
+        await js.delete_consumer("S", "A")
+        r = await api(nc, "CONSUMER.CREATE.S.B", {"stream_name": "S", "config": {"ack_policy": "explicit"}})
+        assert r["name"] == "B"
+        await nc.close()
+
+    run(main, srv.url)
