@@ -271,72 +271,90 @@ class ServerParser(_Base):
         if type(data) is not bytes:
             data = bytes(data)  # memory/TLS streams may hand over a bytearray or memoryview
         chunks = self._chunks
-        if chunks is not None:
-            # collecting a payload bigger than one read: join only once it is all here
-            if data:
-                chunks.append(data)
-                self._have += len(data)
-            if self._have < self._need:
-                return None
-            buf = b"".join(chunks)
-            self._chunks = None
-        else:
-            buf = self.buf + data if self.buf else data
         pos = 0
-        n = len(buf)
         append = ops.append
-        fast = True
         try:
-            while pos < n:
-                pend = self._pending
-                if pend is not None:
-                    size, subject, reply, hlen = pend
-                    end = pos + size
-                    if n < end + 2:
-                        if n > end and buf[end] != 13:
-                            raise ProtocolError(ERR_UNKNOWN_OP, detail="payload not followed by CRLF")
-                        if size - (n - pos) > 65536:
-                            self._chunks = [buf[pos:]]
-                            self._have = n - pos
-                            self._need = size + 2
-                            self.buf = b""
-                            return None
-                        break
-                    if buf[end] != 13 or buf[end + 1] != 10:
-                        raise ProtocolError(ERR_UNKNOWN_OP, detail="payload not followed by CRLF")
-                    if hlen is None:
-                        append((OP_PUB, subject, reply, None, buf[pos:end]))
-                    else:
-                        append((OP_PUB, subject, reply, buf[pos:pos + hlen], buf[pos + hlen:end]))
-                    pos = end + 2
-                    self._pending = None
-                    continue
-                if fast and buf.startswith(b"PUB ", pos):
-                    npos, count = self._fast_pubs(buf, pos, append)
-                    # after a short run, stay on the slow path: re-splitting would cost more
-                    fast = count >= 16
-                    if npos != pos:
-                        pos = npos
-                        continue
-                npos = self._one(buf, pos, n, append)
-                if npos == pos:
-                    break  # incomplete: wait for more bytes
-                if npos < 0:
-                    pos = -npos
-                    if pos < n:
-                        self.more = True  # stopped after CONNECT
-                    break
-                pos = npos
+            if chunks is not None:
+                # collecting a payload bigger than one read: join only once it is all here
+                if data:
+                    chunks.append(data)
+                    self._have += len(data)
+                if self._have < self._need:
+                    return None
+                buf = b"".join(chunks)
+                self._chunks = None
+            elif self.buf and self._pending is not None and \
+                    0 < self._pending[0] + 2 - len(self.buf) <= len(data):
+                # a frame straddles the two reads: finish it from the start of this read,
+                # then go on in the read itself, rather than copying the whole read
+                need = self._pending[0] + 2 - len(self.buf)
+                first = self.buf + data[:need]
+                self.buf = b""
+                self._loop(first, 0, append)  # exactly the rest of that one frame
+                buf = data
+                pos = need
+            else:
+                buf = self.buf + data if self.buf else data
+            pos = self._loop(buf, pos, append)
         except ProtocolError as e:
             self.buf = b""
             self._pending = None
             self._chunks = None
             return e
+        if pos < 0:
+            return None  # switched to collecting a large payload
         if self._carry:
             self.buf, self._carry = self._carry, b""
         else:
-            self.buf = buf[pos:] if pos < n else b""
+            self.buf = buf[pos:] if pos < len(buf) else b""
         return None
+
+    def _loop(self, buf: bytes, pos: int, append: Any) -> int:
+        """Parse operations from `pos`; return where parsing stopped (-1: the rest of `buf` went
+        into the large-payload collector)."""
+        n = len(buf)
+        fast = True
+        while pos < n:
+            pend = self._pending
+            if pend is not None:
+                size, subject, reply, hlen = pend
+                end = pos + size
+                if n < end + 2:
+                    if n > end and buf[end] != 13:
+                        raise ProtocolError(ERR_UNKNOWN_OP, detail="payload not followed by CRLF")
+                    if size - (n - pos) > 65536:
+                        self._chunks = [buf[pos:]]
+                        self._have = n - pos
+                        self._need = size + 2
+                        self.buf = b""
+                        return -1
+                    break
+                if buf[end] != 13 or buf[end + 1] != 10:
+                    raise ProtocolError(ERR_UNKNOWN_OP, detail="payload not followed by CRLF")
+                if hlen is None:
+                    append((OP_PUB, subject, reply, None, buf[pos:end]))
+                else:
+                    append((OP_PUB, subject, reply, buf[pos:pos + hlen], buf[pos + hlen:end]))
+                pos = end + 2
+                self._pending = None
+                continue
+            if fast and buf.startswith(b"PUB ", pos):
+                npos, count = self._fast_pubs(buf, pos, append)
+                # after a short run, stay on the slow path: re-splitting would cost more
+                fast = count >= 16
+                if npos != pos:
+                    pos = npos
+                    continue
+            npos = self._one(buf, pos, n, append)
+            if npos == pos:
+                break  # incomplete: wait for more bytes
+            if npos < 0:
+                pos = -npos
+                if pos < n:
+                    self.more = True  # stopped after CONNECT
+                break
+            pos = npos
+        return pos
 
     def _fast_pubs(self, buf: bytes, pos: int, append: Any) -> tuple[int, int]:
         """Consume a run of plain, well-formed `PUB` frames at C speed (one split of the buffer).
@@ -346,6 +364,13 @@ class ServerParser(_Base):
         equal to the previous one is not parsed again; in `batch` mode such repeats become one
         (OP_PUBS, subject, reply, [payload, ...]) operation.
         """
+        nl = buf.find(b"\r\n", pos, pos + 80)
+        if nl > 0:
+            sz = buf[buf.rfind(b" ", pos, nl) + 1:nl]
+            if sz.isdigit() and 128 <= int(sz[:10]):
+                # big payloads: splitting would scan (and copy) every payload byte; jump over
+                # them by their size instead
+                return self._fast_pubs_sized(buf, pos, append)
         region = buf[pos:] if pos else buf
         parts = region.split(b"\r\n")
         npairs = (len(parts) - 1) >> 1  # (control line, payload) pairs followed by CRLF
@@ -397,6 +422,66 @@ class ServerParser(_Base):
             return pos, 0
         used = parts[:2 * count]
         return pos + sum(map(len, used)) + 2 * len(used), count
+
+    def _fast_pubs_sized(self, buf: bytes, pos: int, append: Any) -> tuple[int, int]:
+        """`_fast_pubs` for large payloads: find each control line, take the payload by its
+        size; a control line equal to the previous one is recognised with one comparison."""
+        n = len(buf)
+        mp = self.max_payload
+        mcl = self.max_control_line
+        batch = self.batch
+        prev = b""  # the previous control line with its CRLF
+        lp = 0
+        size = 0
+        subject = reply = None
+        run: list[bytes] = []
+        count = 0
+        p = pos
+        while True:
+            if lp and buf.startswith(prev, p):
+                start = p + lp
+                fresh = False
+            else:
+                nl = buf.find(b"\r\n", p, p + mcl + 6)
+                if nl < 0:
+                    break
+                ctl = buf[p:nl]
+                args = ctl.split(b" ")
+                la = len(args)
+                if la == 3:
+                    op, subject, sz = args
+                    reply = None
+                elif la == 4:
+                    op, subject, reply, sz = args
+                    if not reply:
+                        break
+                else:
+                    break
+                if op != b"PUB" or not subject or not sz.isdigit() or len(sz) > 9 or \
+                        nl - p - 4 > mcl or b"\t" in ctl or b"\r" in ctl or b"\n" in ctl:
+                    break
+                size = int(sz)
+                if size > mp:
+                    break
+                prev = buf[p:nl + 2]
+                lp = len(prev)
+                start = nl + 2
+                fresh = True
+            end = start + size
+            if end + 2 > n or buf[end] != 13 or buf[end + 1] != 10:
+                break
+            payload = buf[start:end]
+            if batch:
+                if fresh:
+                    run = [payload]
+                    append((OP_PUBS, subject, reply, run))
+                else:
+                    run.append(payload)
+            else:
+                append((OP_PUB, subject, reply, None, payload))
+            p = end + 2
+            count += 1
+        return p, count
 
     def _one(self, buf: bytes, pos: int, n: int, append: Any) -> int:
         """Parse one operation at `pos`; return the new position (negated after CONNECT), or

@@ -159,6 +159,9 @@ ERRORS = [
     (b"-ERR\r\n", proto.ERR_UNKNOWN_OP),
     (b"PUB foo 2\r\nhiX", proto.ERR_UNKNOWN_OP),
     (b"PUB foo 2\r\nhi\n", proto.ERR_UNKNOWN_OP),
+    (b"PUB big 130\r\n" + b"z" * 130 + b"XX", proto.ERR_UNKNOWN_OP),  # large-payload path
+    ((b"PUB big 130\r\n" + b"z" * 130 + b"\r\n") * 3 + b"PUB big 130\r\n" + b"z" * 130 + b"\rX",
+     proto.ERR_UNKNOWN_OP),
     (b"PUB foo 2000000\r\n", proto.ERR_MAX_PAYLOAD),
     (b"HPUB foo 12 2000000\r\n", proto.ERR_MAX_PAYLOAD),
     (b"PUB " + b"x" * 5000, proto.ERR_MAX_CONTROL_LINE),
@@ -179,8 +182,9 @@ ERRORS = [
 
 @pytest.mark.parametrize("data,err", ERRORS, ids=[e[0][:20].decode(errors="replace") for e in ERRORS])
 def test_protocol_errors(data, err):
+    good = data.count(b"z" * 130 + b"\r\n")  # complete frames before the bad one
     for ops, e in (whole(data), bytewise(data)):
-        assert ops == []
+        assert len(ops) == good
         assert isinstance(e, ProtocolError)
         assert e.err == err
 
@@ -259,7 +263,8 @@ def test_client_parser_rejects_garbage_with_protocol_error_only():
 FRAGMENTS = [b"PUB ", b"pub ", b"HPUB ", b"SUB ", b"UNSUB ", b"PING", b"PONG", b"+OK", b"-ERR ",
              b"CONNECT ", b"INFO ", b"foo", b"a.b", b"*", b">", b" ", b"\t", b"\r\n", b"\n",
              b"\r", b"0", b"1", b"2", b"12", b"99999", b"1234567890", b"NATS/1.0\r\n\r\n",
-             b"{}", b"x", b"PUB foo 2\r\nhi\r\n", b"HPUB f 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"]
+             b"{}", b"x", b"PUB foo 2\r\nhi\r\n", b"HPUB f 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+             b"PUB b 130\r\n" + b"z" * 130 + b"\r\n", b"PUB b 130\r\n", b"z" * 64, b"130"]
 
 chunks_of = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=8)), max_size=30)
 
@@ -275,7 +280,7 @@ def _splits(data: bytes, cuts: list[int]) -> list[bytes]:
        st.booleans())
 def test_fuzz_only_protocol_errors_and_split_invariance(frags, cuts, headers):
     data = b"".join(frags)
-    kw = {"headers": headers, "max_payload": 64, "max_control_line": 48}
+    kw = {"headers": headers, "max_payload": 256, "max_control_line": 48}
     try:
         ref = whole(data, **kw)
     except ProtocolError:  # pragma: no cover - feed_into returns errors, never raises
@@ -332,7 +337,8 @@ def valid_ops(draw):
         if kind in ("pub", "hpub"):
             subj = draw(valid_subject)
             reply = draw(st.one_of(st.none(), valid_subject))
-            payload = draw(st.binary(max_size=40))
+            payload = draw(st.one_of(st.binary(max_size=40),
+                                     st.binary(min_size=128, max_size=300)))  # sized path
             hdr = b"NATS/1.0\r\nK: v\r\n\r\n" if kind == "hpub" else None
             args = [b"HPUB" if hdr else b"PUB", subj] + ([reply] if reply else [])
             if hdr:
