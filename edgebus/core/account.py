@@ -3,7 +3,9 @@
 `Account.route` is the single delivery path every client kind uses: apply the account's subject
 mappings, match through the sublist cache, then hand the message to every plain subscriber and to
 one member of each queue group. Imports and exports plug in as subscriptions of internal
-forwarding clients, so routing itself never needs to know about them.
+forwarding clients, so routing itself never needs to know about them. `route_run` is the same
+for several messages with one subject: one match, and the whole run to each subscriber at once
+whenever that cannot change what anyone observes.
 """
 
 from __future__ import annotations

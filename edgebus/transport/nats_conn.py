@@ -2,9 +2,16 @@
 
 One `NatsConnection` per accepted TCP, TLS or WebSocket connection (or an in-memory stream in
 tests). It owns a nursery with three tasks: the reader (parse many operations per read and act
-on them synchronously), the writer (one `send_all` of everything pending in the outbound buffer)
-and the pinger. Deliveries from other clients append to the outbound buffer and wake the writer;
-nothing on the message path creates a task or sends on a channel.
+on them synchronously), the writer (`send_all` of everything pending in the outbound buffer)
+and the pinger. Deliveries from other clients append to the outbound buffer; nothing on the
+message path creates a task or sends on a channel.
+
+The hot path, in order: the reader reads the socket directly on plain TCP; the parser hands over
+runs of identical PUB lines as one operation, routed as a run (`Account.route_run`, one
+formatted append per subscriber); at the end of the read the reader writes the output it caused
+straight to each idle receiver's socket, waking a writer task only for what the kernel did not
+take. Pending output counts against `max_pending` (slow consumer), and a publisher whose
+receivers are over 3/4 of it waits up to 10 ms per read for them (nats-server's stall).
 """
 
 from __future__ import annotations
