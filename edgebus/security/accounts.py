@@ -235,7 +235,10 @@ class AccountManager:
         st.default_permissions = Permissions.from_config(spec.get("default_permissions"))
         st.imports.clear()
         mappings = spec.get("mappings") or spec.get("maps")
-        set_mappings(st.account, mappings)
+        try:
+            set_mappings(st.account, mappings)
+        except ValueError as e:  # transform's MappingError / TransformError
+            raise AccountConfigError(f"account {st.account.name!r} mappings: {e}") from e
         st.mappings = dict(mappings or {})
         limits = _low(spec.get("limits"))
         st.limits = {k: int(v) for k, v in limits.items() if isinstance(v, int)}

@@ -53,12 +53,13 @@ def configure(server: Any) -> None:
         mgr.state(b.system_account)
         try:
             mgr.configure(o.accounts)
-        except (AccountConfigError, Exception) as e:
-            if isinstance(e, AccountConfigError):
-                raise SecurityConfigError(str(e)) from e
-            raise
+        except AccountConfigError as e:
+            raise SecurityConfigError(str(e)) from e
     if o.mappings:
-        set_mappings(b.global_account, o.mappings)
+        try:
+            set_mappings(b.global_account, o.mappings)
+        except ValueError as e:  # transform's MappingError / TransformError
+            raise SecurityConfigError(f"mappings: {e}") from e
         mgr.state(b.global_account).mappings = dict(o.mappings)
     b.auth = build_auth(server, mgr)
 

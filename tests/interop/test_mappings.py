@@ -105,8 +105,8 @@ def test_invalid_mapping_refused():
     from edgebus.server import Server
     srv = Server(options_from_config(parse_string('mappings { "a.*": "b.{{wildcard(3)}}" }'),
                                      filename="<test>"))
-    from edgebus.security.setup import configure
-    with pytest.raises(Exception):
+    from edgebus.security.setup import SecurityConfigError, configure
+    with pytest.raises(SecurityConfigError, match="mappings"):
         configure(srv)
 
 

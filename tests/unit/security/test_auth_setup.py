@@ -155,3 +155,8 @@ def test_bcrypt_is_checked_off_the_event_loop():
     # plain-text secrets stay synchronous
     srv2 = server_for("authorization { token: plain }")
     assert isinstance(srv2.broker.auth.authenticate(None, {"auth_token": "plain"}, None, {}), AuthResult)
+
+
+def test_bad_account_mapping_is_a_config_error():
+    with pytest.raises(SecurityConfigError, match="mappings"):
+        server_for('accounts { A { mappings: { "a.*": "b.{{wildcard(2)}}" } } }')
