@@ -305,7 +305,8 @@ formatted append per subscriber; the reader reads plain TCP sockets directly and
 each read, writes what it produced straight to idle receivers' sockets. Idle RSS: Python 13 MiB +
 trio 12 MiB are the floor; at the time of writing edgebus.security.setup imports cryptography and
 bcrypt (~9.5 MiB) even when no nkey/JWT/bcrypt authentication is configured — importing them only
-when needed would bring the idle server to about 28 MiB.
+when needed would bring the idle server to about 29 MiB (measured with the security setup
+and $SYS service left out: 28.5 MiB).
 
 ## Runs
 
