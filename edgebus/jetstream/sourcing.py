@@ -31,10 +31,14 @@ backwards for the newest `Nats-Stream-Source` of each source, and remembered in 
 messages were since removed still resumes exactly. A leaf link coming up re-kicks idle
 consumers at once (`retry_disconnected`).
 
-Differences from nats-server, on purpose: the origin's identity headers of API level 5 are not
-used; instead a source that asked to resume at origin sequence N and got a consumer whose
-delivered stream sequence is below N-1 concludes the origin was recreated and starts over
-from its beginning (nats-server 2.14+ reaches the same result through the identity check).
+Recreated origins (nats-server 2.14+): a source remembers the origin's identity
+(`Nats-Stream-Identity` on the create response, a hash of the origin's creation time; kept in
+the source header's sixth field and the saved positions) and sends it with each create request;
+an origin that was recreated refuses it with 10225, and the source starts over from the new
+origin's beginning. Origins that send no identity (older servers) are caught by a fallback:
+a source that asked to resume at origin sequence N and got a consumer whose delivered stream
+sequence is below N-1 concludes the same. Mirrors keep their sequences, as in nats-server:
+a recreated origin's messages are taken once its sequence passes the mirror's.
 """
 
 from __future__ import annotations
@@ -73,14 +77,15 @@ META_NAME = "sources"                    # store metadata blob with the per-sour
 
 API_PREFIX = "$JS.API"
 STREAM_SOURCE = "Nats-Stream-Source"
+STREAM_IDENTITY = "Nats-Stream-Identity"
 LAST_CONSUMER = b"Nats-Last-Consumer"
 CONSUMER_STALLED = b"Nats-Consumer-Stalled"
 _CONTROL = b"NATS/1.0 100 "
 _STRIP_PREFIXES = (b"Nats-Expected-", b"Nats-Batch-")
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
-# errors whose retry should not skip the message (nats-server: discard-new limits)
-STREAM_SEQUENCE_NOT_MATCH = 10063
+STREAM_SEQUENCE_NOT_MATCH = 10063   # a mirror message that does not follow the stream
+IDENTITY_MISMATCH = 10225           # JSConsumerStreamIdentityMismatchF: the origin was recreated
 
 
 def rand8() -> str:
@@ -119,25 +124,25 @@ def parse_ack_reply(reply: str | None) -> tuple[str, int, int, int, int, int] | 
             _num(t[off + 5]))
 
 
-def stream_and_seq(value: str) -> tuple[str, str, int]:
-    """nats-server streamAndSeq: (origin index name part, source index name, origin seq) of a
-    `Nats-Stream-Source` value. Also reads the pre-2.10 form (a raw v1 ack subject, no index
-    name) and ignores fields past the fourth (2.12+ add the original subject, 2.14+ an
-    identity)."""
+def stream_and_seq(value: str) -> tuple[str, str, int, str]:
+    """nats-server streamAndSeq: (origin index name part, source index name, origin seq,
+    origin identity) of a `Nats-Stream-Source` value: `<origin> <seq> <filter> <dest>
+    [<subject> [<identity>]]`. Also reads the pre-2.10 form (a raw v1 ack subject, no index
+    name)."""
     if value.startswith("$JS.ACK."):
         t = value.split(".")
         if len(t) == 9:
-            return t[2], "", max(_num(t[5]), 0)
+            return t[2], "", max(_num(t[5]), 0), ""
         if len(t) >= 11:
-            return t[4], "", max(_num(t[7]), 0)
-        return "", "", 0
+            return t[4], "", max(_num(t[7]), 0), ""
+        return "", "", 0, ""
     f = value.split(" ")
     if len(f) != 2 and len(f) <= 3:
-        return "", "", 0
+        return "", "", 0, ""
     seq = max(_num(f[1]), 0)
     if len(f) >= 4:
-        return f[0], " ".join((f[0], f[2], f[3])), seq
-    return f[0], "", seq
+        return f[0], " ".join((f[0], f[2], f[3])), seq, f[5] if len(f) >= 6 else ""
+    return f[0], "", seq, ""
 
 
 def strip_headers(hdr: bytes | None, names: tuple[bytes, ...], prefixes: tuple[bytes, ...]) -> bytes | None:
@@ -209,6 +214,7 @@ class SourceInfo:
         self.lreq: float | None = None        # trio time of the last create request
         self.fails = 0
         self.rc = False        # origin was recreated: start over from its beginning
+        self.ident = ""        # the origin's identity (sources only)
         self.next_at: float | None = None     # a scheduled (re)create, trio time
         self.next_seq = 0
         self.wake = trio.Event()
@@ -224,7 +230,7 @@ class SourceInfo:
         return subject
 
     def source_header(self, subject: str, reply: str) -> str:
-        """genSourceHeader: `<origin[:hash]> <origin seq> <filter> <dest> <subject>`."""
+        """genSourceHeader: `<origin[:hash]> <origin seq> <filter> <dest> <subject> [<ident>]`."""
         parts = self.iname.split(" ")
         seq = "1"
         t = reply.split(".")
@@ -233,6 +239,8 @@ class SourceInfo:
                 seq = t[5]
             elif len(t) >= 11:
                 seq = t[7]
+        if self.ident:
+            return f"{parts[0]} {seq} {parts[1]} {parts[2]} {subject} {self.ident}"
         return f"{parts[0]} {seq} {parts[1]} {parts[2]} {subject}"
 
     def matches_index(self, stream_name: str) -> bool:
@@ -571,18 +579,20 @@ class Sourcing:
         si.lreq = trio.current_time()
         subject, req = self._request(si, seq)
         reply = "$JSC.R." + rand8()
-        answers: list[bytes] = []
+        answers: list[tuple[bytes | None, bytes]] = []
         got = trio.Event()
 
         def on_reply(sub: Any, msg: "Msg") -> None:
-            answers.append(msg.data)
+            answers.append((msg.hdr, msg.data))
             got.set()
 
         rsub = self.client.subscribe(reply, on_reply)
         si.err = None
         si.sip = True
+        # a source tells the origin which incarnation it expects (refused if recreated)
+        hdr = append_header(None, STREAM_IDENTITY, si.ident) if si.ident and not si.mirror else None
         try:
-            self.client.publish(subject, reply, None, json.dumps(req, separators=(",", ":")).encode())
+            self.client.publish(subject, reply, hdr, json.dumps(req, separators=(",", ":")).encode())
             with trio.move_on_after(CREATE_WAIT):
                 await got.wait()
         finally:
@@ -596,19 +606,27 @@ class Sourcing:
             si.fails += 1
             self._after_failure(si, seq)
             return
+        rhdr, body = answers[0]
         try:
-            resp = json.loads(answers[0])
+            resp = json.loads(body)
             if not isinstance(resp, dict):
                 raise ValueError("not an object")
         except ValueError:
             log.warning("JetStream bad %s consumer create response: %r",
-                        "mirror" if si.mirror else "source", answers[0][:200])
+                        "mirror" if si.mirror else "source", body[:200])
             si.err = js_err(10025, err="invalid JSON").to_json() if si.mirror else None
             si.fails += 1
             self._after_failure(si, seq)
             return
         err = resp.get("error")
         info_cfg = resp.get("config")
+        if isinstance(err, dict) and err.get("err_code") == IDENTITY_MISMATCH and not si.mirror:
+            # the origin was recreated: start over from its beginning (not a failure)
+            si.sseq = si.dseq = 0
+            si.ident, si.rc = "", True
+            self._cancel(si)
+            self._schedule_source(si, 0)
+            return
         if err is not None or not isinstance(info_cfg, dict):
             si.err = err if isinstance(err, dict) else js_err(
                 10029 if si.mirror else 10045, err="invalid consumer create response").to_json()
@@ -622,8 +640,10 @@ class Sourcing:
         deliver = info_cfg.get("deliver_subject") or req["config"]["deliver_subject"]
         if si.mirror:
             self._mirror_established(si, delivered)
-        elif not self._source_established(si, seq, delivered):
-            return
+        else:
+            ident = get_header(rhdr, STREAM_IDENTITY) if rhdr else None
+            if not self._source_established(si, seq, delivered, ident.decode() if ident else ""):
+                return
         si.cname = str(resp.get("name") or "")
         si.dseq = 0
         si.last_ns = self.clock.now_ns()
@@ -641,17 +661,25 @@ class Sourcing:
             stream.lseq = delivered
         si.sseq = max(delivered, st.last_seq)
 
-    def _source_established(self, si: SourceInfo, seq: int, delivered: int) -> bool:
-        """False when the origin turned out to be younger than what we already have."""
-        if seq > 1 and delivered < seq - 1:
-            # resuming at origin seq N but the origin ends before N-1: it was recreated
+    def _source_established(self, si: SourceInfo, seq: int, delivered: int, ident: str) -> bool:
+        """Take the new consumer's position; False when the origin turned out to be a
+        recreated one and the source must start over."""
+        recreated = si.rc or bool(ident and si.ident and ident != si.ident)
+        if not recreated and not ident and seq > 1 and delivered < seq - 1:
+            # no identity to compare: resuming at origin seq N, the origin ends before N-1
+            si.sseq = si.dseq = 0
+            si.ident, si.rc = "", True
+            self._schedule_source(si, 0)
             log.warning("JetStream source stream %r for stream '%s > %s' was recreated, "
                         "resetting source state", si.name, self.stream.account.name, self.stream.name)
-            si.sseq = si.dseq = 0
-            si.rc = True
-            self._schedule_source(si, 0)
             return False
-        si.rc = False
+        if recreated and not si.rc:
+            log.warning("JetStream source stream %r for stream '%s > %s' was recreated, "
+                        "resetting source state", si.name, self.stream.account.name, self.stream.name)
+            si.sseq = 0
+        elif si.rc:
+            si.sseq = 0
+        si.ident, si.rc = ident, False
         if si.sseq < delivered:
             si.sseq = delivered
         return True
@@ -798,7 +826,8 @@ class Sourcing:
 
     def _snapshot(self) -> str:
         return json.dumps({"lseq": self.stream.lseq,
-                           "sources": {si.iname: si.sseq for si in self.sources.values()}},
+                           "sources": {si.iname: {"seq": si.sseq, "ident": si.ident}
+                                       for si in self.sources.values()}},
                           sort_keys=True)
 
     async def _persist(self) -> None:
@@ -837,18 +866,20 @@ class Sourcing:
             v = get_header(m.hdr, STREAM_SOURCE) if m.hdr and b"Nats-Stream-Source:" in m.hdr else None
             if not v:
                 continue
-            name, iname, sseq = stream_and_seq(v.decode("utf-8", "replace"))
+            name, iname, sseq, ident = stream_and_seq(v.decode("utf-8", "replace"))
             if iname:
                 si = todo.pop(iname, None)
                 if si is not None:
-                    si.sseq, si.dseq = sseq, 0
+                    si.sseq, si.dseq, si.ident = sseq, 0, ident
             elif name:
                 for si in by_name:
                     if si.iname in todo and si.matches_index(name):
                         todo.pop(si.iname)
-                        si.sseq, si.dseq = sseq, 0
+                        si.sseq, si.dseq, si.ident = sseq, 0, ""
         for iname, si in todo.items():
-            si.sseq = int(positions.get(iname) or 0)
+            pos = positions.get(iname) or {}
+            si.sseq = int(pos.get("seq") or 0) if isinstance(pos, dict) else 0
+            si.ident = str(pos.get("ident") or "") if isinstance(pos, dict) else ""
             si.dseq = 0
         self._saved = self._snapshot() if use_saved and positions else ""
 
