@@ -520,6 +520,11 @@ class NatsConnection(Client):
 
     def _process(self, op: tuple) -> None:
         code = op[0]
+        if code != OP_CONNECT and not self.authed and self.auth_required:
+            # authentication pending: the first operation must be CONNECT (even PONG or +OK
+            # is a violation, as in nats-server)
+            self._auth_violation()
+            return
         if code == OP_PUB:
             if not self.authed:
                 self._auth_violation()

@@ -40,7 +40,7 @@ def _servers():
     running: dict[tuple, object] = {}
 
     def get(kind: str, options: dict, tag: str = "") -> int:
-        key = (kind, tag, tuple(sorted(options.items())))
+        key = (kind, tag, json.dumps(options, sort_keys=True))
         srv = running.get(key)
         if srv is None:
             if kind == "nats-server":

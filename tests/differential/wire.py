@@ -106,9 +106,11 @@ class Transcript:
         return b"".join(s.expect.get(conn, b"") for s in self.steps)
 
 
-def _opt_value(v: str) -> int | str | bool:
+def _opt_value(v: str) -> Any:
     if v in ("true", "false"):
         return v == "true"
+    if v[:1] in ("{", "["):
+        return json.loads(v)  # a block, e.g. authorization={"token":"x"}
     try:
         return int(v)
     except ValueError:
