@@ -55,8 +55,11 @@ class RealNatsServer:
 
     def start(self) -> "RealNatsServer":
         assert NATS_SERVER, "nats-server binary not installed"
+        # the log goes to a file: a pipe nobody reads would stall a chatty server
+        self.log_path = os.path.join(self.dir, "server.log")
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([NATS_SERVER, "-c", self.conf_path, *self.args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -75,6 +78,7 @@ class RealNatsServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
             self.proc = None
+            self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -51,6 +51,8 @@ class Account:
         if self.mappings is not None:
             mapped = self.mappings.apply(msg.subject)
             if mapped is not None and mapped != msg.subject:
+                if not mapped:
+                    return 0  # a weighted mapping chose "no destination": the message is dropped
                 msg.subject = mapped
         self.in_msgs += 1
         r = self.sublist.match_bytes(msg.subject_b)

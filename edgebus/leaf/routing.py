@@ -98,6 +98,8 @@ def route_from_leaf(account: "Account", msg: Msg, queues: list[bytes] | None) ->
     if account.mappings is not None:
         m = account.mappings.apply(msg.subject)
         if m is not None and m != msg.subject:
+            if not m:
+                return 0  # weighted mapping to "no destination"
             msg.subject = m
             mapped = True
     account.in_msgs += 1

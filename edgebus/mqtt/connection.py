@@ -351,6 +351,12 @@ class MQTTConnection(Client):
         self.client_id = p.client_id or nuid()
         self.keepalive = p.keepalive
         res = self._authenticate(p)
+        if res is not None and hasattr(res, "wait"):
+            # bcrypt in a worker thread, or an auth callout: bounded by the auth timeout
+            o = self.broker.options
+            res = await res.wait(o.auth_timeout if o.auth_timeout is not None else 2.0)
+            if isinstance(res, str):
+                res = None
         if res is None:
             log.info("MQTT authentication error for client %r cid=%d", self.client_id, self.cid)
             self._refuse(codec.ConnackCode.NOT_AUTHORIZED, "Authentication Failure")

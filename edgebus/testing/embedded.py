@@ -26,7 +26,11 @@ class EmbeddedServer:
         if config is not None:
             from ..conf import parse_string
             from ..conf.options_map import options_from_config
-            options = options_from_config(parse_string(config), filename="<config>")
+            parsed = parse_string(config)
+            options = options_from_config(parsed, filename="<config>")
+            if not {"port", "listen", "net"} & {str(k).lower() for k in parsed} \
+                    and "port" not in overrides:
+                overrides["port"] = -1  # an embedded server takes a free port unless told
         self.options = copy.deepcopy(options) if options is not None else Options()
         if options is None and "port" not in overrides:
             self.options.port = -1

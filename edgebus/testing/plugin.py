@@ -47,7 +47,10 @@ async def edgebus_trio_server(edgebus_options: dict[str, Any], tmp_path: Any) ->
     if config is not None:
         from ..conf import parse_string
         from ..conf.options_map import options_from_config
-        opts = options_from_config(parse_string(config), filename="<config>")
+        parsed = parse_string(config)
+        opts = options_from_config(parsed, filename="<config>")
+        if not {"port", "listen", "net"} & {str(k).lower() for k in parsed} and "port" not in kw:
+            opts.port = -1
     else:
         opts = Options()
         opts.port = -1
