@@ -546,7 +546,8 @@ class ServerParser(_Base):
             size = _size(args[-1], "total size")
             if hlen > size:
                 raise ProtocolError(None, detail="header size larger than total size")
-            return self._payload(buf, nxt, subject, reply, hlen, size, append)
+            # an empty header block is no header block: delivered as a plain MSG
+            return self._payload(buf, nxt, subject, reply, hlen or None, size, append)
         if code == OP_SUB:
             args = _split_args(arg)
             if len(args) == 2:

@@ -69,6 +69,7 @@ CASES = [
      [(OP_PUB, b"foo", None, b"NATS/1.0\r\n\r\n", b"hi")]),
     (b"HPUB foo rep 12 12\r\nNATS/1.0\r\n\r\n\r\n",
      [(OP_PUB, b"foo", b"rep", b"NATS/1.0\r\n\r\n", b"")]),
+    (b"HPUB foo 0 2\r\nhi\r\n", [(OP_PUB, b"foo", None, None, b"hi")]),  # 0: no headers
     (b"SUB foo 1\r\n", [(OP_SUB, b"foo", None, b"1")]),
     (b"SUB foo.* q 1\r\n", [(OP_SUB, b"foo.*", b"q", b"1")]),
     (b"sub\tfoo\t1\n", [(OP_SUB, b"foo", None, b"1")]),
