@@ -712,6 +712,8 @@ class NatsConnection(Client):
         except ValueError:
             self.close("Protocol Violation")
             return
+        # a second CONNECT is decoded over the first: what it leaves out keeps its value
+        opts = {**self.connect_opts, **opts}
         for k, v in (self.cookie_creds or {}).items():
             if not opts.get(k):
                 opts[k] = v
