@@ -238,7 +238,8 @@ class ServerParser(_Base):
     again while `more` is true.
     """
 
-    __slots__ = ("max_payload", "headers", "more", "batch", "_chunks", "_have", "_need", "_carry")
+    __slots__ = ("max_payload", "headers", "more", "batch", "_chunks", "_have", "_need", "_carry",
+                 "_lines")
 
     def __init__(self, max_payload: int = 1024 * 1024, max_control_line: int = 4096) -> None:
         super().__init__(max_control_line)
@@ -251,6 +252,7 @@ class ServerParser(_Base):
         self._have = 0
         self._need = 0
         self._carry = b""
+        self._lines: dict[bytes, tuple] = {}  # recent PUB control lines, parsed
 
     def feed(self, data: bytes) -> list[tuple]:
         """Every complete operation in the bytes seen so far; raises ProtocolError.
@@ -356,12 +358,41 @@ class ServerParser(_Base):
             pos = npos
         return pos
 
+    def _pub_line(self, ctl: bytes) -> tuple | None:
+        """(subject, reply, size) of a plain `PUB` control line (without CRLF), or None when
+        it is anything else or anything unusual — the precise path then decides. Lines without
+        a reply are remembered: publishers tend to repeat a few of them."""
+        hit = self._lines.get(ctl)
+        if hit is not None:
+            return hit
+        args = ctl.split(b" ")
+        la = len(args)
+        if la == 3:
+            op, subject, sz = args
+            reply = None
+        elif la == 4:
+            op, subject, reply, sz = args
+            if not reply:
+                return None
+        else:
+            return None
+        if op != b"PUB" or not subject or not sz.isdigit() or len(sz) > 9 or \
+                len(ctl) - 4 > self.max_control_line or \
+                b"\t" in ctl or b"\r" in ctl or b"\n" in ctl:
+            return None  # tabs, a bare LF or a stray CR: the precise path knows the rules
+        hit = (subject, reply, int(sz))
+        if reply is None:
+            if len(self._lines) >= 256:
+                self._lines.clear()
+            self._lines[ctl] = hit
+        return hit
+
     def _fast_pubs(self, buf: bytes, pos: int, append: Any) -> tuple[int, int]:
         """Consume a run of plain, well-formed `PUB` frames at C speed (one split of the buffer).
 
         Stops at the first frame it is not sure about (other ops, tabs, payloads containing
-        CRLF, limits, partial data); the precise path takes over from there. A control line
-        equal to the previous one is not parsed again; in `batch` mode such repeats become one
+        CRLF, limits, partial data); the precise path takes over from there. In `batch` mode a
+        PUB whose control line repeats the previous one joins it in one
         (OP_PUBS, subject, reply, [payload, ...]) operation.
         """
         nl = buf.find(b"\r\n", pos, pos + 80)
@@ -375,48 +406,34 @@ class ServerParser(_Base):
         parts = region.split(b"\r\n")
         npairs = (len(parts) - 1) >> 1  # (control line, payload) pairs followed by CRLF
         mp = self.max_payload
-        mcl = self.max_control_line + 4
         batch = self.batch
+        ops = append.__self__
+        line = self._pub_line
         prev = None
         size = 0
         subject = reply = None
-        run: list[bytes] = []
+        run: list[bytes] | None = None
         count = 0
         for ctl, payload in zip(parts[0:2 * npairs:2], parts[1:2 * npairs:2]):
             if ctl != prev:
-                args = ctl.split(b" ")
-                la = len(args)
-                if la == 3:
-                    op, subject, sz = args
-                    reply = None
-                elif la == 4:
-                    op, subject, reply, sz = args
-                    if not reply:
-                        break
-                else:
+                hit = line(ctl)
+                if hit is None:
                     break
-                if op != b"PUB" or not subject or not sz.isdigit() or len(sz) > 9 or \
-                        len(ctl) > mcl:
-                    break
-                if b"\t" in ctl or b"\r" in ctl or b"\n" in ctl:
-                    break  # tabs, a bare LF or a stray CR: the precise path knows the rules
-                size = int(sz)
-                if size > mp:
+                subject, reply, size = hit
+                if size > mp or len(payload) != size:
                     break
                 prev = ctl
-                if len(payload) != size:
-                    break
-                if batch:
-                    run = [payload]
-                    append((OP_PUBS, subject, reply, run))
-                else:
-                    append((OP_PUB, subject, reply, None, payload))
+                run = None
+                append((OP_PUB, subject, reply, None, payload))
             elif len(payload) != size:
                 break
-            elif batch:
-                run.append(payload)
-            else:
+            elif not batch:
                 append((OP_PUB, subject, reply, None, payload))
+            elif run is None:  # a repeat: the PUB before becomes a run
+                run = [ops[-1][4], payload]
+                ops[-1] = (OP_PUBS, subject, reply, run)
+            else:
+                run.append(payload)
             count += 1
         if not count:
             return pos, 0
@@ -428,13 +445,14 @@ class ServerParser(_Base):
         size; a control line equal to the previous one is recognised with one comparison."""
         n = len(buf)
         mp = self.max_payload
-        mcl = self.max_control_line
+        lim = self.max_control_line + 6
         batch = self.batch
+        ops = append.__self__
         prev = b""  # the previous control line with its CRLF
         lp = 0
         size = 0
         subject = reply = None
-        run: list[bytes] = []
+        run: list[bytes] | None = None
         count = 0
         p = pos
         while True:
@@ -442,25 +460,13 @@ class ServerParser(_Base):
                 start = p + lp
                 fresh = False
             else:
-                nl = buf.find(b"\r\n", p, p + mcl + 6)
+                nl = buf.find(b"\r\n", p, p + lim)
                 if nl < 0:
                     break
-                ctl = buf[p:nl]
-                args = ctl.split(b" ")
-                la = len(args)
-                if la == 3:
-                    op, subject, sz = args
-                    reply = None
-                elif la == 4:
-                    op, subject, reply, sz = args
-                    if not reply:
-                        break
-                else:
+                hit = self._pub_line(buf[p:nl])
+                if hit is None:
                     break
-                if op != b"PUB" or not subject or not sz.isdigit() or len(sz) > 9 or \
-                        nl - p - 4 > mcl or b"\t" in ctl or b"\r" in ctl or b"\n" in ctl:
-                    break
-                size = int(sz)
+                subject, reply, size = hit
                 if size > mp:
                     break
                 prev = buf[p:nl + 2]
@@ -471,14 +477,14 @@ class ServerParser(_Base):
             if end + 2 > n or buf[end] != 13 or buf[end + 1] != 10:
                 break
             payload = buf[start:end]
-            if batch:
-                if fresh:
-                    run = [payload]
-                    append((OP_PUBS, subject, reply, run))
-                else:
-                    run.append(payload)
-            else:
+            if fresh or not batch:
+                run = None
                 append((OP_PUB, subject, reply, None, payload))
+            elif run is None:
+                run = [ops[-1][4], payload]
+                ops[-1] = (OP_PUBS, subject, reply, run)
+            else:
+                run.append(payload)
             p = end + 2
             count += 1
         return p, count

@@ -48,6 +48,8 @@ PROTO_2_12 = _version(NATS_VERSION) >= (2, 12, 0)
 _NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
 # reply prefixes a client may not use: service-import replies, JetStream acks, gateway replies
 _RESERVED_REPLY_PREFIXES = (b"_R_.", b"$JS.ACK.", b"_GR_.")
+# subjects a client may not publish to: gateway-routed replies, raft (outside $SYS)
+_RESERVED_SUBJECT_PREFIXES = (b"_GR_.", b"$NRG.")
 
 
 class NatsConnection(Client):
@@ -594,8 +596,9 @@ class NatsConnection(Client):
         if self.pedantic and not valid_literal_subject(subject_b.decode("utf-8", "surrogateescape")):
             self.enqueue(err_frame(proto.ERR_INVALID_PUB_SUBJECT))
         acc = self.account
-        if subject_b.startswith(b"_GR_.") and len(subject_b) > 5 or \
-                subject_b.startswith(b"$NRG.") and not acc.is_system:
+        if subject_b.startswith(_RESERVED_SUBJECT_PREFIXES) and (
+                subject_b.startswith(b"_GR_.") and len(subject_b) > 5 or
+                subject_b.startswith(b"$NRG.") and not acc.is_system):
             # gateway-routed replies and raft subjects are not for clients
             self._pub_violation(subject_b)
             return
@@ -624,10 +627,13 @@ class NatsConnection(Client):
         """Several PUBs with the same subject, reply and size, back to back. In the common
         case (no verbose/pedantic/permissions/no-responders work per message, nothing
         reserved) they are routed as a run; otherwise one by one, exactly as `_pub` does."""
+        if len(payloads) == 1:
+            self._pub(subject_b, reply_b, None, payloads[0])
+            return
         if self.verbose or self.pedantic or self.permissions is not None or \
                 (reply_b is not None and (self.no_responders or
                                           reply_b.startswith(_RESERVED_REPLY_PREFIXES))) or \
-                subject_b.startswith((b"_GR_.", b"$NRG.")):
+                subject_b.startswith(_RESERVED_SUBJECT_PREFIXES):
             pub = self._pub
             for p in payloads:
                 pub(subject_b, reply_b, None, p)

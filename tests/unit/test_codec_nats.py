@@ -121,9 +121,10 @@ def test_batch_mode_groups_identical_control_lines():
     ops, err = feed_all(parser(batch=True), [data])
     assert err is None
     assert ops == [(OP_PUBS, b"a", None, [b"xy"] * 3), (OP_PUBS, b"a", b"r", [b"zz"] * 2),
-                   (OP_PUBS, b"a", None, [b"xyz"]), (OP_PUBS, b"a", None, [b"xy"]), (OP_PING,),
-                   (OP_PUB, b"a", None, None, b"xy"), (OP_PUB, b"a", None, None, b"xy")]
-    # (after a short run the precise path continues, which emits plain PUBs)
+                   (OP_PUB, b"a", None, None, b"xyz"), (OP_PUB, b"a", None, None, b"xy"),
+                   (OP_PING,), (OP_PUB, b"a", None, None, b"xy"), (OP_PUB, b"a", None, None, b"xy")]
+    # (a single PUB stays a PUB; after a short run the precise path continues, which emits
+    # plain PUBs)
     assert expand(ops) == whole(data)[0]
 
 
