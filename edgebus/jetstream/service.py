@@ -417,23 +417,27 @@ class JetStreamService:
 
     # -- leaf links ----------------------------------------------------------------------
     def watch_leaf_links(self) -> None:
-        """Once the leaf service exists, retry idle mirror/source consumers of an account
-        whenever one of its leaf links comes up (nats-server checkInternalSyncConsumers)."""
+        """Once the leaf service exists, tell the account's mirrors/sources when one of its
+        leaf links goes down or comes up (nats-server checkInternalSyncConsumers)."""
         if self._leaf_hooked:
             return
         leaf = self.server.services.get("leaf")
         if leaf is None or not hasattr(leaf, "on_link_up"):
             return
         self._leaf_hooked = True
-        leaf.on_link_up.append(self._leaf_link_up)
+        leaf.on_link_up.append(lambda link: self._leaf_link(link, up=True))
+        leaf.on_link_down.append(lambda link: self._leaf_link(link, up=False))
 
-    def _leaf_link_up(self, link: Any) -> None:
+    def _leaf_link(self, link: Any, up: bool) -> None:
         js = self.accounts.get(link.account.name)
         if js is None:
             return
         for s in list(js.streams.values()):
             if s.sourcing is not None:
-                s.sourcing.retry_disconnected()
+                if up:
+                    s.sourcing.retry_disconnected()
+                else:
+                    s.sourcing.link_down()
 
     # -- limits ---------------------------------------------------------------------------
     def usage(self) -> tuple[int, int]:

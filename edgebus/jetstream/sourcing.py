@@ -28,8 +28,15 @@ deletes itself after its inactive threshold). A mirror resumes after its last se
 source after the last origin sequence it stored, found on restart by scanning the stream
 backwards for the newest `Nats-Stream-Source` of each source, and remembered in the stream's
 `sources` metadata blob too (written on stop and every health check), so a source whose
-messages were since removed still resumes exactly. A leaf link coming up re-kicks idle
-consumers at once (`retry_disconnected`).
+messages were since removed still resumes exactly.
+
+Leaf links (intermittent links to another domain): a link coming up re-kicks idle consumers
+at once (`retry_disconnected`, nats-server's checkInternalSyncConsumers), forgetting earlier
+failures. Two deliberate refinements: a mirror/source with `external` that was receiving
+when a link went down is re-kicked too (its consumer on the far side may be gone with a
+restarted hub; nats-server would wait for the health check), half a second after the link
+is up so the far side's interest has arrived; and a create request that reached no one fails
+at once instead of waiting 30 s for an answer that cannot come.
 
 Recreated origins (nats-server 2.14+): a source remembers the origin's identity
 (`Nats-Stream-Identity` on the create response, a hash of the origin's creation time; kept in
@@ -71,6 +78,7 @@ HEALTH_CHECK = 10.0                      # seconds between health checks / stall
 RETRY_THRESHOLD = 2.0                    # sourceConsumerRetryThreshold
 RETRY_BACKOFF = 5.0                      # retryBackOff (x 2 x failures)
 RETRY_MAX = 120.0                        # retryMaximum
+LINK_SETTLE = 0.5                        # after a leaf link is up, before re-kicking
 CREATE_WAIT = 30.0                       # srcConsumerWaitTime
 DGET_CAUGHT_UP = 10                      # dgetCaughtUpThresh: pending below this serves direct gets
 META_NAME = "sources"                    # store metadata blob with the per-source positions
@@ -215,6 +223,7 @@ class SourceInfo:
         self.fails = 0
         self.rc = False        # origin was recreated: start over from its beginning
         self.ident = ""        # the origin's identity (sources only)
+        self.link_lost = False  # a leaf link went down while this consumer was in use
         self.next_at: float | None = None     # a scheduled (re)create, trio time
         self.next_seq = 0
         self.wake = trio.Event()
@@ -369,29 +378,27 @@ class Sourcing:
         si.next_seq = seq
         si.wake.set()
 
-    def _schedule_source(self, si: SourceInfo, seq: int) -> None:
+    def _schedule_source(self, si: SourceInfo, seq: int, delay: float = 0.0) -> None:
         """setupSourceConsumer: throttle to one request per 2 s, back off after failures."""
         if self._closed or si.next_at is not None or si.sip or self.sources.get(si.iname) is not si:
             return
         now = trio.current_time()
-        delay = 0.0
         if si.lreq is not None:
             since = now - si.lreq
             if since < RETRY_THRESHOLD:
-                delay = RETRY_THRESHOLD - since
+                delay = max(delay, RETRY_THRESHOLD - since)
             if si.fails:
                 delay += retry_backoff(si.fails)
         self._wake(si, now + delay + _jitter(), seq)
 
-    def _schedule_mirror(self) -> None:
+    def _schedule_mirror(self, delay: float = 0.0) -> None:
         """scheduleSetupMirrorConsumerRetry (replaces a pending schedule)."""
         si = self.mirror
         if self._closed or si is None:
             return
         now = trio.current_time()
-        delay = 0.0
         if si.lreq is not None:
-            delay = max(RETRY_THRESHOLD - (now - si.lreq), 0.0)
+            delay += max(RETRY_THRESHOLD - (now - si.lreq), 0.0)
         delay += retry_backoff(si.fails) + _jitter()
         self._wake(si, now + delay, 0)
 
@@ -429,22 +436,29 @@ class Sourcing:
                 self._schedule_source(si, si.sseq + 1)
 
     def retry_disconnected(self) -> None:
-        """retryDisconnectedSyncConsumers: a leaf link came up; retry at once whatever is not
-        receiving, forgetting earlier failures."""
+        """retryDisconnectedSyncConsumers: a leaf link came up; retry soon whatever is not
+        receiving (or was cut off by a link going down), forgetting earlier failures."""
         if self._closed:
             return
         now = self.clock.now_ns()
         limit = int(HEALTH_CHECK * SECOND_NS)
         for si in self._all():
-            if si.sip or not (si.sub is None or now - si.last_ns > limit):
+            if si.sip or not (si.sub is None or now - si.last_ns > limit or si.link_lost):
                 continue
             si.next_at = None
             si.fails = 0
+            si.link_lost = False
             self._cancel(si)
             if si.mirror:
-                self._schedule_mirror()
+                self._schedule_mirror(LINK_SETTLE)
             else:
-                self._schedule_source(si, si.sseq + 1)
+                self._schedule_source(si, si.sseq + 1, LINK_SETTLE)
+
+    def link_down(self) -> None:
+        """A leaf link went down: consumers in another domain may not survive it."""
+        for si in self._all():
+            if si.external and si.sub is not None:
+                si.link_lost = True
 
     async def _supervise(self, si: SourceInfo) -> None:
         """One task per mirror/source: waits for its scheduled (re)create and runs it."""
@@ -592,9 +606,10 @@ class Sourcing:
         # a source tells the origin which incarnation it expects (refused if recreated)
         hdr = append_header(None, STREAM_IDENTITY, si.ident) if si.ident and not si.mirror else None
         try:
-            self.client.publish(subject, reply, hdr, json.dumps(req, separators=(",", ":")).encode())
-            with trio.move_on_after(CREATE_WAIT):
-                await got.wait()
+            reached = self.client.publish(subject, reply, hdr, json.dumps(req, separators=(",", ":")).encode())
+            if reached or answers:
+                with trio.move_on_after(CREATE_WAIT):
+                    await got.wait()
         finally:
             self.client.unsubscribe(rsub)
             si.sip = False
@@ -636,6 +651,7 @@ class Sourcing:
             self._after_failure(si, seq)
             return
         si.fails = 0
+        si.link_lost = False
         delivered = int((resp.get("delivered") or {}).get("stream_seq") or 0)
         deliver = info_cfg.get("deliver_subject") or req["config"]["deliver_subject"]
         if si.mirror:
