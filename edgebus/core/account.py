@@ -48,14 +48,24 @@ class Account:
 
     def route(self, msg: Msg) -> int:
         """Deliver `msg` to every interested subscriber; return how many got it."""
+        if msg.deliver is not None:
+            d = msg.deliver
+            if self.mappings is not None:
+                mapped = self.mappings.apply(d)
+                if mapped:
+                    d = msg.deliver = mapped
+            return self._route_on(msg, d.encode("utf-8", "surrogateescape"))
         if self.mappings is not None:
             mapped = self.mappings.apply(msg.subject)
             if mapped is not None and mapped != msg.subject:
                 if not mapped:
                     return 0  # a weighted mapping chose "no destination": the message is dropped
                 msg.subject = mapped
+        return self._route_on(msg, msg.subject_b)
+
+    def _route_on(self, msg: Msg, subject_b: bytes) -> int:
         self.in_msgs += 1
-        r = self.sublist.match_bytes(msg.subject_b)
+        r = self.sublist.match_bytes(subject_b)
         if r is EMPTY_RESULT:
             return 0
         src = msg.src

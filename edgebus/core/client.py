@@ -29,13 +29,19 @@ class Msg:
 
     The subject and reply exist as bytes (as they came off the wire) and as str; whichever
     was not given is made on first use, so the NATS hot path never decodes.
+
+    `deliver` is set when the message is routed on another subject than the one it carries:
+    a JetStream delivery is matched on its deliver subject (a push deliver subject, a pull
+    request's inbox) but reaches the subscriber under its stored subject. A leaf link sends it
+    across on `deliver` (nats-server's `reply@subject` form).
     """
 
-    __slots__ = ("_subject", "subject_b", "_reply", "reply_b", "hdr", "data", "src")
+    __slots__ = ("_subject", "subject_b", "_reply", "reply_b", "hdr", "data", "src", "deliver")
 
     def __init__(self, subject: str | None, reply: str | None, hdr: bytes | None, data: bytes,
                  src: "Client | None" = None, subject_b: bytes | None = None,
-                 reply_b: bytes | None = None) -> None:
+                 reply_b: bytes | None = None, deliver: str | None = None) -> None:
+        self.deliver = deliver
         self._subject = subject
         self.subject_b = subject_b if subject_b is not None else subject.encode()  # type: ignore[union-attr]
         self._reply = reply or None

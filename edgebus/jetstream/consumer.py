@@ -945,33 +945,13 @@ class Consumer:
         """Deliver to `dsubj` while the message keeps its stored subject.
 
         A pull consumer's messages are addressed to the request's inbox but must arrive with the
-        original subject; push deliveries likewise. Routing is by `dsubj`; the frame subject is
-        the stored one (nats-server's internal client does the same)."""
+        original subject; push deliveries likewise. The core routes on `Msg.deliver` and the
+        frame carries the stored subject (nats-server's internal client does the same)."""
         from ..core.client import Msg
         c = self.client
         c.in_msgs += 1
         c.in_bytes += len(data) + (len(hdr) if hdr else 0)
-        acc = self.account
-        r = acc.sublist.match(dsubj)
-        if not r:
-            return 0
-        msg = Msg(orig_subject, reply, hdr, data, c)
-        n = 0
-        for sub in r.psubs:
-            sub.client.deliver(sub, msg)
-            n += 1
-            sub.delivered += 1
-            if sub.max and sub.delivered >= sub.max:
-                sub.client.remove_sub(sub)
-        for group in r.qsubs:
-            sub = group[0] if len(group) == 1 else random.choice(group)
-            sub.client.deliver(sub, msg)
-            n += 1
-            sub.delivered += 1
-            if sub.max and sub.delivered >= sub.max:
-                sub.client.remove_sub(sub)
-        acc.out_msgs += n
-        return n
+        return self.account.route(Msg(orig_subject, reply, hdr, data, c, deliver=dsubj))
 
     def _send(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes) -> int:
         return self.client.publish(subject, reply, hdr, data)

@@ -38,9 +38,9 @@ from ..codec import leaf as proto
 from ..codec.leaf import (OP_CONNECT, OP_ERR, OP_INFO, OP_LMSG, OP_LSUB, OP_LUNSUB, OP_PING,
                           OP_PONG, LeafParser)
 from ..codec.nats import ProtocolError, info_frame
-from ..core.client import JETSTREAM, LEAF, Client, Msg
+from ..core.client import LEAF, Client, Msg
 from ..core.permissions import Permissions, SubjectRules
-from ..core.subject import subject_matches, valid_subject
+from ..core.subject import valid_subject
 from ..core.sublist import Subscription
 from .auth import authorize
 from .remote import RemoteCfg, start_tls
@@ -304,22 +304,14 @@ class LeafLink(Client):
             return
         subject_b = msg.subject_b
         reply_b = msg.reply_b
-        src = msg.src
-        if src is not None and src.kind == JETSTREAM and sub.subject != msg.subject:
-            # JetStream hands a message to the subscribers of a deliver subject (a pull
-            # request's inbox, a push deliver subject) with its stored subject. Across a link
+        if msg.deliver is not None:
+            # A JetStream delivery: routed on its deliver subject (a pull request's inbox, a
+            # push deliver subject) while it carries its stored subject. Across a link
             # nats-server sends it on the deliver subject with the stored subject after '@' in
             # the reply ($JS.ACK...@orders.1); the receiving server restores it.
-            if not _has_wildcard(sub.subject):
-                subject_b = sub.subject.encode()
-                if reply_b and js_ack_deliver_idx(reply_b) < 0:
-                    reply_b = reply_b + b"@" + msg.subject_b
-            elif not subject_matches(msg.subject, sub.subject):
-                # the deliver subject is behind a wildcard: it cannot be named; drop rather
-                # than send the message under a subject nobody asked for
-                log.debug("leaf cid=%d: cannot forward %s delivered via %s", self.cid,
-                          msg.subject, sub.subject)
-                return
+            subject_b = msg.deliver.encode("utf-8", "surrogateescape")
+            if reply_b and js_ack_deliver_idx(reply_b) < 0:
+                reply_b = reply_b + b"@" + msg.subject_b
         key = id(msg)
         e = self._index.get(key)
         if e is not None and e[0] is msg and e[1] == subject_b:
