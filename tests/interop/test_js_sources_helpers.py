@@ -86,7 +86,9 @@ def parse_hdrs(raw: bytes | None) -> dict[str, str]:
 async def messages(nc: Any, name: str) -> list[dict[str, Any]]:
     """Every message of a stream, by sequence: seq, subject, data, headers, time."""
     st = (await info(nc, name))["state"]
-    out = []
+    out: list[dict[str, Any]] = []
+    if not st["messages"]:
+        return out
     for seq in range(st["first_seq"], st["last_seq"] + 1):
         r = await api(nc, f"$JS.API.STREAM.MSG.GET.{name}", {"seq": seq})
         if "error" in r:
