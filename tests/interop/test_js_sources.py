@@ -148,3 +148,24 @@ def test_update_adds_and_removes_sources(js_target: Target) -> None:
         assert [s["name"] for s in i["sources"]] == ["B"]
         assert [m["data"] for m in await messages(nc, "S")] == [b"a1", b"b1", b"b2"]
     run_js(js_target.url, go)
+
+
+def test_full_work_queue_source_loses_nothing(js_target: Target) -> None:
+    """A discard-new limit refuses sourced messages: the source retries from the refused one."""
+    async def go(nc: Any, js: Any) -> None:
+        await create(nc, {"name": "O", "subjects": ["o.>"]})
+        for i in range(16):
+            await js.publish("o.job", b"%d" % i)
+        await create(nc, {"name": "WQ", "retention": "workqueue", "max_msgs": 10, "discard": "new",
+                          "sources": [{"name": "O"}]})
+        await wait_count(nc, "WQ", 10)
+        psub = await js.pull_subscribe("o.job", "worker", stream="WQ")
+        got: list[Any] = []
+        while len(got) < 16:
+            for m in await psub.fetch(10, timeout=10):
+                got.append(m)
+                await m.ack_sync()
+        assert [m.data for m in got] == [b"%d" % i for i in range(16)]
+        assert [int(m.headers["Nats-Stream-Source"].split(" ")[1]) for m in got] == list(range(1, 17))
+        assert (await info(nc, "WQ"))["state"]["messages"] == 0
+    run_js(js_target.url, go)
