@@ -4,8 +4,8 @@ and mirrors streams of a real nats-server hub (domain "hub") with `external: {ap
 
 Everything crosses as plain messages: the consumer-create request and its `$JSC.R.` reply,
 the deliveries on `$JS.S.` / `$JS.M.` subjects, heartbeats and flow-control replies (enough
-data is sent for flow control to kick in). A leaf link that drops and comes back has the
-sourcing resume without loss or duplicates.
+data is sent for flow control to kick in). A leaf link that drops and comes back (hub
+restart), and a restart of the leaf itself, have the sourcing resume without loss or duplicates.
 """
 
 from __future__ import annotations
@@ -170,5 +170,22 @@ def test_leaf_link_drop_resumes_sourcing(domains: Any) -> None:
             await h.close()
             await e.close()
         run_async(after, timeout=60)
+
+        leaf.restart()  # now the leaf: it resumes from its own store once the link is back
+        connected(leaf)
+
+        async def after_leaf_restart() -> None:
+            h = await nats.connect(hub2.client_url)
+            hjs = h.jetstream()
+            for i in range(20, 25):
+                await hjs.publish("orders.a", b"%d" % i)
+            e = await nats.connect(leaf.client_url)
+            await wait_count(e, "LOCAL", 25, timeout=30)
+            await wait_last_seq(e, "COPY", 25, timeout=30)
+            assert [m["data"] for m in await messages(e, "LOCAL")] == [b"%d" % i for i in range(25)]
+            assert [m["data"] for m in await messages(e, "COPY")] == [b"%d" % i for i in range(25)]
+            await h.close()
+            await e.close()
+        run_async(after_leaf_restart, timeout=60)
     finally:
         hub2.stop()
