@@ -285,6 +285,7 @@ class Sourcing:
         self.sources: dict[str, SourceInfo] = {}
         self._nursery: trio.Nursery | None = None
         self._closed = False
+        self._started = False  # supervisors running (before that, _main takes every source)
         self._saved: str = ""
         cfg = stream.config
         if cfg.mirror is not None:
@@ -316,6 +317,7 @@ class Sourcing:
             for si in self.sources.values():
                 self._nursery.start_soon(self._supervise, si)
                 self._schedule_source(si, si.sseq + 1)
+        self._started = True
         while True:
             await trio.sleep(HEALTH_CHECK)
             self._health_check()
@@ -354,10 +356,10 @@ class Sourcing:
                 self._cancel(si)
                 si.scope.cancel()
         self.sources = keep
-        if added:
-            self._recover_positions(added, use_saved=False)
-        if self._nursery is None or self._closed:
-            return
+        if not self._started or self._closed:
+            return  # _main starts whatever is configured then
+        self._recover_positions(added, use_saved=False)
+        assert self._nursery is not None
         for si in added:
             self._nursery.start_soon(self._supervise, si)
             self._schedule_source(si, si.sseq + 1)
