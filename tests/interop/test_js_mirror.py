@@ -10,6 +10,7 @@ server; the assertions are the behaviour both must share.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import nats
@@ -76,6 +77,9 @@ def test_mirror_keeps_origin_sequences_timestamps_and_gaps(js_target: Target) ->
         with pytest.raises(nats.errors.NoRespondersError):
             await nc.request("$JS.API.DIRECT.GET.M", b'{"seq": 1}', timeout=5)
 
+        # nothing published reaches the mirror itself: the origin answers
+        r = await nc.request("o.a", b"direct", headers={"Nats-Expected-Stream": "M"}, timeout=5)
+        assert json.loads(r.data)["error"]["err_code"] == 10060
         # a mirror takes no subjects, and its mirror config cannot change
         r = await api(nc, "$JS.API.STREAM.UPDATE.M", {"name": "M", "mirror": {"name": "O"}, "subjects": ["m.>"]})
         assert r["error"]["err_code"] == 10034
