@@ -107,7 +107,8 @@ def source_fields(m: dict[str, Any]) -> list[str]:
     return m["hdrs"]["Nats-Stream-Source"].split(" ")[:5]
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = WAIT) -> Any:
+async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = WAIT,
+                     interval: float = 0.05) -> Any:
     """Poll `check()` until it returns something truthy."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -117,7 +118,7 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: fl
             return last
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
 
 
 async def wait_last_seq(nc: Any, name: str, seq: int, timeout: float = WAIT) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Mirrors and sources across server restarts and origin loss, against edgebus and nats-server.
 
-- A restart (same port, same store) while messages flow loses nothing and doubles nothing: the
-  full message lists of origin, mirror and source are compared afterwards.
+- A restart (same port, same store) while a mirror and a source are copying loses nothing and
+  doubles nothing: the full message lists of origin, mirror and source are compared afterwards.
 - A source whose sourced messages were all purged still resumes exactly after a restart.
 - An origin deleted under a mirror and a source: both report the error in STREAM.INFO, and once
   the origin is recreated they attach to it again; the source takes the new origin from its
@@ -75,31 +75,36 @@ async def _publish(js: Any, start: int, n: int) -> None:
 def test_restarts_lose_and_double_nothing(restartable: Restartable) -> None:
     async def setup(nc: Any, js: Any) -> None:
         await create(nc, {"name": "O", "subjects": ["o.>"]})
+        await _publish(js, 0, 2000)
         await create(nc, {"name": "M", "mirror": {"name": "O"}})
         await create(nc, {"name": "S", "subjects": ["s"], "sources": [{"name": "O"}]})
-        await _publish(js, 0, 300)
+
+        async def started() -> Any:
+            return (await info(nc, "S"))["state"]["messages"] > 0
+        # ask without pausing: the copy takes a few dozen milliseconds
+        await eventually(started, "the source to start copying", interval=0)
     run_js(restartable.url, setup)
-    restartable.restart()  # whatever was not sourced yet must follow after the restart
+    restartable.restart()  # most likely mid-copy: the rest must follow after the restart
 
     async def more(nc: Any, js: Any) -> None:
-        await _publish(js, 300, 300)
+        await _publish(js, 2000, 300)
         await js.publish("s", b"local")
     run_js(restartable.url, more)
     restartable.restart()
 
     async def check(nc: Any, js: Any) -> None:
-        await _publish(js, 600, 100)
-        await wait_last_seq(nc, "M", 700)
-        await wait_count(nc, "S", 701)
+        await _publish(js, 2300, 100)
+        await wait_last_seq(nc, "M", 2400)
+        await wait_count(nc, "S", 2401)
         origin = await messages(nc, "O")
         mirror = await messages(nc, "M")
         assert view(mirror, "seq", "subject", "data", "hdrs", "time") == \
             view(origin, "seq", "subject", "data", "hdrs", "time")
         src = [m for m in await messages(nc, "S") if m["subject"] != "s"]
         seqs = [int(source_fields(m)[1]) for m in src]
-        assert seqs == list(range(1, 701))  # in order, each once
+        assert seqs == list(range(1, 2401))  # in order, each once
         assert [m["data"] for m in src] == [m["data"] for m in origin]
-        assert (await info(nc, "S"))["state"]["messages"] == 701
+        assert (await info(nc, "S"))["state"]["messages"] == 2401
     run_js(restartable.url, check)
 
 
