@@ -5,10 +5,12 @@ origin stream, created with a plain API request, even when the origin lives in t
 `$JS.API.CONSUMER.CREATE.<origin>[.<name>.<filter>]` (the `$JS.API` prefix swapped for
 `external.api` when set) with an internal reply subject `$JSC.R.<8 random>`. The consumer is
 `direct`, ack none, max_deliver 1, flow control, 1 s idle heartbeats, 10 s inactive threshold,
-and delivers to `$JS.M.<8>` / `$JS.S.<8>` (or `<external.deliver>.M.<8>` / `.S.<8>`). Nothing
-here needs more than publish/subscribe in the stream's account, so the same code works
-within one server, across accounts (service imports) and across JetStream domains over a
-leaf link.
+and delivers to `$JS.M.<8>` / `$JS.S.<8>` (or `<external.deliver>.M.<8>` / `.S.<8>`). The
+request is the one nats-server 2.11 sends (a random `mirror-<8>` / `src-<8>` name only with a
+single filter; no `sourcing` flag or API-level header), which any 2.10+ origin accepts.
+Nothing here needs more than publish/subscribe in the stream's account, so the same code
+works within one server, across accounts (service imports) and across JetStream domains over
+a leaf link.
 
 Delivered messages are processed synchronously in the subscription callback, like a publish:
 
@@ -19,7 +21,10 @@ Delivered messages are processed synchronously in the subscription callback, lik
   <origin[:hash(api)]> <origin seq> <filter> <dest> <subject>`, first removing an inherited one;
 - both drop `Nats-Expected-*` / `Nats-Batch-*` headers, answer flow-control requests, check
   heartbeats (`Nats-Last-Consumer` must equal the last delivery we saw, else recreate), and
-  apply their subject transforms (first match wins).
+  apply their subject transforms (first match wins);
+- a message the stream refuses (a discard-new limit, say) is not skipped: the tracking goes
+  back and the consumer is recreated at that message (nats-server 2.12+); a mirror whose
+  next message does not follow its last sequence recreates after its real last one.
 
 Recreating follows nats-server's timers: at most one request per 2 s, backoff
 `min(10 s x failures, 2 min)` plus 100-200 ms jitter, 30 s to wait for the create response, and
@@ -60,7 +65,7 @@ import trio
 from ..codec.headers import get_header
 from ..core.clock import parse_rfc3339, rfc3339
 from .config import source_index_name, server_hash
-from .errors import JSError, js_err
+from .errors import js_err
 
 if TYPE_CHECKING:
     from ..core.client import Msg
@@ -908,9 +913,4 @@ class Sourcing:
             hook()
 
 
-def wants_sourcing(cfg: "StreamConfig") -> bool:
-    return cfg.mirror is not None or bool(cfg.sources)
-
-
-__all__ = ["Sourcing", "SourceInfo", "parse_ack_reply", "stream_and_seq", "wants_sourcing",
-           "JSError"]
+__all__ = ["Sourcing", "SourceInfo", "parse_ack_reply", "stream_and_seq"]
