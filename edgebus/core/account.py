@@ -139,3 +139,6 @@ class Account:
 
     def num_connections(self) -> int:
         return sum(1 for c in self.clients if c.kind == "Client")
+
+    def num_leafnodes(self) -> int:
+        return sum(1 for c in self.clients if c.kind == "Leafnode")

@@ -47,7 +47,7 @@ def account_detail(server: Any, acc: Any) -> dict[str, Any]:
         "expired": bool(claims is not None and claims.expires and claims.expires <= time.time()),
         "complete": True,
         "jetstream_enabled": acc.jetstream is not None,
-        "leafnode_connections": 0,
+        "leafnode_connections": acc.num_leafnodes(),
         "client_connections": acc.num_connections(),
         "subscriptions": acc.sublist.count,
         "sublist_stats": acc.sublist.stats() if hasattr(acc.sublist, "stats") else {},
@@ -99,10 +99,11 @@ def accstatz(server: Any, query: dict[str, str]) -> dict[str, Any]:
         if wanted and a.name not in wanted:
             continue
         conns = a.num_connections()
-        if not conns and not unused:
+        leafs = a.num_leafnodes()
+        if not conns and not leafs and not unused:
             continue
-        stats.append({"acc": a.name, "name": a.name, "conns": conns, "leafnodes": 0,
-                      "total_conns": conns, "num_subscriptions": a.sublist.count,
+        stats.append({"acc": a.name, "name": a.name, "conns": conns, "leafnodes": leafs,
+                      "total_conns": conns + leafs, "num_subscriptions": a.sublist.count,
                       "sent": {"msgs": a.out_msgs, "bytes": a.out_bytes},
                       "received": {"msgs": a.in_msgs, "bytes": a.in_bytes},
                       "slow_consumers": a.slow_consumers})

@@ -222,9 +222,10 @@ class SystemService:
     # -- stats ----------------------------------------------------------------------------
     def _account_stat(self, acc: "Account") -> dict[str, Any]:
         conns = acc.num_connections()
+        leafs = acc.num_leafnodes()
         zero = {"msgs": 0, "bytes": 0}
-        return {"acc": acc.name, "name": self.name_tag(acc), "conns": conns, "leafnodes": 0,
-                "total_conns": conns, "num_subscriptions": acc.sublist.count,
+        return {"acc": acc.name, "name": self.name_tag(acc), "conns": conns, "leafnodes": leafs,
+                "total_conns": conns + leafs, "num_subscriptions": acc.sublist.count,
                 "sent": {"msgs": acc.out_msgs, "bytes": acc.out_bytes, "gateways": zero,
                          "routes": zero, "leafs": zero},
                 "received": {"msgs": acc.in_msgs, "bytes": acc.in_bytes, "gateways": zero,

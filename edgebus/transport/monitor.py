@@ -340,38 +340,14 @@ def jsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
     return 200, _jsz(server, flat)
 
 
-def _security_fn(name: str) -> Callable[..., dict[str, Any]] | None:
-    try:
-        from ..security import monitor_acc
-    except ImportError:
-        return None
-    return getattr(monitor_acc, name, None)
-
-
 def accountz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
-    fn = _security_fn("accountz")
-    b = server.broker
-    if fn is not None:
-        return 200, fn(server, {k: v[0] for k, v in query.items() if v})
-    return 200, {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()),
-                 "system_account": b.system_account.name, "accounts": sorted(b.accounts)}
+    from ..security.monitor_acc import accountz as _accountz
+    return 200, _accountz(server, {k: v[0] for k, v in query.items() if v})
 
 
 def accstatz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
-    fn = _security_fn("accstatz")
-    b = server.broker
-    if fn is not None:
-        return 200, fn(server, {k: v[0] for k, v in query.items() if v})
-    stats = []
-    for a in b.accounts.values():
-        conns = a.num_connections()
-        if conns or _qbool(query, "unused"):
-            stats.append({"acc": a.name, "name": a.name, "conns": conns, "leafnodes": 0,
-                          "total_conns": conns, "num_subscriptions": a.sublist.count,
-                          "sent": {"msgs": a.out_msgs, "bytes": a.out_bytes},
-                          "received": {"msgs": a.in_msgs, "bytes": a.in_bytes},
-                          "slow_consumers": a.slow_consumers})
-    return 200, {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()), "account_statz": stats}
+    from ..security.monitor_acc import accstatz as _accstatz
+    return 200, _accstatz(server, {k: v[0] for k, v in query.items() if v})
 
 
 ENDPOINTS: dict[str, Callable[[Any, dict[str, list[str]]], tuple[int, dict[str, Any]]]] = {

@@ -93,3 +93,21 @@ def test_varz_field_names_cover_nats_server(mon, real_nats_server):
               "trusted_operators_claim", "config_digest", "proxies"}
     missing = sorted(k for k in theirs if k not in ours and k not in ignore)
     assert missing == []
+
+
+@pytest.mark.edgebus(http_port=-1, config="port: -1\nhttp_port: -1\nleafnodes { port: -1 }\n")
+def test_leaf_connection_counted_in_leafz_and_accstatz(mon, real_nats_server):
+    import time
+    leaf_port = mon.server.leaf_port
+    real_nats_server(config=f'leafnodes {{ remotes = [ {{ url: "nats-leaf://127.0.0.1:{leaf_port}" }} ] }}\n')
+    deadline = time.monotonic() + 10
+    leafz: dict = {}
+    while time.monotonic() < deadline:
+        _, leafz = get(mon.http_url, "/leafz")
+        if leafz.get("leafnodes") == 1:
+            break
+        time.sleep(0.05)
+    assert leafz["leafnodes"] == 1 and leafz["leafs"][0]["account"] == "$G"
+    _, acc = get(mon.http_url, "/accstatz?unused=1")
+    [g] = [a for a in acc["account_statz"] if a["acc"] == "$G"]
+    assert g["leafnodes"] == 1 and g["total_conns"] == g["conns"] + 1
