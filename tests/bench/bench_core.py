@@ -118,11 +118,32 @@ def parse_result(out: str) -> dict[str, str]:
     raise RuntimeError(f"no RESULT in output:\n{out[-2000:]}")
 
 
+def busy_pct(interval: float = 0.5) -> float:
+    """Whole-machine CPU busy % over `interval` (100 = every core busy)."""
+    def ticks() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + v[4]
+        return sum(v) - idle, sum(v)
+    b0, t0 = ticks()
+    time.sleep(interval)
+    b1, t1 = ticks()
+    return 100.0 * (b1 - b0) / max(1, t1 - t0)
+
+
+def wait_quiet(limit: float = 20.0, patience: float = 60.0) -> None:
+    """Wait (up to `patience` s) until the machine is quiet: other work disturbs both servers."""
+    deadline = time.monotonic() + patience
+    while busy_pct() > limit and time.monotonic() < deadline:
+        pass
+
+
 def run_load(server: Proc, gen: str, args: str, max_ext: float, retries: int = 2) -> dict[str, str]:
     argv = [sys.executable, str(HERE / gen), "--port", str(server.port),
             "--server-pid", str(server.pid)] + args.split()
     res: dict[str, str] = {}
     for _ in range(retries + 1):
+        wait_quiet()
         r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         res = parse_result(r.stdout)
         if float(res.get("ext_cpu_pct", 0) or 0) <= max_ext:
@@ -296,7 +317,8 @@ nats-server's throughput on this machine today is about 3-4x that table's.
 {table}
 
 The machine is shared with other work, so single figures move by ±20 %; `ext_cpu` is what
-other processes used during a run (% of one core), runs above {a.max_ext_cpu:.0f} % were retried.
+other processes used during a run (% of one core); each run waits (up to a minute) for the
+machine to be quiet first, and runs above {a.max_ext_cpu:.0f} % are retried (DISTURBED if they never ran clean).
 
 How edgebus gets there (edgebus/codec/nats.py, edgebus/core/account.py,
 edgebus/transport/nats_conn.py): runs of identical PUB control lines are parsed once (split of
