@@ -360,8 +360,14 @@ class AccountManager:
                 return
             self._hops += 1
             try:
-                importer.route(Msg(map_subject(msg.subject, src, dst), msg.reply, msg.hdr,
-                                   msg.data, None))
+                if msg.deliver is not None:
+                    # a JetStream delivery: it keeps its stored subject; what the import maps
+                    # is the deliver subject it is routed on
+                    importer.route(Msg(msg.subject, msg.reply, msg.hdr, msg.data, None,
+                                       deliver=map_subject(msg.deliver, src, dst)))
+                else:
+                    importer.route(Msg(map_subject(msg.subject, src, dst), msg.reply, msg.hdr,
+                                       msg.data, None))
             finally:
                 self._hops -= 1
 

@@ -29,14 +29,8 @@ accounts {
 """
 EXT = {"api": "JS.A.API", "deliver": "deliver"}
 
-# stream-import forwarders must route a JetStream delivery on its deliver subject (Msg.deliver),
-# which edgebus/security/accounts.py does not do yet: deliveries never reach the importer
-_IMPORT_ROUTING = pytest.mark.xfail(
-    reason="accounts.py stream import forwards JetStream deliveries by msg.subject, not msg.deliver",
-    strict=False)
 
-
-@pytest.fixture(params=[pytest.param("edgebus", marks=_IMPORT_ROUTING), "nats-server"])
+@pytest.fixture(params=["edgebus", "nats-server"])
 def host(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     if request.param.startswith("edgebus"):
         srv = EmbeddedServer(config="port: -1\n" + ACCOUNTS, jetstream=True,
