@@ -14,7 +14,13 @@ import binascii
 from typing import Any
 
 from ..core.broker import AuthResult
-from ..security import nkeys, passwords
+from ..security import passwords
+
+
+def _nkeys() -> Any:
+    """The nkeys module on first use (it loads cryptography)."""
+    from ..security import nkeys
+    return nkeys
 
 
 def _s(v: Any) -> str:
@@ -32,7 +38,7 @@ def _verify_sig(public: str, nonce: str | None, sig: Any) -> bool:
         except (binascii.Error, ValueError):
             return False
     try:
-        return nkeys.verify(public, nonce.encode(), raw)
+        return _nkeys().verify(public, nonce.encode(), raw)
     except Exception:
         return False
 

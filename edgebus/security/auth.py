@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.broker import AuthResult
 from ..core.permissions import Permissions
-from . import nkeys, passwords, tlsconf
+from . import passwords, tlsconf
 
 if TYPE_CHECKING:
     from ..core.account import Account
@@ -41,6 +41,13 @@ if TYPE_CHECKING:
     from .accounts import AccountManager
 
 log = logging.getLogger("edgebus.auth")
+
+def _nkeys() -> Any:
+    """The nkeys module, imported on first use: it loads cryptography (several MiB), which
+    servers without nkey, JWT or callout authentication never need."""
+    from . import nkeys
+    return nkeys
+
 
 # client type (NatsConnection.type / listener) -> allowed_connection_types name
 _CONN_TYPES = {"nats": "STANDARD", "client": "STANDARD", "websocket": "WEBSOCKET", "ws": "WEBSOCKET",
@@ -95,7 +102,7 @@ def verify_nonce(public_key: str, nonce: str | None, sig: Any) -> bool:
     if raw is None or nonce is None:
         return False
     try:
-        return nkeys.verify(public_key, nonce.encode(), raw)
+        return _nkeys().verify(public_key, nonce.encode(), raw)
     except Exception:
         return False
 
@@ -127,7 +134,7 @@ class ServerAuth:
         # $G open but INFO still advertises auth_required
         self.hidden_no_auth_user = False
         self.callout = callout
-        self.server_key = server_key  # nkeys.KeyPair of the server (signs callout requests)
+        self.server_key = server_key  # _nkeys().KeyPair of the server (signs callout requests)
         self.required = bool(operator_mode or self.users or self.nkeys or token or username
                              or callout)
         self.nonce = bool(operator_mode or self.nkeys or always_nonce)
@@ -454,8 +461,8 @@ def verify_token(token: str) -> dict[str, Any]:
         raise TokenError("invalid payload")
     iss = str(payload.get("iss") or "")
     try:
-        ok = nkeys.verify(iss, f"{parts[0]}.{parts[1]}".encode(), sig) or \
-            nkeys.verify(iss, parts[1].encode(), sig)
+        ok = _nkeys().verify(iss, f"{parts[0]}.{parts[1]}".encode(), sig) or \
+            _nkeys().verify(iss, parts[1].encode(), sig)
     except Exception:
         ok = False
     if not ok:
@@ -526,7 +533,7 @@ class CalloutPending:
             acc = b.accounts.get(a.callout.account)
         if acc is None or a.server_key is None:
             return None
-        ukp = nkeys.create_pair("user")
+        ukp = _nkeys().create_pair("user")
         user_pub = ukp.public_key
         done = trio.Event()
         box: list[bytes] = []

@@ -14,7 +14,6 @@ import hmac
 import re
 from typing import Final
 
-import bcrypt
 
 __all__ = ["is_bcrypt", "compare_passwords", "hash_password", "DEFAULT_COST", "MIN_COST", "MAX_COST"]
 
@@ -41,6 +40,8 @@ def compare_passwords(server_password: str, client_password: str | bytes) -> boo
     client = _to_bytes(client_password)
     if is_bcrypt(server_password):
         try:
+            import bcrypt  # loaded on first use: most configs carry no bcrypt hash
+
             return bcrypt.checkpw(client[:_MAX_BCRYPT_PASSWORD], server_password.encode("utf-8"))
         except ValueError:
             return False  # malformed hash: Go's CompareHashAndPassword errors too
@@ -55,4 +56,6 @@ def hash_password(password: str | bytes, cost: int = DEFAULT_COST) -> str:
     if len(data) > _MAX_BCRYPT_PASSWORD:
         # Go's GenerateFromPassword refuses these (ErrPasswordTooLong).
         raise ValueError("bcrypt: password length exceeds 72 bytes")
+    import bcrypt
+
     return bcrypt.hashpw(data, bcrypt.gensalt(rounds=cost, prefix=b"2a")).decode("ascii")
