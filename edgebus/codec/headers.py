@@ -21,7 +21,8 @@ def get_header(hdr: bytes | None, key: str | bytes) -> bytes | None:
     end = hdr.find(b"\r\n", start)
     if end < 0:
         end = len(hdr)
-    return hdr[start:end].strip(b" \t")
+    # nats-server skips leading spaces only; tabs and trailing blanks belong to the value
+    return hdr[start:end].lstrip(b" ")
 
 
 def get_header_str(hdr: bytes | None, key: str) -> str | None:

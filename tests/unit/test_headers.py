@@ -84,3 +84,10 @@ def test_build_then_parse_round_trip(items):
     for k, v in items:
         first = next(val for kk, val in items if kk == k)
         assert get_header_str(hdr, k) == first
+
+
+def test_get_header_keeps_tabs_and_trailing_blanks_like_nats_server() -> None:
+    from edgebus.codec.headers import get_header
+    hdr = b"NATS/1.0\r\nA:   x y \r\nB:\tz\r\n\r\n"
+    assert get_header(hdr, "A") == b"x y "
+    assert get_header(hdr, "B") == b"\tz"
