@@ -63,6 +63,7 @@ class Server:
         o = self.options
         b = self.broker
         self._stop = trio.Event()
+        validate_options(o)
         b.start_ns = b.clock.now_ns()
         self._setup_security()
         async with trio.open_nursery() as root:
@@ -150,6 +151,13 @@ class Server:
             if step:
                 await trio.sleep(step)
         self.shutdown()
+
+
+def validate_options(o: Options) -> None:
+    """Cross-setting checks nats-server makes before it starts (its validateOptions)."""
+    if o.max_payload > o.max_pending:
+        raise ValueError(f"max_payload ({o.max_payload}) cannot be higher than max_pending "
+                         f"({o.max_pending})")
 
 
 @asynccontextmanager

@@ -53,3 +53,8 @@ def test_config_text(tmp_path) -> None:
             await nc.close()
             return r
         assert run_async(info) == ("cfg", 4096)
+
+
+def test_max_payload_above_max_pending_refused() -> None:
+    with pytest.raises(RuntimeError, match=r"max_payload \(2048\) cannot be higher than max_pending \(1024\)"):
+        EmbeddedServer(max_payload=2048, max_pending=1024).start()
