@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import trio
 
 from ..codec.headers import build_headers
+from ..core.client import Msg
 from ..core.clock import rfc3339
 from ..core.subject import is_literal, subject_matches
 from .advisories import Advisories
@@ -46,7 +47,6 @@ from .consumer_config import ConsumerConfig, go_duration, sample_frequency
 from .store.subjects import compile_filter
 
 if TYPE_CHECKING:
-    from ..core.client import Msg
     from ..core.sublist import Subscription
 
 log = logging.getLogger("edgebus.jetstream.consumer")
@@ -947,7 +947,6 @@ class Consumer:
         A pull consumer's messages are addressed to the request's inbox but must arrive with the
         original subject; push deliveries likewise. The core routes on `Msg.deliver` and the
         frame carries the stored subject (nats-server's internal client does the same)."""
-        from ..core.client import Msg
         c = self.client
         c.in_msgs += 1
         c.in_bytes += len(data) + (len(hdr) if hdr else 0)
