@@ -334,11 +334,11 @@ How edgebus gets there (edgebus/codec/nats.py, edgebus/core/account.py,
 edgebus/transport/nats_conn.py): runs of identical PUB control lines are parsed once (split of
 the read for small payloads, jumps by size for large ones) and routed as a run — one match, one
 formatted append per subscriber; the reader reads plain TCP sockets directly and, at the end of
-each read, writes what it produced straight to idle receivers' sockets. Idle RSS: Python 13 MiB +
-trio 12 MiB are the floor; at the time of writing edgebus.security.setup imports cryptography and
-bcrypt (~9.5 MiB) even when no nkey/JWT/bcrypt authentication is configured — importing them only
-when needed would bring the idle server to about 29 MiB (measured with the security setup
-and $SYS service left out: 28.5 MiB).
+each read, writes what it produced straight to idle receivers' sockets. That run path is what
+the single-subject loads measure; `pubsub_1to1_16_mixed` cycles 8 subjects so every message is
+parsed and routed on its own, and shows the per-message cost (no target). Idle RSS: Python
+13 MiB + trio 12 MiB are the floor; cryptography and bcrypt are imported only when nkey, JWT,
+callout or bcrypt authentication is configured.
 
 ## Runs
 
