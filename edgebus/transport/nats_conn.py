@@ -869,7 +869,7 @@ class NatsConnection(Client):
         every interval, skipped while the client shows activity (after the first sample);
         `ping_max` unanswered PINGs make the connection stale."""
         o = self.broker.options
-        interval = o.ping_interval
+        interval = self.ping_interval
         first = self._early_ping  # a CONNECT may have come before this task ran
         self._ping_scope = trio.CancelScope(deadline=first or trio.current_time() + interval)
         while not self.closing:
@@ -890,9 +890,14 @@ class NatsConnection(Client):
     _ping_scope: Any = None
     _early_ping = 0.0
 
+    @property
+    def ping_interval(self) -> float:
+        """Seconds between keep-alive PINGs (a front-end may override the server's)."""
+        return self.broker.options.ping_interval
+
     def _first_ping_soon(self) -> None:
         """After CONNECT the next PING comes early, for an RTT sample (setFirstPingTimer)."""
-        d = min(2.0, self.broker.options.ping_interval)
+        d = min(2.0, self.ping_interval)
         at = trio.current_time() + d + random.random() * d / 5
         if self._ping_scope is not None:
             self._ping_scope.deadline = at

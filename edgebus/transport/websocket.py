@@ -810,6 +810,14 @@ class WebsocketClientConnection(NatsConnection):
             info["auth_required"] = True
         return info
 
+    @property
+    def ping_interval(self) -> float:
+        # websocket { ping_interval } overrides the server's for WebSocket clients
+        wo = self.broker.options.websocket
+        if wo is not None and wo.ping_interval:
+            return wo.ping_interval
+        return self.broker.options.ping_interval
+
     async def _auth_timer(self) -> None:
         # websocket { authorization { timeout } } replaces the server's auth timeout
         wo = self.broker.options.websocket

@@ -589,3 +589,18 @@ def test_mqtt_path_upgrade_names_the_subprotocol():
                                     b"Connection: Upgrade\r\n"
                                     b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
                                     b"Sec-Websocket-Protocol: mqtt\r\n\r\n")
+
+
+
+@pytest.mark.trio
+@pytest.mark.edgebus(ping_interval=3600.0, websocket=ws_opts(ping_interval=5.0))
+async def test_websocket_ping_interval_overrides_server(edgebus_trio_server, autojump_clock):
+    """websocket { ping_interval } applies to WebSocket clients: with a 5 s interval and
+    ping_max 2 a silent client is stale after about 15 s of (virtual) time, not hours."""
+    ws, _ = await opened(edgebus_trio_server.ws_port)
+    await ws.send_frame(BINARY, b'CONNECT {"verbose":false}\r\n')
+    start = trio.current_time()
+    got = await ws.recv_data_until(b"Stale Connection", timeout=600)
+    assert got.count(b"PING\r\n") == 2
+    assert trio.current_time() - start < 60
+    await ws.aclose()
