@@ -244,7 +244,7 @@ def test_max_payload_advertised_and_enforced(edgebus_server):
     s.close()
 
 
-@pytest.mark.edgebus(max_pending=256 * 1024)
+@pytest.mark.edgebus(max_pending=256 * 1024, max_payload=64 * 1024)  # nats-server wants payload <= pending
 def test_slow_consumer_is_cut_off_publisher_unharmed(edgebus_server):
     slow = raw(edgebus_server.port)
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
