@@ -54,6 +54,8 @@ log = logging.getLogger("edgebus.jetstream.consumer")
 FLOW_CONTROL_MAX_PENDING = 32 * 1024 * 1024   # JsFlowControlMaxPending
 ACK_WAIT_DELAY_NS = 1_000_000                  # ackWaitDelay: let bursts expire together
 BURST = 256                                    # deliveries before yielding to other tasks
+NBUF_MSGS = 128                                # store read-ahead: messages per load_next_msgs
+NBUF_BYTES = 256 * 1024                        # ... and at most about this many payload bytes
 FLUSH_INTERVAL = 0.1                           # seconds between consumer state writes
 
 PENDING_MSGS_HDR = "Nats-Pending-Messages"
@@ -280,6 +282,11 @@ class Consumer:
 
         self._filters: list[str] = []
         self._matcher: Callable[[str], bool] = bool
+        # Read-ahead of the next matching messages (store.load_next_msgs), valid while sseq,
+        # the filters, the store and its reuse_gen are what they were when it was filled;
+        # each buffered message is re-checked as live before it is used.
+        self._nbuf: deque[Any] = deque()
+        self._nbuf_key: tuple[Any, ...] | None = None
         self._set_filters(cfg.filters)
         self.sfreq = sample_frequency(cfg)
         self.maxdc = max(cfg.max_deliver, 0)
@@ -868,14 +875,49 @@ class Consumer:
             if sm is None:
                 continue
             return sm, 1
-        sm, nseq = self._load_next(self.sseq)
-        if sm is None:
-            if nseq > self.sseq:
+        if len(self._filters) <= 1 and hasattr(store, "load_next_msgs"):
+            sm = self._next_buffered(store)
+        else:
+            sm, nseq = self._load_next(self.sseq)
+            if sm is None and nseq > self.sseq:
                 self.sseq = nseq
+        if sm is None:
             return None
         self._taken = (sm.seq, self.sseq, False)
         self.sseq = sm.seq + 1
         return sm, 1
+
+    def _next_buffered(self, store: Any) -> Any:
+        """The next matching message at or after sseq, from the read-ahead buffer (refilled
+        with one store call per NBUF_MSGS messages); None at the end (sseq moved past it)."""
+        buf = self._nbuf
+        fl = self._filters
+        if buf:
+            key = self._nbuf_key
+            if key is not None and key[0] == self.sseq and key[1] is store \
+                    and key[2] is fl and key[3] == store.reuse_gen:
+                is_live = store.is_live
+                while buf:
+                    sm = buf.popleft()
+                    if is_live(sm.seq):
+                        self._nbuf_key = (sm.seq + 1, store, fl, key[3])
+                        return sm
+                    # removed since it was read: skip it as a fresh read would
+            buf.clear()
+        gen = store.reuse_gen
+        msgs, nseq = store.load_next_msgs(fl[0] if fl else ">", self.sseq, NBUF_MSGS, NBUF_BYTES)
+        if not msgs:
+            self._nbuf_key = None
+            if nseq > self.sseq:
+                self.sseq = nseq
+            return None
+        sm = msgs[0]
+        if len(msgs) > 1:
+            buf.extend(msgs[1:])
+            self._nbuf_key = (sm.seq + 1, store, fl, gen)
+        else:
+            self._nbuf_key = None
+        return sm
 
     def _load_next(self, start: int) -> tuple[Any, int]:
         store = self.store

@@ -76,6 +76,9 @@ class StoreCore(MsgStore):
         self._ttl_heap: list[tuple[int, int]] = []
         # Messages with a negative TTL ("never"): exempt from max_age.
         self._never: set[int] = set()
+        # Bumped whenever sequences below last_seq can be reused (truncate), so a reader that
+        # buffered messages knows a live sequence may now hold a different message.
+        self.reuse_gen = 0
 
     # ---------------------------------------------------------------- backend hooks
     def _size_of(self, subject: str, hlen: int, dlen: int) -> int:
@@ -327,6 +330,54 @@ class StoreCore(MsgStore):
                 return msg, seq + 1
             start = seq + 1  # unreadable record (file store dropped it): keep looking
 
+    @_op
+    def load_next_msgs(self, filter_subject: str, start_seq: int, max_msgs: int,
+                       max_bytes: int = 0) -> tuple[list[StoredMsg], int]:
+        """Up to `max_msgs` messages that `load_next_msg` would return one after another from
+        `start_seq`, under one lock acquisition; with `max_bytes`, stop once the headers and
+        payloads read reach it (at least one message is returned). Returns (msgs, next): when
+        the store ran out, `next` is what `load_next_msg` returns at the end (last_seq + 1),
+        else the sequence after the last message returned."""
+        out: list[StoredMsg] = []
+        if max_msgs <= 0:
+            return out, start_seq
+        if max_bytes <= 0:
+            max_bytes = 1 << 62
+        nbytes = 0
+        start = start_seq
+        load = self._load
+        if self._msgs and self._subjects.covers_all(filter_subject):
+            # one walk over the live slots instead of a search per message
+            for seq, _, _, _ in self._seqs.iter_live(self._clamp_start(start), self._last):
+                msg = load(seq)
+                start = seq + 1
+                if msg is None:
+                    break  # an unreadable record was dropped from the index: search on below
+                out.append(msg)
+                hdr = msg.hdr
+                nbytes += len(msg.data) + (len(hdr) if hdr else 0)
+                if len(out) >= max_msgs or nbytes >= max_bytes:
+                    return out, start
+            else:
+                return out, self._last + 1
+        while True:
+            seq = self._next_matching(filter_subject, start)
+            if seq is None:
+                return out, self._last + 1
+            msg = load(seq)
+            start = seq + 1
+            if msg is not None:
+                out.append(msg)
+                hdr = msg.hdr
+                nbytes += len(msg.data) + (len(hdr) if hdr else 0)
+                if len(out) >= max_msgs or nbytes >= max_bytes:
+                    return out, start
+
+    def is_live(self, seq: int) -> bool:
+        """Whether `seq` holds a message, without the lock (a single index probe, for a reader
+        that checks messages it buffered from `load_next_msgs` are still there)."""
+        return self._seqs.get(seq) is not None
+
     def _next_matching(self, filter_subject: str, start_seq: int) -> int | None:
         if self._msgs == 0:
             return None
@@ -459,6 +510,7 @@ class StoreCore(MsgStore):
 
     @_op
     def truncate(self, seq: int) -> None:
+        self.reuse_gen += 1
         if seq == 0:
             self._last = 0
             self._last_ts = 0
