@@ -772,12 +772,20 @@ class Consumer:
         return bool(pu) and self.clock.now_ns() < pu  # type: ignore[operator]
 
     async def _deliver_burst(self) -> str:
-        """Deliver until something stops us; returns why: eof, maxack, idle, paused, yield."""
+        """Deliver until something stops us; returns why: eof, maxack, idle, paused, yield.
+
+        The clock is read once per burst (and again after any sleep): a burst is at most BURST
+        deliveries done without yielding, so every message in it gets the same timestamps."""
         count = 0
+        now = self._now()
+        now_ns = self.clock.now_ns()
         while not self.closed:
-            if self._paused():
+            cfg = self.cfg
+            pu = cfg.pause_until
+            if pu and now_ns < pu:
                 return "paused"
-            if self.is_push:
+            push = bool(cfg.deliver_subject)
+            if push:
                 if not self.active or (self.maxpb > 0 and self.pbytes > self.maxpb):
                     return "idle"
             elif not self.waiting:
@@ -790,49 +798,52 @@ class Consumer:
             if nxt == "maxack":
                 return "maxack"
             sm, dc = nxt
-            if dc == 1:
-                self._dec_npc()
+            if dc == 1 and not self._npc_stale:
+                self.npc -= 1
             pending = self._num_pending()
-            reply = (f"{self.ack_prefix}{dc}.{sm.seq}.{self.dseq}.{sm.ts}.{pending}")
+            seq = sm.seq
+            reply = f"{self.ack_prefix}{dc}.{seq}.{self.dseq}.{sm.ts}.{pending}"
             hdr = sm.hdr
             data = sm.data
-            if self.cfg.headers_only:
+            if cfg.headers_only:
                 hdr, data = _headers_only(hdr, data)
             sz = len(sm.subject) + len(reply) + (len(hdr) if hdr else 0) + len(data)
             wr: PullRequest | None = None
-            if self.is_push:
-                dsubj = self.cfg.deliver_subject
+            if push:
+                dsubj = cfg.deliver_subject
             else:
-                wr = self._next_waiting(sz)
+                wr = self._next_waiting(sz, now)
                 if wr is None:
-                    self._put_back(sm.seq, dc)
+                    self._put_back(seq, dc)
                     return "idle"
                 dsubj = wr.reply
-                if self.cfg.priority_policy == "pinned_client" and self.pin_id:
+                if cfg.priority_policy == "pinned_client" and self.pin_id:
                     hdr = _add_header(hdr, "Nats-Pin-Id", self.pin_id)
                     sz = len(sm.subject) + len(reply) + len(hdr) + len(data)
                 if wr.n > 0 and wr.hb:
-                    wr.hbt = self._now() + wr.hb
+                    wr.hbt = now + wr.hb
             # replay original / rate limit: wait while still holding the message
             delay_until = 0.0
             if self._replay and self._lts > 0:
                 gap = (sm.ts - self._lts) / 1e9
                 if gap > 0.001:
-                    delay_until = self._now() + gap
+                    delay_until = now + gap
             self._lts = sm.ts
-            if self.cfg.rate_limit_bps:
+            if cfg.rate_limit_bps:
                 d = self._rate_delay(sz)
                 if d > 0:
-                    delay_until = max(delay_until, self._now() + d)
+                    delay_until = max(delay_until, now + d)
             if delay_until:
                 await trio.sleep_until(delay_until)
                 if self.closed:
                     return "idle"
-            self._deliver(dsubj, reply, sm, hdr, data, dc, sz)
+                now = self._now()
+                now_ns = self.clock.now_ns()
+            self._deliver(dsubj, reply, sm, hdr, data, dc, sz, now, now_ns)
             if wr is not None and wr.n <= 0 and wr.b > 0:
                 self._send(dsubj, None, _pending_status(409, "Batch Completed", wr.n, wr.b), b"")
-            if self.cfg.idle_heartbeat and self.is_push:
-                self._hb_at = self._now() + self.cfg.idle_heartbeat / 1e9
+            if push and self.cfg.idle_heartbeat:
+                self._hb_at = now + self.cfg.idle_heartbeat / 1e9
             count += 1
         return "idle"
 
@@ -955,30 +966,36 @@ class Consumer:
             self.rdq_set.add(seq)
 
     def _deliver(self, dsubj: str, reply: str, sm: Any, hdr: bytes | None, data: bytes,
-                 dc: int, sz: int) -> None:
+                 dc: int, sz: int, now: float | None = None, now_ns: int | None = None) -> None:
         """deliverMsg: update state first (delivery may re-enter us via a synchronous ack),
-        then publish."""
+        then publish. `now` / `now_ns`: the burst's clock readings (read here when absent)."""
+        if now is None:
+            now = self._now()
+        if now_ns is None:
+            now_ns = self.clock.now_ns()
         dseq = self.dseq
-        self.dseq += 1
+        self.dseq = dseq + 1
         seq = sm.seq
-        now_ns = self.clock.now_ns()
-        if self.maxpb > 0:
+        maxpb = self.maxpb
+        if maxpb > 0:
             self.pbytes += sz
         ap = self.cfg.ack_policy
-        self.delivered_sseq = max(self.delivered_sseq, seq) if dc == 1 else self.delivered_sseq
+        if dc == 1 and seq > self.delivered_sseq:
+            self.delivered_sseq = seq
         self.ldt = now_ns
         if ap != "none":
-            self._track_pending(seq, dseq, now_ns)
+            self._track_pending(seq, dseq, now_ns, now)
         else:
             self.adflr = dseq
             self.asflr = seq
-        self._mark_dirty()
-        if self.is_pull and self.dthresh > 0:
-            self.waiting_last = self._now()
+        if not (self._dirty and (self._flush_at or not self._persist)):
+            self._mark_dirty()
+        if self.dthresh > 0 and not self.cfg.deliver_subject:
+            self.waiting_last = now
         n = self._publish_as(dsubj, reply, hdr, data, sm.subject)
         if n == 0:
             self._did_not_deliver(seq, dsubj)
-        if self.maxpb > 0 and self._need_flow_control(sz):
+        if maxpb > 0 and self._need_flow_control(sz):
             self._send_flow_control()
         if ap == "none" and self.retention != "limits":
             self._stream_ack(seq)
@@ -1008,7 +1025,7 @@ class Consumer:
             self.rdq.append(seq)
             self.rdq_set.add(seq)
 
-    def _track_pending(self, seq: int, dseq: int, now_ns: int) -> None:
+    def _track_pending(self, seq: int, dseq: int, now_ns: int, now: float | None = None) -> None:
         p = self.pending.get(seq)
         if p is not None:
             p[1] = now_ns
@@ -1019,7 +1036,7 @@ class Consumer:
         if bo:
             bi = min(max(self.rdc.get(seq, 0), 0), len(bo) - 1)
             delay = self._ack_wait(bo[bi])
-        at = self._now() + delay / 1e9
+        at = (self._now() if now is None else now) + delay / 1e9
         if not self._ptmr_at or self._ptmr_at > at:
             self._ptmr_at = at
 
@@ -1521,12 +1538,13 @@ class Consumer:
         self.waiting_last = now
         self._wake()
 
-    def _next_waiting(self, sz: int) -> PullRequest | None:
+    def _next_waiting(self, sz: int, now: float | None = None) -> PullRequest | None:
         """nextWaiting: the request the next message goes to, FIFO with round-robin batches,
         honouring a pinned client or overflow thresholds when the consumer has a priority
         policy."""
         wq = self.waiting
-        now = self._now()
+        if now is None:
+            now = self._now()
         sl = self.account.sublist
         policy = self.cfg.priority_policy
         cycled = 0
