@@ -33,6 +33,31 @@ def run_async(coro_fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float
     return asyncio.run(main())
 
 
+def start_nats_server(config: str, prefix: str = "natsd-") -> tuple[subprocess.Popen, str, str]:
+    """Start the real nats-server on a free loopback port with `config` appended; returns the
+    process, its client URL (from its ports file) and its directory. The caller stops it."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    path = os.path.join(d, "s.conf")
+    with open(path, "w") as fh:
+        fh.write(f'listen: "127.0.0.1:-1"\nports_file_dir: {json.dumps(d)}\n{config}\n')
+    proc = subprocess.Popen([NATS_SERVER or "nats-server", "-c", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ports = [f for f in os.listdir(d) if f.endswith(".ports")]
+        if ports:
+            try:
+                with open(os.path.join(d, ports[0])) as fh:
+                    return proc, json.load(fh)["nats"][0], d
+            except ValueError:
+                pass  # written but not complete yet
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("nats-server did not start")
+
+
 class RealNatsServer:
     """The real nats-server binary, started on free ports with the given extra config."""
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 import time
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 from edgebus.security import jwt as J
 from edgebus.security import nkeys
 from edgebus.security.jwt import AuthError, JWTError
+from conftest import start_nats_server
 
 NOW = 1_700_000_000
 
@@ -466,29 +465,6 @@ def test_creds_errors(keys: dict[str, nkeys.KeyPair]) -> None:
 # ------------------------------------------------- differential vs nats-server
 
 
-def _start(config: str) -> tuple[subprocess.Popen[bytes], str, str]:
-    d = tempfile.mkdtemp(prefix="eb-jwt-")
-    path = os.path.join(d, "s.conf")
-    with open(path, "w") as fh:
-        fh.write(f'listen: "127.0.0.1:-1"\nports_file_dir: {json.dumps(d)}\n{config}\n')
-    proc = subprocess.Popen([shutil.which("nats-server") or "nats-server", "-c", path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        ports = [f for f in os.listdir(d) if f.endswith(".ports")]
-        if ports:
-            try:
-                with open(os.path.join(d, ports[0])) as fh:
-                    return proc, json.load(fh)["nats"][0], d
-            except ValueError:
-                pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("nats-server did not start")
-
-
 @pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server not installed")
 def test_operator_mode_agrees_with_nats_server(tmp_path: Any) -> None:
     pytest.importorskip("nkeys")  # nats-py needs it to sign the nonce from a creds file
@@ -533,7 +509,7 @@ def test_operator_mode_agrees_with_nats_server(tmp_path: Any) -> None:
     }
     config = (f"operator: {op_jwt}\nsystem_account: {sys_acc.public_key}\nresolver: MEMORY\n"
               f"resolver_preload: {{\n  {sys_acc.public_key}: {sys_jwt}\n  {acc.public_key}: {acc_jwt}\n}}\n")
-    proc, url, d = _start(config)
+    proc, url, d = start_nats_server(config)
 
     async def server_accepts(name: str) -> bool:
         path = tmp_path / f"{name}.creds"

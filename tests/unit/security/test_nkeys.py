@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import shutil
 import subprocess
-import tempfile
-import time
 
 import pytest
 
 from edgebus.security import nkeys
 from edgebus.security.nkeys import NKeyError, PrefixByte
+from conftest import start_nats_server
 
 KINDS = {
     "user": ("U", "SU"),
@@ -181,27 +179,6 @@ def test_interop_with_nkeys_package() -> None:
 # ---------------------------------------------------- interop: nats-server
 
 
-def _start_server(config: str) -> tuple[subprocess.Popen[bytes], str, str]:
-    d = tempfile.mkdtemp(prefix="eb-nkeys-")
-    path = os.path.join(d, "s.conf")
-    with open(path, "w") as fh:
-        fh.write(f'listen: "127.0.0.1:-1"\nports_file_dir: {json.dumps(d)}\n{config}\n')
-    proc = subprocess.Popen([shutil.which("nats-server") or "nats-server", "-c", path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        ports = [f for f in os.listdir(d) if f.endswith(".ports")]
-        if ports:
-            try:
-                with open(os.path.join(d, ports[0])) as fh:
-                    return proc, json.load(fh)["nats"][0], d
-            except ValueError:
-                pass
-        time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("nats-server did not start")
-
-
 @pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server not installed")
 def test_nats_server_accepts_our_nkey_users() -> None:
     pytest.importorskip("nkeys")  # nats-py signs the nonce with it
@@ -209,7 +186,7 @@ def test_nats_server_accepts_our_nkey_users() -> None:
 
     good = nkeys.create_pair("user")
     other = nkeys.create_pair("user")
-    proc, url, d = _start_server(f"authorization {{ users: [ {{ nkey: {good.public_key} }} ] }}")
+    proc, url, d = start_nats_server(f"authorization {{ users: [ {{ nkey: {good.public_key} }} ] }}")
 
     async def attempt(seed: str) -> bool:
         try:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
-import tempfile
-import time
 
 import pytest
 
 from edgebus.security.passwords import compare_passwords, hash_password, is_bcrypt
+from conftest import start_nats_server
 
 
 @pytest.mark.parametrize(
@@ -83,27 +81,6 @@ def test_hash_password_cost_bounds() -> None:
 # ----------------------------------------------------- differential vs nats-server
 
 
-def _start_server(config: str) -> tuple[subprocess.Popen[bytes], str, str]:
-    d = tempfile.mkdtemp(prefix="eb-pw-")
-    path = os.path.join(d, "s.conf")
-    with open(path, "w") as fh:
-        fh.write(f'listen: "127.0.0.1:-1"\nports_file_dir: {json.dumps(d)}\n{config}\n')
-    proc = subprocess.Popen([shutil.which("nats-server") or "nats-server", "-c", path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        ports = [f for f in os.listdir(d) if f.endswith(".ports")]
-        if ports:
-            try:
-                with open(os.path.join(d, ports[0])) as fh:
-                    return proc, json.load(fh)["nats"][0], d
-            except ValueError:
-                pass
-        time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("nats-server did not start")
-
-
 @pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server not installed")
 @pytest.mark.parametrize(
     "secret",
@@ -113,7 +90,7 @@ def test_server_agrees(secret: str) -> None:
     import nats
 
     users = [{"user": "u", "password": secret}]
-    proc, url, d = _start_server(f"authorization {{ users: {json.dumps(users)} }}")
+    proc, url, d = start_nats_server(f"authorization {{ users: {json.dumps(users)} }}")
 
     async def attempt(pw: str) -> bool:
         try:
