@@ -10,7 +10,6 @@ import asyncio
 import base64
 import json
 import shutil
-import subprocess
 import time
 from typing import Any
 

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import os
 import shutil
-import subprocess
 
 import pytest
 
