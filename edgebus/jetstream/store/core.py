@@ -209,6 +209,12 @@ class StoreCore(MsgStore):
         assert info is not None
         return self._load_slot(seq, info, page, off)
 
+    def _load_many(self, items: list[tuple[int, SubjInfo, Page, int]]) -> list[StoredMsg | None]:
+        """Load the (seq, info, page, offset) slots from `SeqMap.iter_live` (collected first: a
+        backend may drop an unreadable record, giving None for it)."""
+        load_slot = self._load_slot
+        return [load_slot(seq, info, page, off) for seq, info, page, off in items]
+
     def _clamp_start(self, start: int) -> int:
         return start if start > self._first else self._first
 
@@ -338,8 +344,8 @@ class StoreCore(MsgStore):
     def load_next_msgs(self, filter_subject: str, start_seq: int, max_msgs: int,
                        max_bytes: int = 0) -> tuple[list[StoredMsg], int]:
         """Up to `max_msgs` messages that `load_next_msg` would return one after another from
-        `start_seq`, under one lock acquisition; with `max_bytes`, stop once the headers and
-        payloads read reach it (at least one message is returned). Returns (msgs, next): when
+        `start_seq`, under one lock acquisition; with `max_bytes`, stop once about that many
+        bytes were read (at least one message is returned). Returns (msgs, next): when
         the store ran out, `next` is what `load_next_msg` returns at the end (last_seq + 1),
         else the sequence after the last message returned."""
         out: list[StoredMsg] = []
@@ -351,19 +357,19 @@ class StoreCore(MsgStore):
         start = start_seq
         load = self._load
         if self._msgs and self._subjects.covers_all(filter_subject):
-            # one walk over the live slots instead of a search per message
-            for seq, _, _, _ in self._seqs.iter_live(self._clamp_start(start), self._last):
-                msg = load(seq)
-                start = seq + 1
-                if msg is None:
-                    break  # an unreadable record was dropped from the index: search on below
-                out.append(msg)
-                hdr = msg.hdr
-                nbytes += len(msg.data) + (len(hdr) if hdr else 0)
-                if len(out) >= max_msgs or nbytes >= max_bytes:
-                    return out, start
-            else:
-                return out, self._last + 1
+            # one walk over the live slots instead of a search per message, then one load of
+            # them all (the file store reads adjacent records with one pread)
+            items = []
+            slot_size = self._slot_size if max_bytes < 1 << 62 else None
+            nxt = self._last + 1
+            for item in self._seqs.iter_live(self._clamp_start(start), self._last):
+                items.append(item)
+                if slot_size is not None:
+                    nbytes += slot_size(item[2], item[3], item[1])
+                if len(items) >= max_msgs or nbytes >= max_bytes:
+                    nxt = item[0] + 1
+                    break
+            return [m for m in self._load_many(items) if m is not None], nxt
         while True:
             seq = self._next_matching(filter_subject, start)
             if seq is None:

@@ -70,6 +70,7 @@ MAX_BODY = 1 << 30  # sanity bound when resynchronising
 
 INDEX_MAGIC = b"EBSIDX01"
 OFF_MASK = 0xFFFFFFFF
+READ_RUN_MAX = 1 << 20   # batch loads read adjacent records with one pread of at most this
 
 
 def _record(typ: int, body: bytes) -> bytes:
@@ -472,6 +473,55 @@ class FileStore(StoreCore):
         p = 8 + MSGF.size + slen
         hdr = buf[p : p + hlen] if hlen else None
         return StoredMsg(seq, info.name, hdr, buf[p + hlen : 8 + blen], ts)
+
+    def _load_many(self, items: list[tuple[int, SubjInfo, Page, int]]) -> list[StoredMsg | None]:
+        """Adjacent records of one block are read with a single pread (up to READ_RUN_MAX
+        bytes); a record that does not check out is re-read alone by `_load`, which reports
+        and drops it exactly as a single load would."""
+        out: list[StoredMsg | None] = []
+        run: list[tuple[int, SubjInfo, int, int]] = []
+        run_idx = -1
+        run_start = run_end = 0
+        for seq, info, page, off in items:
+            loc = page.a[off]
+            index = loc >> 32
+            pos = loc & OFF_MASK
+            rl = page.b[off] >> 1  # type: ignore[index]
+            if run and index == run_idx and pos == run_end and run_end + rl - run_start <= READ_RUN_MAX:
+                run.append((seq, info, pos, rl))
+                run_end += rl
+                continue
+            if run:
+                self._read_run(run_idx, run_start, run_end, run, out)
+            run = [(seq, info, pos, rl)]
+            run_idx = index
+            run_start = pos
+            run_end = pos + rl
+        if run:
+            self._read_run(run_idx, run_start, run_end, run, out)
+        return out
+
+    def _read_run(self, index: int, start: int, end: int, run: list[tuple[int, SubjInfo, int, int]],
+                  out: list[StoredMsg | None]) -> None:
+        buf = os.pread(self._read_fd(index), end - start, start)
+        n = len(buf)
+        mv = memoryview(buf)
+        msf = MSGF.size
+        for seq, info, pos, rl in run:
+            p0 = pos - start
+            msg = None
+            if rl >= 12 and p0 + rl <= n:
+                magic, typ, _f, blen = HEAD.unpack_from(buf, p0)
+                if magic == MAGIC and typ == T_MSG and 8 + blen + 4 == rl \
+                        and crc32(mv[p0 + 2 : p0 + 8 + blen]) == CRC.unpack_from(buf, p0 + 8 + blen)[0]:
+                    rseq, ts, _ttl, slen, hlen = MSGF.unpack_from(buf, p0 + 8)
+                    if rseq == seq:
+                        p = p0 + 8 + msf + slen
+                        msg = StoredMsg(seq, info.name, buf[p : p + hlen] if hlen else None,
+                                        buf[p + hlen : p0 + 8 + blen], ts)
+            if msg is None:
+                msg = self._load(seq)
+            out.append(msg)
 
     def _load(self, seq: int) -> StoredMsg | None:
         try:
