@@ -60,6 +60,8 @@ class StoreCore(MsgStore):
     # Column layout of the SeqMap; backends override.
     _A_TYPE = "O"
     _B_TYPE: str | None = None
+    # load_next_msgs honours max_bytes (False: loads copy nothing, so the cap is ignored)
+    _BATCH_BYTES_CAP = True
 
     def __init__(self, limits: StoreLimits | None = None) -> None:
         self.limits = limits if limits is not None else StoreLimits()
@@ -345,13 +347,14 @@ class StoreCore(MsgStore):
                        max_bytes: int = 0) -> tuple[list[StoredMsg], int]:
         """Up to `max_msgs` messages that `load_next_msg` would return one after another from
         `start_seq`, under one lock acquisition; with `max_bytes`, stop once about that many
-        bytes were read (at least one message is returned). Returns (msgs, next): when
+        bytes were read (at least one message is returned; a backend whose loads copy nothing
+        may ignore it). Returns (msgs, next): when
         the store ran out, `next` is what `load_next_msg` returns at the end (last_seq + 1),
         else the sequence after the last message returned."""
         out: list[StoredMsg] = []
         if max_msgs <= 0:
             return out, start_seq
-        if max_bytes <= 0:
+        if max_bytes <= 0 or not self._BATCH_BYTES_CAP:
             max_bytes = 1 << 62
         nbytes = 0
         start = start_seq

@@ -26,6 +26,9 @@ class MemoryStore(StoreCore):
     the store's references (same visible effect as remove)."""
 
     _A_TYPE = "O"
+    # a loaded message shares the stored bytes objects: a batch load copies nothing, so it
+    # needs no byte cap
+    _BATCH_BYTES_CAP = False
 
     def __init__(self, limits: StoreLimits | None = None) -> None:
         super().__init__(limits)
@@ -43,6 +46,16 @@ class MemoryStore(StoreCore):
 
     def _persist_msg(self, seq: int, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[Any, int]:
         return (data if hdr is None else (hdr, data)), 0
+
+    def _load_many(self, items: list[tuple[int, SubjInfo, Page, int]]) -> list[StoredMsg | None]:
+        out: list[StoredMsg | None] = []
+        for seq, info, page, off in items:
+            p = page.a[off]
+            if type(p) is bytes:
+                out.append(StoredMsg(seq, info.name, None, p, page.ts[off]))
+            else:
+                out.append(StoredMsg(seq, info.name, p[0], p[1], page.ts[off]))
+        return out
 
     def _load_slot(self, seq: int, info: SubjInfo, page: Page, off: int) -> StoredMsg:
         p = page.a[off]
