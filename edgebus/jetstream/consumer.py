@@ -779,6 +779,7 @@ class Consumer:
         count = 0
         now = self._now()
         now_ns = self.clock.now_ns()
+        retention = self.retention
         while not self.closed:
             cfg = self.cfg
             pu = cfg.pause_until
@@ -812,7 +813,21 @@ class Consumer:
             if push:
                 dsubj = cfg.deliver_subject
             else:
-                wr = self._next_waiting(sz, now)
+                # fast path of _next_waiting for the head request when no byte budget, expiry
+                # or priority rule applies (anything else: the full walk, nothing changed yet)
+                wq = self.waiting
+                wr = wq[0] if wq else None
+                pp = cfg.priority_policy
+                if wr is not None and wr.b <= 0 and (not wr.expires or now < wr.expires) and pp != "pinned_client" \
+                        and (pp != "overflow" or wr.group is None) \
+                        and self.account.sublist.match(wr.reply):
+                    wr.d += 1
+                    wr.n -= 1
+                    wq.popleft()
+                    if wr.n > 0:
+                        wq.append(wr)
+                else:
+                    wr = self._next_waiting(sz, now)
                 if wr is None:
                     self._put_back(seq, dc)
                     return "idle"
@@ -839,7 +854,7 @@ class Consumer:
                     return "idle"
                 now = self._now()
                 now_ns = self.clock.now_ns()
-            self._deliver(dsubj, reply, sm, hdr, data, dc, sz, now, now_ns)
+            self._deliver(dsubj, reply, sm, hdr, data, dc, sz, now, now_ns, retention)
             if wr is not None and wr.n <= 0 and wr.b > 0:
                 self._send(dsubj, None, _pending_status(409, "Batch Completed", wr.n, wr.b), b"")
             if push and self.cfg.idle_heartbeat:
@@ -966,9 +981,11 @@ class Consumer:
             self.rdq_set.add(seq)
 
     def _deliver(self, dsubj: str, reply: str, sm: Any, hdr: bytes | None, data: bytes,
-                 dc: int, sz: int, now: float | None = None, now_ns: int | None = None) -> None:
+                 dc: int, sz: int, now: float | None = None, now_ns: int | None = None,
+                 retention: str | None = None) -> None:
         """deliverMsg: update state first (delivery may re-enter us via a synchronous ack),
-        then publish. `now` / `now_ns`: the burst's clock readings (read here when absent)."""
+        then publish. `now` / `now_ns` / `retention`: the burst's clock readings and stream
+        retention (looked up here when absent)."""
         if now is None:
             now = self._now()
         if now_ns is None:
@@ -997,7 +1014,7 @@ class Consumer:
             self._did_not_deliver(seq, dsubj)
         if maxpb > 0 and self._need_flow_control(sz):
             self._send_flow_control()
-        if ap == "none" and self.retention != "limits":
+        if ap == "none" and (retention or self.retention) != "limits":
             self._stream_ack(seq)
 
     def _publish_as(self, dsubj: str, reply: str, hdr: bytes | None, data: bytes, orig_subject: str) -> int:
