@@ -250,8 +250,19 @@ class StoreCore(MsgStore):
         return heapq.merge(*lists)
 
     # ---------------------------------------------------------------- writing
-    @_op
     def store_msg(self, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int = 0) -> tuple[int, int]:
+        # what _op does, written out: this is the per-message ingest call
+        with self._lock:
+            if self._closed:
+                raise ErrStoreClosed()
+            if self._after_op_noop:
+                return self._store_msg(subject, hdr, data, ts, ttl)
+            try:
+                return self._store_msg(subject, hdr, data, ts, ttl)
+            finally:
+                self._after_op()
+
+    def _store_msg(self, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[int, int]:
         if not hdr:
             hdr = None
         if type(data) is not bytes:
