@@ -9,6 +9,7 @@ tests/interop/ws/wsclient.py talks to each in turn.
 from __future__ import annotations
 
 import json
+import time
 import os
 import struct
 import sys
@@ -273,7 +274,12 @@ def test_ports_file_websocket_entry_matches(real_nats_server, tmp_path):
     port = free_port()
     real_nats_server(config=f"ports_file_dir: {json.dumps(str(real_dir))}\n"
                             f"websocket {{ port: {port}, host: 127.0.0.1, no_tls: true }}\n")
+    # nats-server writes its ports file just after it starts accepting: wait for it
+    deadline = time.monotonic() + 10
     files = list(real_dir.glob("*.ports"))
+    while not files and time.monotonic() < deadline:
+        time.sleep(0.02)
+        files = list(real_dir.glob("*.ports"))
     assert len(files) == 1
     real_ports = json.loads(files[0].read_text())
     assert real_ports["websocket"] == [f"ws://127.0.0.1:{port}"]
