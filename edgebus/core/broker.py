@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import base64
 import os
-import platform
 from collections import deque
 from typing import Any, Callable
 
-from .. import __version__, NATS_VERSION
+from .. import NATS_VERSION
 from ..options import Options
 from .account import Account
 from .clock import Clock
@@ -146,9 +145,3 @@ class Broker:
             if o.jetstream.domain:
                 info["domain"] = o.jetstream.domain
         return info
-
-    def varz_base(self) -> dict[str, Any]:
-        return {
-            "edgebus_version": __version__,
-            "python": platform.python_version(),
-        }

@@ -15,7 +15,7 @@ those below `*`, then the literal token's; at the last level the literal before 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 
 CACHE_MAX = 4096
@@ -260,10 +260,6 @@ class Sublist:
                 stack.append(node.pwc)
             if node.fwc:
                 stack.append(node.fwc)
-
-    def remove_batch(self, subs: Iterable[Subscription]) -> None:
-        for s in list(subs):
-            self.remove(s)
 
     def stats(self) -> dict[str, Any]:
         fanouts = [len(r.psubs) + len(r.qsubs) for r in self.cache.values()]
