@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -63,7 +63,7 @@ def setup_logging(o: Options) -> logging.Handler:
     return handler
 
 
-def fatal(msg: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+def fatal(msg: str) -> NoReturn:
     log.critical(msg)
     if not logging.getLogger().handlers:
         print(f"[{os.getpid()}] [FTL] {msg}", file=sys.stderr)

@@ -27,8 +27,8 @@ import trio
 
 from .. import NATS_VERSION
 from ..codec import nats as proto
-from ..codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_OK, OP_PING, OP_PONG, OP_PUB, OP_PUBS,
-                          OP_SUB, OP_UNSUB, ProtocolError, err_frame)
+from ..codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_PING, OP_PONG, OP_PUB, OP_PUBS, OP_SUB,
+                          OP_UNSUB, err_frame)
 from ..core.client import CLIENT, Client, Msg
 from ..core.subject import valid_literal_subject, valid_subject
 from ..core.sublist import Subscription
