@@ -202,22 +202,31 @@ class BlocksMapper(MapperBase):
                 pass
         return out
 
+    def listener_key(self, target: Any, low: str, k: str, val: Any, p: Position) -> bool:
+        """`listen`, `port`, `host`/`net` of a front-end block (websocket, mqtt, leafnodes)
+        onto its options' host and port; False for any other key."""
+        if low == "listen":
+            host, port = self.listen(val, p)
+            if host:
+                target.host = host
+            target.port = port
+        elif low == "port":
+            target.port = self.int_(val, p, k)
+        elif low in ("host", "net"):
+            target.host = self.str_(val, p, k)
+        else:
+            return False
+        return True
+
     def top_websocket(self, v: Any, pos: Position, key: str) -> None:
         m = self.map_(v, pos, key)
         ws = self.o.websocket or WebsocketOptions()
         self.o.websocket = ws
         for low, k, val, p in self.entries(m):
             try:
-                if low == "listen":
-                    host, port = self.listen(val, p)
-                    if host:
-                        ws.host = host
-                    ws.port = port
-                elif low == "port":
-                    ws.port = self.int_(val, p, k)
-                elif low in ("host", "net"):
-                    ws.host = self.str_(val, p, k)
-                elif low == "no_tls":
+                if self.listener_key(ws, low, k, val, p):
+                    continue
+                if low == "no_tls":
                     ws.no_tls = self.bool_(val, p, k)
                 elif low == "tls":
                     ws.tls = self.tls(val, p, k)
@@ -276,16 +285,9 @@ class BlocksMapper(MapperBase):
         self.o.mqtt = mq
         for low, k, val, p in self.entries(m):
             try:
-                if low == "listen":
-                    host, port = self.listen(val, p)
-                    if host:
-                        mq.host = host
-                    mq.port = port
-                elif low == "port":
-                    mq.port = self.int_(val, p, k)
-                elif low in ("host", "net"):
-                    mq.host = self.str_(val, p, k)
-                elif low == "tls":
+                if self.listener_key(mq, low, k, val, p):
+                    continue
+                if low == "tls":
                     mq.tls = self.tls(val, p, k)
                 elif low in ("authorization", "authentication"):
                     mq.authorization = self.simple_auth(val, p, k)
@@ -340,16 +342,9 @@ class BlocksMapper(MapperBase):
         self.o.leafnodes = leaf
         for low, k, val, p in self.entries(v):
             try:
-                if low == "listen":
-                    host, port = self.listen(val, p)
-                    if host:
-                        leaf.host = host
-                    leaf.port = port
-                elif low == "port":
-                    leaf.port = self.int_(val, p, k)
-                elif low in ("host", "net"):
-                    leaf.host = self.str_(val, p, k)
-                elif low == "authorization":
+                if self.listener_key(leaf, low, k, val, p):
+                    continue
+                if low == "authorization":
                     leaf.authorization = self.leaf_authorization(val, p, k)
                 elif low == "remotes":
                     leaf.remotes = self.remotes(val, p)
