@@ -33,6 +33,17 @@ def run_async(coro_fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float
     return asyncio.run(main())
 
 
+async def flushed(*conns: Any) -> None:
+    """Flush nats-py connections so that everything sent before (SUB included) has reached
+    the server. One `flush()` is not enough: nats-py (2.12 to 2.16 at least) writes its PING
+    straight to the socket while SUBs wait in its pending buffer for the flusher task, so the
+    PONG can come back before the server has seen the SUB. By the first PONG the flusher has
+    run; the second PING then travels behind the SUB. (nats-server races the same way.)"""
+    for nc in conns:
+        await nc.flush()
+        await nc.flush()
+
+
 def start_nats_server(config: str, prefix: str = "natsd-") -> tuple[subprocess.Popen, str, str]:
     """Start the real nats-server on a free loopback port with `config` appended; returns the
     process, its client URL (from its ports file) and its directory. The caller stops it."""

@@ -10,7 +10,7 @@ import json
 import nats
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 from edgebus.testing.embedded import EmbeddedServer
 
 CONF = """
@@ -66,11 +66,11 @@ def test_accounts_are_isolated_both_ways(srv):
         a, b, c, g = [await conn(srv.client_url, u) for u in "abcg"]
         subs = {n: await x.subscribe("iso.>") for n, x in zip("abcg", (a, b, c, g))}
         for x in (a, b, c, g):
-            await x.flush()
+            await flushed(x)
         await a.publish("iso.1", b"from-a")
         await g.publish("iso.2", b"from-g")
         for x in (a, g):
-            await x.flush()
+            await flushed(x)
         assert (await subs["a"].next_msg(timeout=2)).data == b"from-a"
         assert (await subs["g"].next_msg(timeout=2)).data == b"from-g"  # $G users talk to $G
         assert await nothing(subs["a"])
@@ -88,11 +88,11 @@ def test_stream_import_with_prefix_and_private_export(srv):
         sb = await b.subscribe("ext.news.>")
         sp = await b.subscribe("private.>")
         sc = await c.subscribe(">")
-        await b.flush()
-        await c.flush()
+        await flushed(b)
+        await flushed(c)
         await a.publish("news.eu", b"n1")
         await a.publish("private.x", b"p1")
-        await a.flush()
+        await flushed(a)
         m = await sb.next_msg(timeout=2)
         assert (m.subject, m.data) == ("ext.news.eu", b"n1")
         m = await sp.next_msg(timeout=2)
@@ -100,9 +100,9 @@ def test_stream_import_with_prefix_and_private_export(srv):
         assert await nothing(sc)
         # a stream import is one-way: B publishing on the prefixed subject reaches nobody in A
         sa = await a.subscribe("news.>")
-        await a.flush()
+        await flushed(a)
         await b.publish("ext.news.eu", b"back")
-        await b.flush()
+        await flushed(b)
         assert await nothing(sa)
         for x in (a, b, c):
             await x.close()
@@ -118,7 +118,7 @@ def test_service_import_with_to_and_reply_tracking(srv):
             seen_reply.append(m.reply)
             await m.respond(b"pong:" + m.subject.encode())
         await a.subscribe("svc.*", cb=handler)
-        await a.flush()
+        await flushed(a)
         r = await b.request("asvc.ping", b"x", timeout=2)
         assert r.data == b"pong:svc.ping"
         # the responder sees a tracked reply, never the requester's inbox
@@ -140,7 +140,7 @@ def test_response_types_singleton_and_stream(srv):
                 await m.respond(str(i).encode())
         await a.subscribe("multi", cb=three)
         await a.subscribe("single", cb=three)
-        await a.flush()
+        await flushed(a)
         out = {}
         for subj in ("multi", "single"):
             inbox = b.new_inbox()
@@ -188,10 +188,10 @@ def test_system_events_and_requests(srv):
     async def go():
         sysc = await conn(srv.client_url, "sys")
         events = await sysc.subscribe("$SYS.ACCOUNT.C.>")
-        await sysc.flush()
+        await flushed(sysc)
         c = await conn(srv.client_url, "c", name="watched")
         await c.publish("x", b"12345")
-        await c.flush()
+        await flushed(c)
         ev = json.loads((await events.next_msg(timeout=2)).data)
         assert ev["type"] == "io.nats.server.advisory.v1.client_connect"
         assert ev["client"]["acc"] == "C" and ev["client"]["user"] == "c"
@@ -221,7 +221,7 @@ def test_system_events_and_requests(srv):
         assert {"A", "B", "C", "SYS", "$G"} <= set(accz["data"]["accounts"])
         a = await conn(srv.client_url, "a")
         await a.subscribe("foo")
-        await a.flush()
+        await flushed(a)
         cz = json.loads((await sysc.request("$SYS.REQ.ACCOUNT.A.CONNZ", b"", timeout=2)).data)
         assert cz["data"]["num_connections"] == 1
         info = json.loads((await sysc.request("$SYS.REQ.ACCOUNT.A.INFO", b"", timeout=2)).data)
@@ -244,7 +244,7 @@ def test_failed_auth_event(srv):
     async def go():
         sysc = await conn(srv.client_url, "sys")
         s = await sysc.subscribe("$SYS.SERVER.*.CLIENT.AUTH.ERR")
-        await sysc.flush()
+        await flushed(sysc)
         with pytest.raises(nats.errors.Error):
             await nats.connect(srv.client_url, user="a", password="nope", allow_reconnect=False,
                                max_reconnect_attempts=0)
@@ -261,7 +261,7 @@ def test_accountz_and_accstatz(srv):
         a = await conn(srv.client_url, "a")
         await a.subscribe("stat.x")
         await a.publish("stat.x", b"abc")
-        await a.flush()
+        await flushed(a)
         await asyncio.sleep(0.05)
         z = srv.call(lambda s: accountz(s, {}))
         assert z["system_account"] == "SYS" and "A" in z["accounts"]
@@ -308,10 +308,10 @@ def test_sys_json_shapes_match_real_nats_server(real_nats_server):
     async def grab(url):
         s = await conn(url, "sys")
         sub = await s.subscribe("$SYS.ACCOUNT.A.>")
-        await s.flush()
+        await flushed(s)
         a = await conn(url, "a", name="n")
         await a.publish("x", b"1")
-        await a.flush()
+        await flushed(a)
         await a.close()
         out = {}
         while len(out) < 3:
@@ -392,11 +392,11 @@ def test_stream_import_follows_importer_interest(real_nats_server):
         except nats.errors.NoRespondersError:
             out["before"] = "no responders"
         s = await b.subscribe("in.news.>")
-        await b.flush()
+        await flushed(b)
         await a.publish("news.x", b"1")
         out["delivered"] = (await s.next_msg(timeout=2)).subject
         await s.unsubscribe()
-        await b.flush()
+        await flushed(b)
         try:
             await a.request("news.q", b"", timeout=1)
             out["after"] = "answered"

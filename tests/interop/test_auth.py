@@ -11,7 +11,7 @@ import socket
 import nats
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 from edgebus.security import nkeys as nk
 from edgebus.security.passwords import hash_password
 from edgebus.testing.embedded import EmbeddedServer
@@ -158,10 +158,10 @@ def test_no_auth_user_binds_credential_less_clients():
             a = await _connect(s.client_url, user="a", password="a")
             sb = await b.subscribe("x")
             sa = await a.subscribe("x")
-            await b.flush()
-            await a.flush()
+            await flushed(b)
+            await flushed(a)
             await anon.publish("x", b"from-anon")
-            await anon.flush()
+            await flushed(anon)
             got = await sb.next_msg(timeout=2)
             assert got.data == b"from-anon"  # anon is in account B
             with pytest.raises(nats.errors.TimeoutError):

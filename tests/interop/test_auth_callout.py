@@ -11,7 +11,7 @@ import json
 import nats
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 from edgebus.security import jwt as J
 from edgebus.security import nkeys as nk
 from edgebus.testing.embedded import EmbeddedServer
@@ -63,7 +63,7 @@ async def callout_service(url: str, seen: list) -> nats.NATS:
             resp["nats"]["error"] = "bad password"
         await msg.respond(J.encode(resp, ISSUER).encode())
     await nc.subscribe("$SYS.REQ.USER.AUTH", cb=handle)
-    await nc.flush()
+    await flushed(nc)
     return nc
 
 
@@ -81,11 +81,11 @@ async def scenario(url: str) -> dict:
         nc2 = await nats.connect(url, user="joe", password="good", allow_reconnect=False,
                                  error_cb=err_cb)
         sub = await nc.subscribe("app.x")
-        await nc.flush()
+        await flushed(nc)
         await nc2.publish("app.x", b"hello")
         out["delivered"] = (await sub.next_msg(timeout=2)).data
         await nc2.publish("other", b"nope")
-        await nc2.flush()
+        await flushed(nc2)
         for _ in range(50):
             if errors:
                 break
@@ -198,7 +198,7 @@ class OperatorCallout:
             await msg.respond(J.encode(resp, self.auth).encode())
         svc = await nats.connect(url, user_credentials=self.creds(self.svc, "svc"), allow_reconnect=False)
         await svc.subscribe("$SYS.REQ.USER.AUTH", cb=handle)
-        await svc.flush()
+        await flushed(svc)
         sentinel = self.creds(nk.create_pair("user"), "sentinel", bearer=True, deny_all=True)
         out = {}
         nc = await nats.connect(url, user_credentials=sentinel, name="good", allow_reconnect=False)

@@ -13,7 +13,7 @@ import time
 import nats
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 from edgebus.security import jwt as J
 from edgebus.security import nkeys as nk
 from edgebus.testing.embedded import EmbeddedServer
@@ -188,7 +188,7 @@ def test_scoped_signing_key_applies_template(org):
             await nc.publish("scoped.bob.x", b"ok")
             assert (await sub.next_msg(timeout=2)).data == b"ok"
             await nc.publish("scoped.eve.x", b"no")
-            await nc.flush()
+            await flushed(nc)
             for _ in range(50):
                 if errors:
                     break
@@ -458,10 +458,10 @@ def test_private_export_with_activation_token(tmp_path, real_nats_server):
         i2 = await _connect(url, user_credentials=creds["imp2"])
         s1 = await i.subscribe("priv.>")
         s2 = await i2.subscribe("priv.>")
-        await i.flush()
-        await i2.flush()
+        await flushed(i)
+        await flushed(i2)
         await e.publish("priv.x", b"secret")
-        await e.flush()
+        await flushed(e)
         got = (await s1.next_msg(timeout=2)).data
         try:
             await s2.next_msg(timeout=0.3)
@@ -504,7 +504,7 @@ def test_jwt_service_import_and_mappings_match_real_nats_server(tmp_path, real_n
             await m.respond(m.subject.encode() + b":" + m.data)
             await m.respond(b"second")
         await s.subscribe("echo.*", cb=echo)
-        await s.flush()
+        await flushed(s)
         inbox = c.new_inbox()
         sub = await c.subscribe(inbox)
         await c.publish("call.hi", b"x", reply=inbox)

@@ -10,7 +10,7 @@ import socket
 import nats
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 from edgebus.testing.embedded import EmbeddedServer
 
 PERMS_CONF = """
@@ -149,10 +149,10 @@ def test_wildcard_subscription_does_not_receive_denied_subjects(server):
         nc_a = await nats.connect(server.client_url, user="alice", password="a")
         nc_f = await nats.connect(server.client_url, user="free", password="f")
         s = await nc_a.subscribe("events.>")
-        await nc_a.flush()
+        await flushed(nc_a)
         await nc_f.publish("events.private.x", b"hidden")
         await nc_f.publish("events.public.x", b"shown")
-        await nc_f.flush()
+        await flushed(nc_f)
         m = await s.next_msg(timeout=2)
         assert m.subject == "events.public.x"
         with pytest.raises(nats.errors.TimeoutError):
@@ -175,17 +175,17 @@ def test_allow_responses(server):
             await m.respond(b"one")
             await m.respond(b"two")  # beyond the default max of 1
         await svc.subscribe("req.echo", cb=handler)
-        await svc.flush()
+        await flushed(svc)
         inbox = cli.new_inbox()
         s = await cli.subscribe(inbox)
         await cli.publish("req.echo", b"x", reply=inbox)
-        await cli.flush()
+        await flushed(cli)
         assert (await s.next_msg(timeout=2)).data == b"one"
         with pytest.raises(nats.errors.TimeoutError):
             await s.next_msg(timeout=0.3)
         # no publish rights other than responses
         await svc.publish("anything", b"x")
-        await svc.flush()
+        await flushed(svc)
         await svc.close()
         await cli.close()
         return errors
@@ -202,7 +202,7 @@ def test_allow_responses_max(server):
             for i in range(3):
                 await m.respond(str(i).encode())
         await svc.subscribe("req.many", cb=handler)
-        await svc.flush()
+        await flushed(svc)
         inbox = cli.new_inbox()
         s = await cli.subscribe(inbox)
         await cli.publish("req.many", b"", reply=inbox)

@@ -9,7 +9,7 @@ import asyncio
 import nats
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 from edgebus.testing.embedded import EmbeddedServer
 
 BEFORE = """
@@ -51,7 +51,7 @@ def test_reload_applies_to_live_connections(tmp_path):
                                         allow_reconnect=False, error_cb=cb("narrow"))
             s_any = await narrow.subscribe("anything")
             s_ok = await narrow.subscribe("allowed.x")
-            await narrow.flush()
+            await flushed(narrow)
 
             path.write_text(AFTER)
             changed = await asyncio.to_thread(s.call, reload_from_file)
@@ -67,12 +67,12 @@ def test_reload_applies_to_live_connections(tmp_path):
             # the narrowed user keeps its connection, loses the subscription outside its rights
             await keep.publish("anything", b"1")
             await keep.publish("allowed.x", b"2")
-            await keep.flush()
+            await flushed(keep)
             assert (await s_ok.next_msg(timeout=2)).data == b"2"
             with pytest.raises(nats.errors.TimeoutError):
                 await s_any.next_msg(timeout=0.3)
             await narrow.publish("denied", b"")
-            await narrow.flush()
+            await flushed(narrow)
             for _ in range(50):
                 if any('publish to "denied"' in e for e in events["narrow"]):
                     break
@@ -124,8 +124,8 @@ def test_reload_accounts_and_mappings(tmp_path):
             b = await nats.connect(s.client_url, user="b", password="b", allow_reconnect=False)
             sb = await b.subscribe("out.>")
             sm = await a.subscribe("mapped")
-            await b.flush()
-            await a.flush()
+            await flushed(b)
+            await flushed(a)
             await a.publish("out.1", b"x")
             await a.publish("m", b"y")
             assert (await sb.next_msg(timeout=2)).data == b"x"

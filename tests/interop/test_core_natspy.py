@@ -17,7 +17,7 @@ import nats
 import pytest
 from nats.errors import MaxPayloadError, NoRespondersError
 
-from tests.conftest import free_port, run_async
+from tests.conftest import flushed, free_port, run_async
 
 
 async def _connect(url: str, **kw):
@@ -70,7 +70,7 @@ def test_pub_sub_and_wildcards(edgebus_server):
         await nc.publish("orders.us.new", b"2")
         await nc.publish("orders.us.old.x", b"3")
         await nc.publish("other", b"4")
-        await nc.flush()
+        await flushed(nc)
         assert (await exact.next_msg(5)).data == b"1"
         assert [(await star.next_msg(5)).data for _ in range(2)] == [b"1", b"2"]
         got = [await tail.next_msg(5) for _ in range(3)]
@@ -91,17 +91,17 @@ def test_queue_groups_share_the_work(edgebus_server):
             async def cb(msg, i=i):
                 counts[i] += 1
             subs.append(await w.subscribe("work", queue="pool", cb=cb))
-            await w.flush()
+            await flushed(w)
         watcher = await _connect(edgebus_server.client_url)
         seen = await watcher.subscribe("work")
         pub = await _connect(edgebus_server.client_url)
         for i in range(300):
             await pub.publish("work", str(i).encode())
-        await pub.flush()
+        await flushed(pub)
         for _ in range(300):
             await seen.next_msg(5)  # the plain subscriber sees every message
         for w in workers:
-            await w.flush()
+            await flushed(w)
         deadline = time.monotonic() + 10
         while sum(counts) < 300 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -119,7 +119,7 @@ def test_request_reply_and_no_responders(edgebus_server):
         async def handler(msg):
             await msg.respond(b"pong:" + msg.data)
         await svc.subscribe("svc.ping", cb=handler)
-        await svc.flush()
+        await flushed(svc)
         nc = await _connect(edgebus_server.client_url)
         for i in range(20):
             r = await nc.request("svc.ping", str(i).encode(), timeout=5)
@@ -143,7 +143,7 @@ def test_headers_round_trip(edgebus_server):
         s.sendall(b"SUB h 1\r\nPING\r\n")
         read_until(s, b"PONG\r\n")
         await nc.publish("h", b"xyz", headers={"K": "v"})
-        await nc.flush()
+        await flushed(nc)
         assert read_until(s, b"xyz\r\n") == b"MSG h 1 3\r\nxyz\r\n"
         s.close()
         await nc.close()
@@ -172,7 +172,7 @@ def test_auto_unsubscribe(edgebus_server):
         await sub.unsubscribe(limit=3)
         for i in range(6):
             await nc.publish("au", str(i).encode())
-        await nc.flush()
+        await flushed(nc)
         got = [(await sub.next_msg(5)).data for _ in range(3)]
         assert got == [b"0", b"1", b"2"]
         assert _client_subs(edgebus_server) == 0  # the server removed it after 3 deliveries
@@ -194,10 +194,10 @@ def test_drain_delivers_in_flight_messages(edgebus_server):
             closed.set()
         sub_nc = await _connect(edgebus_server.client_url, closed_cb=on_closed)
         await sub_nc.subscribe("d", cb=cb)
-        await sub_nc.flush()
+        await flushed(sub_nc)
         for i in range(200):
             await nc.publish("d", b"%d" % i)
-        await nc.flush()
+        await flushed(nc)
         await sub_nc.drain()
         await asyncio.wait_for(closed.wait(), 10)
         assert got == [b"%d" % i for i in range(200)]
@@ -214,13 +214,13 @@ def test_reconnect_after_restart(edgebus_server):
         nc = await nats.connect(edgebus_server.client_url, reconnected_cb=on_reconnect,
                                 reconnect_time_wait=0.05, max_reconnect_attempts=-1)
         sub = await nc.subscribe("again")
-        await nc.flush()
+        await flushed(nc)
         await asyncio.to_thread(edgebus_server.restart)  # same port, fresh server
         await asyncio.wait_for(reconnected.wait(), 20)
-        await nc.flush()  # subscriptions are replayed on reconnect
+        await flushed(nc)  # subscriptions are replayed on reconnect
         other = await _connect(edgebus_server.client_url)
         await other.publish("again", b"hello")
-        await other.flush()
+        await flushed(other)
         assert (await sub.next_msg(5)).data == b"hello"
         await other.close()
         await nc.close()
@@ -235,7 +235,7 @@ def test_max_payload_advertised_and_enforced(edgebus_server):
         with pytest.raises(MaxPayloadError):
             await nc.publish("big", b"x" * 1025)
         await nc.publish("big", b"x" * 1024)
-        await nc.flush()
+        await flushed(nc)
         await nc.close()
     run_async(main)
     s = raw(edgebus_server.port)  # a client that ignores the limit is cut off
@@ -282,7 +282,7 @@ def test_lame_duck_mode(edgebus_server):
             closed.set()
         nc = await nats.connect(edgebus_server.client_url, lame_duck_mode_cb=on_ldm,
                                 disconnected_cb=on_disconnect, allow_reconnect=False)
-        await nc.flush()
+        await flushed(nc)
         task = asyncio.create_task(asyncio.to_thread(edgebus_server.call, lambda s: s.lame_duck()))
         await asyncio.wait_for(ldm.wait(), 10)  # INFO with ldm:true
         with pytest.raises(OSError):  # no new clients are accepted meanwhile
@@ -396,7 +396,7 @@ def test_half_open_connections_are_reaped(edgebus_server):
 
     async def main():
         nc = await _connect(edgebus_server.client_url)
-        await nc.flush()
+        await flushed(nc)
         await nc.close()
     run_async(main)
     assert wait_until(lambda: edgebus_server.call(lambda s: len(s.connections)) == 0)

@@ -15,6 +15,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy, RetentionPolicy
 from nats.js.errors import APIError, NotFoundError
 
+from conftest import flushed
 from js.jshelpers import JSServer, api, pull, run, server_fixture, status_of, wait_for
 
 
@@ -222,7 +223,7 @@ def test_pull_statuses(srv: JSServer) -> None:
         inbox = nc.new_inbox()
         s1 = await nc.subscribe(inbox)
         await nc.publish("$JS.API.CONSUMER.MSG.NEXT.S.P", b'{"batch":1,"expires":2000000000}', reply=inbox)
-        await nc.flush()
+        await flushed(nc)
         out = await pull(nc, "S", "P", {"batch": 1, "expires": 1_000_000_000})
         assert status_of(out[0]) == ("409", "Exceeded MaxWaiting")
         info = await js.consumer_info("S", "P")
@@ -670,7 +671,7 @@ def test_consumer_delete_releases_waiting_pulls(srv: JSServer) -> None:
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
         await nc.publish("$JS.API.CONSUMER.MSG.NEXT.S.D", b'{"batch":1,"expires":5000000000}', reply=inbox)
-        await nc.flush()
+        await flushed(nc)
         await asyncio.sleep(0.1)
         await js.delete_consumer("S", "D")
         m = await sub.next_msg(2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import nats
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 from edgebus.testing.embedded import EmbeddedServer
 
 MAPPINGS = """
@@ -29,7 +29,7 @@ async def mapped_subjects(url: str, user: str | None = None) -> dict[str, str]:
     kw = {"user": user, "password": user} if user else {}
     nc = await nats.connect(url, allow_reconnect=False, **kw)
     sub = await nc.subscribe(">")
-    await nc.flush()
+    await flushed(nc)
     out = {}
     for s in SUBJECTS:
         await nc.publish(s, s.encode())
@@ -72,7 +72,7 @@ def test_weighted_mapping_splits_traffic():
     async def go(url):
         nc = await nats.connect(url, allow_reconnect=False)
         sub = await nc.subscribe("w.*")
-        await nc.flush()
+        await flushed(nc)
         for _ in range(200):
             await nc.publish("w", b"")
         seen = set()

@@ -8,7 +8,7 @@ import urllib.request
 import nats
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 
 
 def get(base: str, path: str) -> tuple[int, dict]:
@@ -34,7 +34,7 @@ def test_varz_connz_subsz_counters(mon):
         await nc.subscribe("q", queue="workers")
         for _ in range(3):
             await nc.publish("m.x", b"12345")
-        await nc.flush()
+        await flushed(nc)
         await asyncio.sleep(0.05)
         status, connz = await asyncio.to_thread(get, base, "/connz?subs=1")
         status_d, detail = await asyncio.to_thread(get, base, "/connz?subs=detail&auth=true")

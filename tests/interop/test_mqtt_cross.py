@@ -12,7 +12,7 @@ import threading
 import nats
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 from edgebus.codec import mqtt as m
 from edgebus.options import MQTTOptions, TLSOptions, WebsocketOptions
 from edgebus.testing.embedded import EmbeddedServer
@@ -33,7 +33,7 @@ def test_nats_and_mqtt_cross_delivery(srv):
     async def main() -> None:
         nc = await nats.connect(srv.client_url)
         sub = await nc.subscribe("sensors.>")
-        await nc.flush()
+        await flushed(nc)
         mq = RawMQTT(port, "cross")
         assert mq.subscribe([("sensors/#", 1)]) == [1]
         # MQTT -> NATS: HMSG with the Nmqtt-Pub header, topic mapped to a subject
@@ -46,7 +46,7 @@ def test_nats_and_mqtt_cross_delivery(srv):
         mq.send(m.puback(echo.packet_id))
         # NATS -> MQTT: always QoS 0, topic rebuilt from the subject
         await nc.publish("sensors.hall.temp", b"19")
-        await nc.flush()
+        await flushed(nc)
         p = mq.expect(m.Publish)
         assert (p.topic, p.payload, p.qos, p.retain) == ("sensors/hall/temp", b"19", 0, False)
         mq.disconnect()

@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 from edgebus.options import WebsocketOptions
 from edgebus.testing.embedded import EmbeddedServer
 
@@ -110,7 +110,7 @@ def test_nats_ws_with_nats_py_and_nats_js(node):
 
             await nc.subscribe("from.ws.>", cb=collect)
             await nc.subscribe("py.svc", cb=py_service)
-            await nc.flush()
+            await flushed(nc)
             replies: dict = {}
 
             async def on_ready() -> None:
@@ -263,7 +263,7 @@ def test_nats_ws_many_small_messages_keep_order(node):
                     done.set()
 
             await nc.subscribe("seq", cb=cb)
-            await nc.flush()
+            await flushed(nc)
             steps: list[dict] = [{"op": "pub", "conn": "ws", "subject": "seq", "data": str(i)}
                                  for i in range(2000)]
             await run_node(node, {"connections": {"ws": {"transport": "ws", "servers": ws_url(srv)}},

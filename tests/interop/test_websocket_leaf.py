@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from conftest import run_async
+from conftest import flushed, run_async
 from edgebus.testing.embedded import EmbeddedServer
 
 nats = pytest.importorskip("nats")
@@ -37,16 +37,16 @@ def test_nats_server_leaf_over_websocket(real_nats_server, no_masking):
             b = await nats.connect(leaf.client_url)
             sub_a = await a.subscribe("to.hub.>")
             sub_b = await b.subscribe("to.leaf.>")
-            await a.flush()
-            await b.flush()
+            await flushed(a)
+            await flushed(b)
 
             async def pub_b() -> None:
                 await b.publish("to.hub.x", b"from-leaf")
-                await b.flush()
+                await flushed(b)
 
             async def pub_a() -> None:
                 await a.publish("to.leaf.x", b"from-hub")
-                await a.flush()
+                await flushed(a)
 
             assert await _first(sub_a, pub_b) == b"from-leaf"
             assert await _first(sub_b, pub_a) == b"from-hub"
