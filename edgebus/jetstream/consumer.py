@@ -56,6 +56,7 @@ ACK_WAIT_DELAY_NS = 1_000_000                  # ackWaitDelay: let bursts expire
 BURST = 256                                    # deliveries before yielding to other tasks
 NBUF_MSGS = 128                                # store read-ahead: messages per load_next_msgs
 NBUF_BYTES = 256 * 1024                        # ... and at most about this many payload bytes
+FAST_BURST_BYTES = 1 << 20                     # bulk path: payload bytes per burst before settling
 FLUSH_INTERVAL = 0.1                           # seconds between consumer state writes
 
 PENDING_MSGS_HDR = "Nats-Pending-Messages"
@@ -116,6 +117,24 @@ def parse_go_duration(s: str) -> int:
 
 
 # -- pull requests -------------------------------------------------------------------------------
+
+class _Target:
+    """A connection taking a fast burst's frames, and what the burst gave it."""
+
+    __slots__ = ("client", "sub", "sid", "out", "headers", "n", "nbytes")
+
+    def __init__(self, client: Any, sub: Any) -> None:
+        self.client = client
+        self.sub = sub
+        self.sid = sub.sid
+        self.out = client.out
+        self.headers = client.headers
+        self.n = 0
+        self.nbytes = 0
+
+
+_MISSING: Any = object()
+
 
 class PullRequest:
     """A waiting pull request (nats-server waitingRequest). Times are trio seconds."""
@@ -780,6 +799,8 @@ class Consumer:
         now = self._now()
         now_ns = self.clock.now_ns()
         retention = self.retention
+        if self._fast_ok():
+            count = self._burst_fast(BURST, now, now_ns, retention)
         while not self.closed:
             cfg = self.cfg
             pu = cfg.pause_until
@@ -861,6 +882,164 @@ class Consumer:
                 self._hb_at = now + self.cfg.idle_heartbeat / 1e9
             count += 1
         return "idle"
+
+    def _fast_ok(self) -> bool:
+        """Whether this burst can start on the bulk path: fresh messages only (no
+        redeliveries, skip list or replay/rate pacing), no per-message rewriting, no flow
+        control, one filter at most, deliver subjects that are not remapped."""
+        cfg = self.cfg
+        if self.rdq or self.lss or self._replay or self.closed:
+            return False
+        if cfg.rate_limit_bps or cfg.headers_only or cfg.backoff or self.maxpb > 0:
+            return False
+        if cfg.priority_policy not in ("none", "") or len(self._filters) > 1:
+            return False
+        pu = cfg.pause_until
+        if pu and self.clock.now_ns() < pu:
+            return False
+        if cfg.deliver_subject:
+            if not self.active:
+                return False
+        elif not self.waiting:
+            return False
+        return self.account.mappings is None and hasattr(self.store, "load_next_msgs")
+
+    def _fast_target(self, dsubj: str) -> "_Target | None":
+        """The one connection a delivery to `dsubj` goes to, when it can take formatted
+        frames straight into its output buffer (a NATS client connection with a single plain
+        subscription matching, no delivery filter, no auto-unsubscribe); else None."""
+        r = self.account.sublist.match(dsubj)
+        if r.qsubs or len(r.psubs) != 1:
+            return None
+        sub = r.psubs[0]
+        c = sub.client
+        if sub.max or c is self.client or getattr(c, "frames_done", None) is None or \
+                c.closing or c.deny_filter or \
+                (c.permissions is not None and c.permissions.resp_max):
+            return None
+        return _Target(c, sub)
+
+    def _burst_fast(self, limit: int, now: float, now_ns: int, retention: str) -> int:
+        """Deliver up to `limit` fresh messages the way `_deliver_burst` would, formatting each
+        straight into its connection's output buffer: one subscriber lookup per deliver
+        subject per burst instead of a route per message, and the burst's state (timers,
+        dirty mark, flush) settled once at the end. Stops (to let the general loop decide)
+        at the first message or request that needs anything more. Returns the count."""
+        cfg = self.cfg
+        store = self.store
+        push = bool(cfg.deliver_subject)
+        acking = cfg.ack_policy != "none"
+        if acking and cfg.max_ack_pending > 0:
+            limit = min(limit, cfg.max_ack_pending - len(self.pending))
+        if limit <= 0:
+            return 0
+        if self._npc_stale:
+            self._recalc_num_pending()
+        wq = self.waiting
+        targets: dict[str, _Target | None] = {}
+        used: list[_Target] = []
+        prefix = self.ack_prefix.encode()
+        pending_map = self.pending
+        stream_acks = not acking and retention != "limits"
+        npc = self.npc
+        dseq = self.dseq
+        count = 0
+        nbytes = 0
+        seq = 0
+        ts = 0
+        dsubj = cfg.deliver_subject
+        wr: PullRequest | None = None
+        while count < limit and nbytes < FAST_BURST_BYTES:
+            if not push:
+                if not wq:
+                    break
+                wr = wq[0]
+                if wr.b > 0 or (wr.expires and now >= wr.expires):
+                    break
+                dsubj = wr.reply
+            t = targets.get(dsubj, _MISSING)
+            if t is _MISSING:
+                t = targets[dsubj] = self._fast_target(dsubj)
+                if t is not None:
+                    used.append(t)
+            if t is None:
+                break
+            sm = self._next_buffered(store)
+            if sm is None:
+                break
+            seq = sm.seq
+            self.sseq = seq + 1
+            npc -= 1
+            ts = sm.ts
+            data = sm.data
+            hdr = sm.hdr
+            pend = npc if npc > 0 else 0
+            if hdr is None or not t.headers:
+                size = len(data)
+                t.out += b"MSG %s %s %s1.%d.%d.%d.%d %d\r\n%s\r\n" % (
+                    sm.subject.encode(), t.sid, prefix, seq, dseq, ts, pend, size, data)
+            else:
+                hl = len(hdr)
+                size = hl + len(data)
+                t.out += b"HMSG %s %s %s1.%d.%d.%d.%d %d %d\r\n%s%s\r\n" % (
+                    sm.subject.encode(), t.sid, prefix, seq, dseq, ts, pend, hl, size, hdr, data)
+            t.n += 1
+            t.nbytes += size
+            nbytes += size
+            if acking:
+                p = pending_map.get(seq)
+                if p is not None:
+                    p[1] = now_ns
+                else:
+                    pending_map[seq] = [dseq, now_ns]
+            dseq += 1
+            count += 1
+            if wr is not None:
+                wr.d += 1
+                wr.n -= 1
+                wq.popleft()
+                if wr.n > 0:
+                    wq.append(wr)
+                    if wr.hb:
+                        wr.hbt = now + wr.hb
+            if stream_acks:
+                self.npc = npc
+                self._stream_ack(seq)
+                npc = self.npc
+        if not count:
+            return 0
+        # settle the burst as `_deliver` would have after its last message
+        self.npc = npc
+        self.dseq = dseq
+        self._taken = None
+        if seq > self.delivered_sseq:
+            self.delivered_sseq = seq
+        self.ldt = now_ns
+        self._lts = ts
+        if acking:
+            at = now + self._ack_wait(0) / 1e9
+            if not self._ptmr_at or self._ptmr_at > at:
+                self._ptmr_at = at
+        else:
+            self.adflr = dseq - 1
+            self.asflr = seq
+        if not (self._dirty and (self._flush_at or not self._persist)):
+            self._mark_dirty()
+        if self.dthresh > 0 and not push:
+            self.waiting_last = now
+        if push and cfg.idle_heartbeat:
+            self._hb_at = now + cfg.idle_heartbeat / 1e9
+        c = self.client
+        c.in_msgs += count
+        c.in_bytes += nbytes
+        acc = self.account
+        acc.in_msgs += count
+        acc.out_msgs += count
+        for t in used:
+            if t.n:
+                t.sub.delivered += t.n
+                t.client.frames_done(t.n, t.nbytes, c)
+        return count
 
     def _get_next_msg(self) -> tuple[Any, int] | str | None:
         """getNextMsg: redeliveries first, then the skip list, then the next match."""
