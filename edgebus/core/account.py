@@ -63,11 +63,43 @@ class Account:
                 msg.subject = mapped
         return self._route_on(msg, msg.subject_b)
 
-    def _route_on(self, msg: Msg, subject_b: bytes) -> int:
-        self.in_msgs += 1
+    def route_raw(self, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None, data: bytes,
+                  src: Any) -> int:
+        """`route` for a message given as parts (a NATS PUB, a JetStream reply): a lone
+        in-process subscriber that takes raw parts (a stream's ingest) gets them directly;
+        anything else is routed as a Msg."""
+        if self.mappings is not None:
+            return self.route(Msg(None, None, hdr, data, src, subject_b, reply_b))
         r = self.sublist.match_bytes(subject_b)
         if r is EMPTY_RESULT:
+            self.in_msgs += 1
             return 0
+        sub = r.solo_raw
+        if sub is None:
+            return self._deliver_all(Msg(None, None, hdr, data, src, subject_b, reply_b), r)
+        c = sub.client
+        if c is src and not src.echo:
+            self.in_msgs += 1
+            return 0
+        self.in_msgs += 1
+        self.out_msgs += 1
+        c.out_msgs += 1
+        c.out_bytes += len(data) + (len(hdr) if hdr else 0)
+        sub.delivered += 1
+        if sub.max and sub.delivered >= sub.max:
+            c.remove_sub(sub)
+        sub.raw(sub, subject_b, reply_b, hdr, data, src)
+        return 1
+
+    def _route_on(self, msg: Msg, subject_b: bytes) -> int:
+        r = self.sublist.match_bytes(subject_b)
+        if r is EMPTY_RESULT:
+            self.in_msgs += 1
+            return 0
+        return self._deliver_all(msg, r)
+
+    def _deliver_all(self, msg: Msg, r: Any) -> int:
+        self.in_msgs += 1
         src = msg.src
         no_echo = src is not None and not src.echo
         n = 0
@@ -104,10 +136,10 @@ class Account:
         for subscribers that can take them so (`deliver_run`), one write per subscriber.
         Returns the number of deliveries."""
         r = self.sublist.match_bytes(subject_b) if self.mappings is None else None
-        if r is None or not r.runs_ok:
+        if r is None or not r.runs_ok or r.solo_raw is not None:
             n = 0
             for p in payloads:
-                n += self.route(Msg(None, None, None, p, src, subject_b, reply_b))
+                n += self.route_raw(subject_b, reply_b, None, p, src)
             return n
         self.in_msgs += len(payloads)
         if r is EMPTY_RESULT:

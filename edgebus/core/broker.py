@@ -73,6 +73,9 @@ class Broker:
         self.closed_clients: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.total_connections = 0
         self.slow_consumers = 0
+        # the end-of-read flush list of the NATS connection whose read is being handled
+        # right now (transport/nats_conn.py); output made meanwhile is sent with it
+        self.reading: list[Any] | None = None
         self.auth: Any = NoAuth(self)
         self.lame_duck = False
         self.shutting_down = False

@@ -24,7 +24,7 @@ CACHE_MAX = 4096
 class Subscription:
     """One interest: the client it belongs to, its subject, optional queue, and sid."""
 
-    __slots__ = ("client", "subject", "queue", "sid", "max", "delivered", "sid_b", "extra")
+    __slots__ = ("client", "subject", "queue", "sid", "max", "delivered", "sid_b", "extra", "raw")
 
     def __init__(self, client: Any, subject: str, queue: str | None = None, sid: bytes = b"",
                  max_msgs: int = 0) -> None:
@@ -36,6 +36,9 @@ class Subscription:
         self.max = max_msgs
         self.delivered = 0
         self.extra: Any = None
+        # an in-process subscriber may take messages as raw parts, with no Msg made:
+        # raw(sub, subject_b, reply_b, hdr, data, src) (see Account.route_raw)
+        self.raw: Any = None
 
     def __repr__(self) -> str:
         q = f" q={self.queue}" if self.queue else ""
@@ -56,15 +59,19 @@ class _Node:
         return not (self.children or self.pwc or self.fwc or self.psubs or self.qsubs)
 
 
+_UNSET: Any = object()
+
+
 class MatchResult:
     """Plain subscriptions and one list per queue group."""
 
-    __slots__ = ("psubs", "qsubs", "_runs")
+    __slots__ = ("psubs", "qsubs", "_runs", "_solo")
 
     def __init__(self) -> None:
         self.psubs: list[Subscription] = []
         self.qsubs: list[list[Subscription]] = []
         self._runs: bool | None = None
+        self._solo: Any = _UNSET
 
     def __bool__(self) -> bool:
         return bool(self.psubs or self.qsubs)
@@ -78,6 +85,17 @@ class MatchResult:
         if r is None:
             r = self._runs = not self.qsubs and \
                 len({id(s.client) for s in self.psubs}) == len(self.psubs)
+        return r
+
+
+    @property
+    def solo_raw(self) -> Subscription | None:
+        """The subscription, when the only one interested takes raw parts (a stream's
+        ingest): the message can go to it without a Msg or a delivery loop."""
+        r = self._solo
+        if r is _UNSET:
+            r = self._solo = self.psubs[0] if not self.qsubs and len(self.psubs) == 1 \
+                and self.psubs[0].raw is not None else None
         return r
 
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import trio
 
 from ..codec.headers import get_header
+from ..core.client import Msg
 from ..core.clock import rfc3339
 from ..core.subject import subjects_collide
 from .config import SECOND, StreamConfig
@@ -314,7 +315,7 @@ class Stream:
     def _subscribe(self) -> None:
         c = self.js.client
         for subj in self.config.subjects:
-            self._subs.append(c.subscribe(subj, self._on_inbound))
+            self._subs.append(self._ingest_sub(subj))
         # mirror_direct answers for the origin's name once caught up (sourcing.py)
         self._set_direct(self.config.allow_direct)
 
@@ -383,16 +384,36 @@ class Stream:
     # ---------------------------------------------------------------------------------
     # ingest
     # ---------------------------------------------------------------------------------
-    def _on_inbound(self, sub: Any, msg: Any) -> None:
-        self.process(msg.subject, msg.reply, msg.hdr, msg.data)
+    def _ingest_sub(self, subject: str) -> Any:
+        sub = self.js.client.subscribe(subject, self._on_inbound)
+        sub.raw = self._on_raw
+        return sub
 
-    def _reply_err(self, reply: str | None, err: JSError) -> None:
+    def _on_inbound(self, sub: Any, msg: Any) -> None:
+        self.process(msg.subject, msg.reply_b, msg.hdr, msg.data)
+
+    def _on_raw(self, sub: Any, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None,
+                data: bytes, src: Any) -> None:
+        self.process(subject_b.decode("utf-8", "surrogateescape"), reply_b, hdr, data)
+
+    def _publish_reply(self, reply: str | bytes, body: bytes) -> None:
+        """Publish a PubAck or error to a publisher's reply subject (bytes off the wire, or
+        str from an in-process publisher)."""
+        c = self.js.client
+        c.in_msgs += 1
+        c.in_bytes += len(body)
+        if type(reply) is bytes:
+            c.account.route_raw(reply, None, None, body, c)
+        else:
+            c.account.route(Msg(reply, None, None, body, c))  # type: ignore[arg-type]
+
+    def _reply_err(self, reply: str | bytes | None, err: JSError) -> None:
         self.last_error = err
         if reply and not self.config.no_ack:
             body = {"error": err.to_json(), "stream": self.name, "seq": 0}
-            self.js.client.publish(reply, None, None, json.dumps(body, separators=(",", ":")).encode())
+            self._publish_reply(reply, json.dumps(body, separators=(",", ":")).encode())
 
-    def process(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes, *,
+    def process(self, subject: str, reply: str | bytes | None, hdr: bytes | None, data: bytes, *,
                 sourced: bool = False, lseq: int = -1, ts: int = 0) -> int:
         """Ingest one published message; returns the stored sequence (0 if not stored).
 
@@ -527,7 +548,7 @@ class Stream:
             self._wake.set()
         return seq
 
-    def _check_expected(self, subject: str, reply: str | None, hdr: bytes) -> bool:
+    def _check_expected(self, subject: str, reply: str | bytes | None, hdr: bytes) -> bool:
         """Nats-Expected-Last-Subject-Sequence, -Last-Sequence, -Last-Msg-Id, in that order."""
         v = get_header(hdr, EXPECTED_LAST_SUBJ_SEQ)
         if v:
@@ -549,13 +570,13 @@ class Stream:
             return False
         return True
 
-    def _send_ack(self, reply: str, body: bytes) -> None:
+    def _send_ack(self, reply: str | bytes, body: bytes) -> None:
         if self.js.service.sync_always and self.is_file:
             # group commit: the ack goes out once the write is on disk
             self._pending_acks.append((reply, body))
             self._sync_wanted.set()
             return
-        self.js.client.publish(reply, None, None, body)
+        self._publish_reply(reply, body)
 
     def _remember_id(self, msg_id: str, seq: int, ts: int) -> None:
         self._dd[msg_id] = (seq, ts)
@@ -711,7 +732,7 @@ class Stream:
             subs = []
             for subj in cfg.subjects:
                 s = keep.pop(subj, None)
-                subs.append(s if s is not None else c.subscribe(subj, self._on_inbound))
+                subs.append(s if s is not None else self._ingest_sub(subj))
             for s in keep.values():
                 c.unsubscribe(s)
             self._subs = subs
@@ -873,6 +894,5 @@ class Stream:
             await trio.to_thread.run_sync(self.store.sync)
         except StoreError:
             return
-        pub = self.js.client.publish
         for reply, body in acks:
-            pub(reply, None, None, body)
+            self._publish_reply(reply, body)

@@ -251,6 +251,10 @@ class NatsConnection(Client):
         in the middle of a read, it flushes us when done (one direct send for everything the
         read produced, no task switch); otherwise the writer task is woken."""
         later = getattr(src, "_flush_later", None)
+        if later is None:
+            # produced by an in-process client (a PubAck, a $SYS reply) while some reader is
+            # handling a read: that reader's end-of-read flush sends it too
+            later = self.broker.reading
         if later is not None:
             if not self._flush_queued:
                 self._flush_queued = True
@@ -489,11 +493,11 @@ class NatsConnection(Client):
                 if len(data) == size and size < top:
                     size *= 2
                 self.last_activity_ns = self.broker.clock.now_ns()
-                later = self._flush_later = []
+                later = self._flush_later = self.broker.reading = []
                 try:
                     stop = await self._handle(data)
                 finally:
-                    self._flush_later = None
+                    self._flush_later = self.broker.reading = None
                     for c in later:
                         c._flush()
                 if stop:
@@ -524,7 +528,10 @@ class NatsConnection(Client):
                 if self.closing:
                     return True
             if self._pending_auth is not None:
+                # other readers run meanwhile: output made then is not this read's to flush
+                self.broker.reading = None
                 await self._await_auth()
+                self.broker.reading = self._flush_later
                 if self.closing:
                     return True
             if err is not None:
@@ -635,7 +642,7 @@ class NatsConnection(Client):
         if self.verbose:
             self.enqueue(proto.OK)  # before any delivery, as nats-server orders it
         acc.in_bytes += size
-        n = acc.route(Msg(None, None, hdr, data, self, subject_b, reply_b))
+        n = acc.route_raw(subject_b, reply_b, hdr, data, self)
         if n == 0 and reply_b is not None and self.no_responders:
             self._send_no_responders(None, reply_b, subject_b)
 
