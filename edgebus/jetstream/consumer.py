@@ -306,6 +306,7 @@ class Consumer:
         # each buffered message is re-checked as live before it is used.
         self._nbuf: deque[Any] = deque()
         self._nbuf_key: tuple[Any, ...] | None = None
+        self._nbuf_removals = 0       # store.removals when the read-ahead buffer was filled
         self._set_filters(cfg.filters)
         self.sfreq = sample_frequency(cfg)
         self.maxdc = max(cfg.max_deliver, 0)
@@ -945,84 +946,95 @@ class Consumer:
         dseq = self.dseq
         count = 0
         nbytes = 0
-        seq = 0
-        ts = 0
+        last_seq = 0
+        last_ts = 0
         dsubj = cfg.deliver_subject
         wr: PullRequest | None = None
+        last_subj: Any = None
+        sb = b""
         while count < limit and nbytes < FAST_BURST_BYTES:
-            if not push:
-                if not wq:
-                    break
-                wr = wq[0]
-                if wr.b > 0 or (wr.expires and now >= wr.expires):
-                    break
-                dsubj = wr.reply
-            t = targets.get(dsubj, _MISSING)
-            if t is _MISSING:
-                t = targets[dsubj] = self._fast_target(dsubj)
-                if t is not None:
-                    used.append(t)
-            if t is None:
+            msgs = self._take_fresh(store, limit - count)
+            if not msgs:
                 break
-            sm = self._next_buffered(store)
-            if sm is None:
-                break
-            seq = sm.seq
-            self.sseq = seq + 1
-            npc -= 1
-            ts = sm.ts
-            data = sm.data
-            hdr = sm.hdr
-            pend = npc if npc > 0 else 0
-            if hdr is None or not t.headers:
-                size = len(data)
-                t.out += b"MSG %s %s %s1.%d.%d.%d.%d %d\r\n%s\r\n" % (
-                    sm.subject.encode(), t.sid, prefix, seq, dseq, ts, pend, size, data)
-            else:
-                hl = len(hdr)
-                size = hl + len(data)
-                t.out += b"HMSG %s %s %s1.%d.%d.%d.%d %d %d\r\n%s%s\r\n" % (
-                    sm.subject.encode(), t.sid, prefix, seq, dseq, ts, pend, hl, size, hdr, data)
-            t.n += 1
-            t.nbytes += size
-            nbytes += size
-            if acking:
-                p = pending_map.get(seq)
-                if p is not None:
-                    p[1] = now_ns
+            stop = False
+            for i, sm in enumerate(msgs):
+                if not push:
+                    if not wq:
+                        stop = True
+                    else:
+                        wr = wq[0]
+                        if wr.b > 0 or (wr.expires and now >= wr.expires):
+                            stop = True
+                        dsubj = wr.reply
+                if not stop:
+                    t = targets.get(dsubj, _MISSING)
+                    if t is _MISSING:
+                        t = targets[dsubj] = self._fast_target(dsubj)
+                        if t is not None:
+                            used.append(t)
+                    stop = t is None or nbytes >= FAST_BURST_BYTES
+                if stop:
+                    self._give_back(store, msgs[i:])
+                    break
+                seq, subj, hdr, data, ts = sm
+                if subj is not last_subj:
+                    last_subj = subj
+                    sb = subj.encode("utf-8", "surrogateescape")
+                npc -= 1
+                pend = npc if npc > 0 else 0
+                if hdr is None or not t.headers:
+                    size = len(data)
+                    t.out += b"MSG %s %s %s1.%d.%d.%d.%d %d\r\n%s\r\n" % (
+                        sb, t.sid, prefix, seq, dseq, ts, pend, size, data)
                 else:
-                    pending_map[seq] = [dseq, now_ns]
-            dseq += 1
-            count += 1
-            if wr is not None:
-                wr.d += 1
-                wr.n -= 1
-                wq.popleft()
-                if wr.n > 0:
-                    wq.append(wr)
-                    if wr.hb:
-                        wr.hbt = now + wr.hb
-            if stream_acks:
-                self.npc = npc
-                self._stream_ack(seq)
-                npc = self.npc
+                    hl = len(hdr)
+                    size = hl + len(data)
+                    t.out += b"HMSG %s %s %s1.%d.%d.%d.%d %d %d\r\n%s%s\r\n" % (
+                        sb, t.sid, prefix, seq, dseq, ts, pend, hl, size, hdr, data)
+                t.n += 1
+                t.nbytes += size
+                nbytes += size
+                if acking:
+                    p = pending_map.get(seq)
+                    if p is not None:
+                        p[1] = now_ns
+                    else:
+                        pending_map[seq] = [dseq, now_ns]
+                dseq += 1
+                count += 1
+                last_seq = seq
+                last_ts = ts
+                if wr is not None:
+                    wr.d += 1
+                    wr.n -= 1
+                    wq.popleft()
+                    if wr.n > 0:
+                        wq.append(wr)
+                        if wr.hb:
+                            wr.hbt = now + wr.hb
+                if stream_acks:
+                    self.npc = npc
+                    self._stream_ack(seq)
+                    npc = self.npc
+            if stop:
+                break
         if not count:
             return 0
         # settle the burst as `_deliver` would have after its last message
         self.npc = npc
         self.dseq = dseq
         self._taken = None
-        if seq > self.delivered_sseq:
-            self.delivered_sseq = seq
+        if last_seq > self.delivered_sseq:
+            self.delivered_sseq = last_seq
         self.ldt = now_ns
-        self._lts = ts
+        self._lts = last_ts
         if acking:
             at = now + self._ack_wait(0) / 1e9
             if not self._ptmr_at or self._ptmr_at > at:
                 self._ptmr_at = at
         else:
             self.adflr = dseq - 1
-            self.asflr = seq
+            self.asflr = last_seq
         if not (self._dirty and (self._flush_at or not self._persist)):
             self._mark_dirty()
         if self.dthresh > 0 and not push:
@@ -1094,7 +1106,8 @@ class Consumer:
 
     def _next_buffered(self, store: Any) -> Any:
         """The next matching message at or after sseq, from the read-ahead buffer (refilled
-        with one store call per NBUF_MSGS messages); None at the end (sseq moved past it)."""
+        with one store call per NBUF_MSGS messages); None at the end (sseq moved past it).
+        Does not move sseq past the message (the caller does)."""
         buf = self._nbuf
         fl = self._filters
         if buf:
@@ -1105,24 +1118,82 @@ class Consumer:
                 while buf:
                     sm = buf.popleft()
                     if is_live(sm.seq):
-                        self._nbuf_key = (sm.seq + 1, store, fl, key[3])
+                        self._nbuf_key = (sm.seq + 1, store, fl, key[3], key[4])
                         return sm
                     # removed since it was read: skip it as a fresh read would
             buf.clear()
-        gen = store.reuse_gen
+        msgs = self._refill(store, fl)
+        if not msgs:
+            return None
+        sm = msgs[0]
+        if len(msgs) > 1:
+            buf.extend(msgs[1:])
+            self._nbuf_key = (sm.seq + 1, store, fl, store.reuse_gen, self._nbuf_removals)
+        else:
+            self._nbuf_key = None
+        return sm
+
+    def _refill(self, store: Any, fl: list[str]) -> list[Any]:
+        """One read-ahead load from sseq; at the end of the stream, sseq moves to where
+        the store says the next message will be and the result is empty."""
+        self._nbuf_removals = store.removals
         msgs, nseq = store.load_next_msgs(fl[0] if fl else ">", self.sseq, NBUF_MSGS, NBUF_BYTES)
         if not msgs:
             self._nbuf_key = None
             if nseq > self.sseq:
                 self.sseq = nseq
-            return None
-        sm = msgs[0]
-        if len(msgs) > 1:
-            buf.extend(msgs[1:])
-            self._nbuf_key = (sm.seq + 1, store, fl, gen)
-        else:
-            self._nbuf_key = None
-        return sm
+        return msgs
+
+    def _take_fresh(self, store: Any, limit: int) -> list[Any]:
+        """Up to `limit` next matching messages for the bulk path, in order, from the
+        read-ahead buffer (refilled once when empty), with sseq moved past them; `_give_back`
+        returns the ones a burst did not deliver. While nothing was removed from the store
+        since the buffer was filled, its messages are known live without a probe each."""
+        buf = self._nbuf
+        fl = self._filters
+        out: list[Any] = []
+        if buf:
+            key = self._nbuf_key
+            if key is not None and key[0] == self.sseq and key[1] is store \
+                    and key[2] is fl and key[3] == store.reuse_gen:
+                if key[4] == store.removals:
+                    if len(buf) <= limit:
+                        out = list(buf)
+                        buf.clear()
+                    else:
+                        pop = buf.popleft
+                        out = [pop() for _ in range(limit)]
+                else:
+                    is_live = store.is_live
+                    while buf and len(out) < limit:
+                        sm = buf.popleft()
+                        if is_live(sm.seq):
+                            out.append(sm)
+            else:
+                buf.clear()
+        if not out and not buf:
+            msgs = self._refill(store, fl)
+            if not msgs:
+                return out
+            if len(msgs) > limit:
+                buf.extend(msgs[limit:])
+                out = msgs[:limit]
+            else:
+                out = msgs
+        if not out:
+            return out
+        nxt = out[-1].seq + 1
+        self.sseq = nxt
+        self._nbuf_key = (nxt, store, fl, store.reuse_gen, self._nbuf_removals) if buf else None
+        return out
+
+    def _give_back(self, store: Any, msgs: list[Any]) -> None:
+        """Undo `_take_fresh` for `msgs` (its tail): back to the front of the buffer."""
+        if not msgs:
+            return
+        self._nbuf.extendleft(reversed(msgs))
+        self.sseq = msgs[0].seq
+        self._nbuf_key = (self.sseq, store, self._filters, store.reuse_gen, self._nbuf_removals)
 
     def _load_next(self, start: int) -> tuple[Any, int]:
         store = self.store

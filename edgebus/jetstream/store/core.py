@@ -85,6 +85,9 @@ class StoreCore(MsgStore):
         # Bumped whenever sequences below last_seq can be reused (truncate), so a reader that
         # buffered messages knows a live sequence may now hold a different message.
         self.reuse_gen = 0
+        # counts removals: a reader holding messages it loaded earlier knows they are all
+        # still live while this has not moved (see Consumer._take_fresh)
+        self.removals = 0
 
     # ---------------------------------------------------------------- backend hooks
     def _size_of(self, subject: str, hlen: int, dlen: int) -> int:
@@ -145,6 +148,7 @@ class StoreCore(MsgStore):
         b = page.b[off] if page.b is not None else 0
         ts = page.ts[off]
         self._seqs.remove(seq)
+        self.removals += 1
         self._subjects.remove(info, seq)
         self._msgs -= 1
         self._bytes -= size
@@ -174,6 +178,7 @@ class StoreCore(MsgStore):
 
     def _reset_all(self) -> None:
         self._seqs.clear()
+        self.removals += 1
         self._subjects.clear()
         self._ttl_exp.clear()
         self._ttl_heap.clear()

@@ -47,6 +47,7 @@ from typing import Any, Iterator
 from zlib import crc32
 
 from .base import StoredMsg, StoreError, StoreLimits, check_meta_name
+from .base import new_stored_msg as _new_sm
 from .core import StoreCore, _op
 from .index import Page, SubjInfo
 
@@ -472,7 +473,7 @@ class FileStore(StoreCore):
             raise _CorruptRecord(seq, index, pos)
         p = 8 + MSGF.size + slen
         hdr = buf[p : p + hlen] if hlen else None
-        return StoredMsg(seq, info.name, hdr, buf[p + hlen : 8 + blen], ts)
+        return _new_sm(StoredMsg, (seq, info.name, hdr, buf[p + hlen : 8 + blen], ts))
 
     def _load_many(self, items: list[tuple[int, SubjInfo, Page, int]]) -> list[StoredMsg | None]:
         """Adjacent records of one block are read with a single pread (up to READ_RUN_MAX
@@ -517,8 +518,8 @@ class FileStore(StoreCore):
                     rseq, ts, _ttl, slen, hlen = MSGF.unpack_from(buf, p0 + 8)
                     if rseq == seq:
                         p = p0 + 8 + msf + slen
-                        msg = StoredMsg(seq, info.name, buf[p : p + hlen] if hlen else None,
-                                        buf[p + hlen : p0 + 8 + blen], ts)
+                        msg = _new_sm(StoredMsg, (seq, info.name, buf[p : p + hlen] if hlen else None,
+                                                  buf[p + hlen : p0 + 8 + blen], ts))
             if msg is None:
                 msg = self._load(seq)
             out.append(msg)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import StoredMsg, StoreLimits, check_meta_name
+from .base import new_stored_msg as _new_sm
 from .core import StoreCore, _op
 from .index import Page, SubjInfo
 
@@ -52,16 +53,16 @@ class MemoryStore(StoreCore):
         for seq, info, page, off in items:
             p = page.a[off]
             if type(p) is bytes:
-                out.append(StoredMsg(seq, info.name, None, p, page.ts[off]))
+                out.append(_new_sm(StoredMsg, (seq, info.name, None, p, page.ts[off])))
             else:
-                out.append(StoredMsg(seq, info.name, p[0], p[1], page.ts[off]))
+                out.append(_new_sm(StoredMsg, (seq, info.name, p[0], p[1], page.ts[off])))
         return out
 
     def _load_slot(self, seq: int, info: SubjInfo, page: Page, off: int) -> StoredMsg:
         p = page.a[off]
         if type(p) is bytes:
-            return StoredMsg(seq, info.name, None, p, page.ts[off])
-        return StoredMsg(seq, info.name, p[0], p[1], page.ts[off])
+            return _new_sm(StoredMsg, (seq, info.name, None, p, page.ts[off]))
+        return _new_sm(StoredMsg, (seq, info.name, p[0], p[1], page.ts[off]))
 
     # ---------------------------------------------------------------- lifecycle
     def sync(self) -> None:
