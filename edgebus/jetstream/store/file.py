@@ -60,6 +60,7 @@ MAGIC_BYTES = struct.pack("<H", MAGIC)
 HEAD = struct.Struct("<HBBI")
 CRC = struct.Struct("<I")
 MSGF = struct.Struct("<QqqHI")
+HEADMSGF = struct.Struct("<HBBIQqqHI")  # HEAD then MSGF, one unpack for the read loops
 TOMBF = struct.Struct("<Q")
 STATEF = struct.Struct("<QQq")
 ERASEDF = struct.Struct("<Qq")
@@ -443,11 +444,10 @@ class FileStore(StoreCore):
         hdr_b = hdr or b""
         if len(sb) > 0xFFFF or MSG_OVERHEAD + len(sb) + len(hdr_b) + len(data) >= 1 << 31:
             raise StoreError("message too large")
-        fixed = MSGF.pack(seq, ts, ttl, len(sb), len(hdr_b))
         blen = MSGF.size + len(sb) + len(hdr_b) + len(data)
-        head = HEAD.pack(MAGIC, T_MSG, 0, blen)
-        crc = crc32(data, crc32(hdr_b, crc32(sb, crc32(fixed, crc32(head[2:])))))
-        rec = b"".join((head, fixed, sb, hdr_b, data, CRC.pack(crc)))
+        rec = b"".join((HEADMSGF.pack(MAGIC, T_MSG, 0, blen, seq, ts, ttl, len(sb), len(hdr_b)),
+                        sb, hdr_b, data))
+        rec += CRC.pack(crc32(memoryview(rec)[2:]))
         self._room_for(len(rec))
         off = self._write(rec)
         blk = self._active
@@ -507,22 +507,21 @@ class FileStore(StoreCore):
         buf = os.pread(self._read_fd(index), end - start, start)
         n = len(buf)
         mv = memoryview(buf)
-        msf = MSGF.size
+        unpack = HEADMSGF.unpack_from
+        crc_at = CRC.unpack_from
+        append = out.append
         for seq, info, pos, rl in run:
             p0 = pos - start
-            msg = None
-            if rl >= 12 and p0 + rl <= n:
-                magic, typ, _f, blen = HEAD.unpack_from(buf, p0)
-                if magic == MAGIC and typ == T_MSG and 8 + blen + 4 == rl \
-                        and crc32(mv[p0 + 2 : p0 + 8 + blen]) == CRC.unpack_from(buf, p0 + 8 + blen)[0]:
-                    rseq, ts, _ttl, slen, hlen = MSGF.unpack_from(buf, p0 + 8)
-                    if rseq == seq:
-                        p = p0 + 8 + msf + slen
-                        msg = _new_sm(StoredMsg, (seq, info.name, buf[p : p + hlen] if hlen else None,
-                                                  buf[p + hlen : p0 + 8 + blen], ts))
-            if msg is None:
-                msg = self._load(seq)
-            out.append(msg)
+            if rl >= MSG_OVERHEAD and p0 + rl <= n:
+                magic, typ, _f, blen, rseq, ts, _ttl, slen, hlen = unpack(buf, p0)
+                e = p0 + 8 + blen
+                if magic == MAGIC and typ == T_MSG and blen + 12 == rl and rseq == seq \
+                        and crc32(mv[p0 + 2 : e]) == crc_at(buf, e)[0]:
+                    p = p0 + HEADMSGF.size + slen
+                    append(_new_sm(StoredMsg, (seq, info.name, buf[p : p + hlen] if hlen else None,
+                                               buf[p + hlen : e], ts)))
+                    continue
+            append(self._load(seq))  # re-read alone: reports and drops a bad record
 
     def _load(self, seq: int) -> StoredMsg | None:
         try:
