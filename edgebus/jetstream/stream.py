@@ -251,7 +251,12 @@ class Stream:
         self._scheduled: int | None = None
         self._sdm_heap: list[tuple[int, int]] = []  # (expires ns, seq) for delete markers
         # sync
-        self._pending_acks: list[tuple[str, bytes]] = []
+        self._pending_acks: list[tuple[str | bytes, bytes]] = []
+        # during a client's read, a file stream holds its appends and replies back until the
+        # read is handled: one write for them all, then the replies (_defer_replies)
+        self._deferring = False
+        self._defer_ok = hasattr(store, "defer_writes") and not js.service.sync_always
+        self.broker = js.account.broker
         self._sync_wanted = trio.Event()
         self._compile()
         self._ack_prefix = self._make_ack_prefix()
@@ -411,7 +416,37 @@ class Stream:
         self.last_error = err
         if reply and not self.config.no_ack:
             body = {"error": err.to_json(), "stream": self.name, "seq": 0}
-            self._publish_reply(reply, json.dumps(body, separators=(",", ":")).encode())
+            data = json.dumps(body, separators=(",", ":")).encode()
+            if self._deferring:
+                self._pending_acks.append((reply, data))  # after the PubAcks before it
+            else:
+                self._publish_reply(reply, data)
+
+    def _defer_replies(self) -> None:
+        """Hold this read's file appends and replies back until the read is handled
+        (Broker.read_end): the appends then go to the file in one write, and only then do
+        the PubAcks leave, so a PubAck still means the message reached the file."""
+        self._deferring = True
+        self.store.defer_writes = True  # type: ignore[attr-defined]
+        self.broker.read_end.append(self._release_replies)
+
+    def _release_replies(self) -> None:
+        self._deferring = False
+        store = self.store
+        store.defer_writes = False  # type: ignore[attr-defined]
+        acks, self._pending_acks = self._pending_acks, []
+        try:
+            store.flush_writes()  # type: ignore[attr-defined]
+        except StoreError as e:
+            log.error("JetStream failed to store msgs on stream '%s > %s': %s",
+                      self.account.name, self.name, e)
+            err = js_err(STREAM_STORE_FAILED, err=str(e))
+            self.last_error = err
+            body = json.dumps({"error": err.to_json(), "stream": self.name, "seq": 0},
+                              separators=(",", ":")).encode()
+            acks = [(reply, body) for reply, _ in acks]
+        for reply, b in acks:
+            self._publish_reply(reply, b)
 
     def process(self, subject: str, reply: str | bytes | None, hdr: bytes | None, data: bytes, *,
                 sourced: bool = False, lseq: int = -1, ts: int = 0) -> int:
@@ -514,6 +549,8 @@ class Stream:
             ttl = self._sdm_ttl
             assert hdr is not None
             hdr = _set_ttl_header(hdr, ttl)
+        if self._defer_ok and not self._deferring and self.broker.reading is not None:
+            self._defer_replies()
         try:
             seq, ts = self.store.store_msg(subject, hdr, data, ts or now, ttl)
         except LimitError as e:
@@ -571,6 +608,9 @@ class Stream:
         return True
 
     def _send_ack(self, reply: str | bytes, body: bytes) -> None:
+        if self._deferring:
+            self._pending_acks.append((reply, body))
+            return
         if self.js.service.sync_always and self.is_file:
             # group commit: the ack goes out once the write is on disk
             self._pending_acks.append((reply, body))

@@ -493,11 +493,14 @@ class NatsConnection(Client):
                 if len(data) == size and size < top:
                     size *= 2
                 self.last_activity_ns = self.broker.clock.now_ns()
-                later = self._flush_later = self.broker.reading = []
+                b = self.broker
+                later = self._flush_later = b.reading = []
                 try:
                     stop = await self._handle(data)
                 finally:
-                    self._flush_later = self.broker.reading = None
+                    if b.read_end:
+                        b.end_of_read()
+                    self._flush_later = b.reading = None
                     for c in later:
                         c._flush()
                 if stop:
@@ -529,6 +532,8 @@ class NatsConnection(Client):
                     return True
             if self._pending_auth is not None:
                 # other readers run meanwhile: output made then is not this read's to flush
+                if self.broker.read_end:
+                    self.broker.end_of_read()
                 self.broker.reading = None
                 await self._await_auth()
                 self.broker.reading = self._flush_later

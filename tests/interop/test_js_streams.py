@@ -8,6 +8,7 @@ subject transforms and the error codes for bad input.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any, Awaitable, Callable
@@ -704,3 +705,33 @@ def test_jsz_document_shape(real_nats_server: Any) -> None:
     detail = ours["account_details"][0]["stream_detail"][0]
     assert detail["name"] == "S" and detail["state"]["messages"] == 1
     assert detail["consumer_detail"][0]["name"] == "C"
+
+
+def test_replies_of_one_read_keep_publish_order(js_server: Target) -> None:
+    """PubAcks and errors for publishes that arrive in one read come back in publish order
+    (edgebus holds a file stream's replies until the read's appends are written)."""
+    async def go(nc: Any, js: Any) -> list[bytes]:
+        await js.add_stream(name="ORD", subjects=["ord"], storage="file")
+        host, port = nc.connected_url.hostname, nc.connected_url.port
+        r, w = await asyncio.open_connection(host, port)
+        await r.readline()  # INFO
+        bad = b"NATS/1.0\r\nNats-Expected-Last-Sequence: 99\r\n\r\n"
+        w.write(b'CONNECT {"verbose":false,"headers":true}\r\nSUB r.* 1\r\n'
+                b"PUB ord r.1 1\r\na\r\n"
+                b"HPUB ord r.2 %d %d\r\n%sb\r\n" % (len(bad), len(bad) + 1, bad) +
+                b"PUB ord r.3 1\r\nc\r\nPING\r\n")
+        await w.drain()
+        got = []
+        while len(got) < 3:
+            line = await asyncio.wait_for(r.readline(), 5)
+            if line.startswith(b"MSG "):
+                subj = line.split()[1]
+                body = await r.readexactly(int(line.split()[-1]) + 2)
+                got.append(subj + b" " + body[:-2])
+        w.close()
+        await js.delete_stream("ORD")
+        return got
+
+    got = with_js(js_server, go)
+    assert [g.split(b" ")[0] for g in got] == [b"r.1", b"r.2", b"r.3"]
+    assert b'"seq":1' in got[0] and b"wrong last sequence" in got[1] and b'"seq":2' in got[2]

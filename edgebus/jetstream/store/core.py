@@ -44,6 +44,8 @@ def _op(fn: F) -> F:
         with self._lock:
             if self._closed:
                 raise ErrStoreClosed()
+            if self._io_pending:
+                self._flush_pending_io()
             if self._after_op_noop:
                 return fn(self, *args, **kwargs)
             try:
@@ -118,6 +120,19 @@ class StoreCore(MsgStore):
 
     def _after_op(self) -> None:
         """End of a public operation."""
+
+    # set by a backend holding writes back (file store: deferred appends); every public
+    # operation but store_msg completes them first, so nothing ever reads around them
+    _io_pending = False
+
+    def _flush_pending_io(self) -> None:
+        """Complete writes held back by the backend (see `_io_pending`)."""
+
+    def flush_writes(self) -> None:
+        """Complete every write held back so far (raises StoreError if one fails)."""
+        with self._lock:
+            if self._io_pending and not self._closed:
+                self._flush_pending_io()
 
     # ---------------------------------------------------------------- internals
     def _insert(self, seq: int, subject: str, info: SubjInfo | None, ts: int, a: Any, b: int, size: int, ttl: int) -> SubjInfo:

@@ -72,6 +72,7 @@ MAX_BODY = 1 << 30  # sanity bound when resynchronising
 
 INDEX_MAGIC = b"EBSIDX01"
 OFF_MASK = 0xFFFFFFFF
+WBUF_MAX = 1 << 20       # deferred appends are written once this many bytes are held
 READ_RUN_MAX = 1 << 20   # batch loads read adjacent records with one pread of at most this
 
 
@@ -177,6 +178,10 @@ class FileStore(StoreCore):
         self._blocks: dict[int, Block] = {}
         self._active: Block | None = None
         self._active_fd = -1
+        # appends held back while the owner batches a read's worth of messages (_write)
+        self.defer_writes = False
+        self._wbuf: list[bytes] = []
+        self._wbuf_at = 0
         self._read_fds: OrderedDict[int, int] = OrderedDict()
         self._max_open = max_open_blocks
         self._unsynced: set[int] = set()
@@ -360,6 +365,8 @@ class FileStore(StoreCore):
 
     def _new_block(self) -> Block:
         """Start a new active block whose first record is the current STATE."""
+        if self._io_pending:
+            self._flush_pending_io()
         old = self._active
         index = (next(reversed(self._blocks)) + 1) if self._blocks else 1
         path = self._block_path(index)
@@ -388,10 +395,22 @@ class FileStore(StoreCore):
         return _record(T_STATE, STATEF.pack(self._first, self._last, self._last_ts))
 
     def _write(self, rec: bytes) -> int:
-        """Append to the active block; returns the offset written at."""
+        """Append to the active block; returns the offset written at. While `defer_writes`
+        is set the record is held in memory and written with the ones after it by
+        `flush_writes` (or before any other operation): one pwrite per batch."""
         blk = self._active
         assert blk is not None
         off = blk.size
+        if self.defer_writes and not self.sync_always:
+            if not self._wbuf:
+                self._wbuf_at = off
+                self._io_pending = True
+            self._wbuf.append(rec)
+            blk.size = off + len(rec)
+            self._unsynced.add(blk.index)
+            if blk.size - self._wbuf_at >= WBUF_MAX:
+                self._flush_pending_io()
+            return off
         n = os.pwrite(self._active_fd, rec, off)
         if n != len(rec):
             raise StoreError(f"short write to {blk.path}: {n} of {len(rec)} bytes")
@@ -401,6 +420,29 @@ class FileStore(StoreCore):
         else:
             self._unsynced.add(blk.index)
         return off
+
+    def _flush_pending_io(self) -> None:
+        """Write the held-back appends of the active block with one pwrite. On failure the
+        block ends where the last good write did: records indexed past it no longer check
+        out and are dropped when read (see `_load`)."""
+        buf = self._wbuf
+        if not buf:
+            self._io_pending = False
+            return
+        data = b"".join(buf) if len(buf) > 1 else buf[0]
+        at = self._wbuf_at
+        self._wbuf = []
+        self._io_pending = False
+        blk = self._active
+        assert blk is not None
+        try:
+            n = os.pwrite(self._active_fd, data, at)
+        except OSError as e:
+            blk.size = at
+            raise StoreError(f"write to {blk.path} failed: {e}") from e
+        if n != len(data):
+            blk.size = at + n
+            raise StoreError(f"short write to {blk.path}: {n} of {len(data)} bytes")
 
     def _room_for(self, n: int) -> None:
         blk = self._active
@@ -631,6 +673,8 @@ class FileStore(StoreCore):
         if blk is None:
             return
         rec = _record(T_ERASED, ERASEDF.pack(seq, ts) + bytes(rl - REC_OVERHEAD - ERASEDF.size))
+        if self._io_pending:
+            self._flush_pending_io()
         if blk is self._active:
             os.pwrite(self._active_fd, rec, pos)
             if self.sync_always:
@@ -773,6 +817,8 @@ class FileStore(StoreCore):
         with self._lock:
             if self._closed:
                 return
+            if self._io_pending:
+                self._flush_pending_io()
             self._flush()
             self._maintenance()
             fds = []
@@ -794,6 +840,8 @@ class FileStore(StoreCore):
         with self._lock:
             if self._closed:
                 return
+            if self._io_pending:
+                self._flush_pending_io()
             self._flush()
             self._maintenance()
             if self._active_fd >= 0:

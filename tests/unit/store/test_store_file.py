@@ -419,3 +419,39 @@ def test_crash_sigkill_keeps_acknowledged(tmp_path):
                 assert m is not None and m.data == payload, (run, seq)
         assert st.state().last_seq >= max(acked)
         crash(st)
+
+
+def test_deferred_writes_land_before_any_other_operation(tmp_path):
+    d = str(tmp_path / "s")
+    st = FileStore(d, StoreLimits())
+    st.store_msg("a", None, b"0", T0)
+    size0 = sum(os.path.getsize(b) for b in blocks(d))
+    st.defer_writes = True
+    for i in range(1, 4):
+        st.store_msg("a", b"NATS/1.0\r\nX: y\r\n\r\n" if i == 2 else None, b"%d" % i, T0 + i)
+    assert sum(os.path.getsize(b) for b in blocks(d)) == size0  # held back: one write later
+    m = st.load_msg(3)  # any other operation writes them first
+    assert (m.seq, m.hdr, m.data) == (3, b"NATS/1.0\r\nX: y\r\n\r\n", b"2")
+    assert sum(os.path.getsize(b) for b in blocks(d)) > size0
+    st.store_msg("a", None, b"4", T0 + 4)
+    st.flush_writes()
+    st.defer_writes = False
+    crash(st)  # nothing but what reached the OS
+    st2 = FileStore(d, StoreLimits())
+    assert [m[3] for m in contents(st2)] == [b"0", b"1", b"2", b"3", b"4"]
+    check_consistent(st2)
+    st2.stop()
+
+
+def test_deferred_writes_across_a_block_boundary(tmp_path):
+    d = str(tmp_path / "s")
+    st = FileStore(d, StoreLimits(), block_size=512)
+    st.defer_writes = True
+    for i in range(100):
+        st.store_msg("b.%d" % (i % 3), None, b"x" * 20, T0 + i)
+    st.flush_writes()
+    crash(st)
+    st2 = FileStore(d, StoreLimits())
+    assert len(blocks(d)) > 3 and len(contents(st2)) == 100
+    check_consistent(st2)
+    st2.stop()
