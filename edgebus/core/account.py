@@ -136,6 +136,22 @@ class Account:
         for subscribers that can take them so (`deliver_run`), one write per subscriber.
         Returns the number of deliveries."""
         r = self.sublist.match_bytes(subject_b) if self.mappings is None else None
+        if r is not None and r is not EMPTY_RESULT:
+            sub = r.solo_raw
+            if sub is not None and not sub.max and (sub.client is not src or src.echo):
+                # a stream's ingest: each message straight to it, the counting done once
+                k = len(payloads)
+                size = sum(map(len, payloads))
+                self.in_msgs += k
+                self.out_msgs += k
+                c = sub.client
+                c.out_msgs += k
+                c.out_bytes += size
+                sub.delivered += k
+                raw = sub.raw
+                for p in payloads:
+                    raw(sub, subject_b, reply_b, None, p, src)
+                return k
         if r is None or not r.runs_ok or r.solo_raw is not None:
             n = 0
             for p in payloads:

@@ -255,7 +255,8 @@ class Stream:
         # during a client's read, a file stream holds its appends and replies back until the
         # read is handled: one write for them all, then the replies (_defer_replies)
         self._deferring = False
-        self._defer_ok = hasattr(store, "defer_writes") and not js.service.sync_always
+        self._defer_ok = not js.service.sync_always or not self.is_file
+        self._store_defers = hasattr(store, "defer_writes") and not js.service.sync_always
         self.broker = js.account.broker
         self._sync_wanted = trio.Event()
         self._compile()
@@ -399,7 +400,13 @@ class Stream:
 
     def _on_raw(self, sub: Any, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None,
                 data: bytes, src: Any) -> None:
-        self.process(subject_b.decode("utf-8", "surrogateescape"), reply_b, hdr, data)
+        if subject_b is not self._last_sb:  # a run of PUBs shares one subject object
+            self._last_sb = subject_b
+            self._last_s = subject_b.decode("utf-8", "surrogateescape")
+        self.process(self._last_s, reply_b, hdr, data)
+
+    _last_sb: bytes | None = None
+    _last_s = ""
 
     def _publish_reply(self, reply: str | bytes, body: bytes) -> None:
         """Publish a PubAck or error to a publisher's reply subject (bytes off the wire, or
@@ -427,16 +434,18 @@ class Stream:
         (Broker.read_end): the appends then go to the file in one write, and only then do
         the PubAcks leave, so a PubAck still means the message reached the file."""
         self._deferring = True
-        self.store.defer_writes = True  # type: ignore[attr-defined]
+        if self._store_defers:
+            self.store.defer_writes = True  # type: ignore[attr-defined]
         self.broker.read_end.append(self._release_replies)
 
     def _release_replies(self) -> None:
         self._deferring = False
         store = self.store
-        store.defer_writes = False  # type: ignore[attr-defined]
         acks, self._pending_acks = self._pending_acks, []
         try:
-            store.flush_writes()  # type: ignore[attr-defined]
+            if self._store_defers:
+                store.defer_writes = False  # type: ignore[attr-defined]
+                store.flush_writes()  # type: ignore[attr-defined]
         except StoreError as e:
             log.error("JetStream failed to store msgs on stream '%s > %s': %s",
                       self.account.name, self.name, e)
@@ -445,8 +454,29 @@ class Stream:
             body = json.dumps({"error": err.to_json(), "stream": self.name, "seq": 0},
                               separators=(",", ":")).encode()
             acks = [(reply, body) for reply, _ in acks]
-        for reply, b in acks:
-            self._publish_reply(reply, b)
+        if len(acks) == 1:
+            self._publish_reply(*acks[0])
+            return
+        # consecutive replies to one subject (a pipelining publisher with one reply inbox)
+        # go out as a run: one match, one formatted write per equal-size stretch
+        c = self.js.client
+        i = 0
+        n = len(acks)
+        while i < n:
+            reply, b = acks[i]
+            j = i + 1
+            size = len(b)
+            while j < n and acks[j][0] == reply and len(acks[j][1]) == size:
+                j += 1
+            if j - i > 1 and type(reply) is bytes:
+                bodies = [x[1] for x in acks[i:j]]
+                c.in_msgs += j - i
+                c.in_bytes += size * (j - i)
+                c.account.route_run(reply, None, bodies, c)
+            else:
+                for k in range(i, j):
+                    self._publish_reply(*acks[k])
+            i = j
 
     def process(self, subject: str, reply: str | bytes | None, hdr: bytes | None, data: bytes, *,
                 sourced: bool = False, lseq: int = -1, ts: int = 0) -> int:
