@@ -1015,6 +1015,8 @@ class Consumer:
                 if stream_acks:
                     self.npc = npc
                     self._stream_ack(seq)
+                    if self._npc_stale:
+                        self._recalc_num_pending()
                     npc = self.npc
             if stop:
                 break
