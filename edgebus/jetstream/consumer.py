@@ -1538,7 +1538,11 @@ class Consumer:
                 elif dseq == self.adflr + 1:
                     self.adflr, self.asflr = dseq, sseq
                     pend = self.pending
-                    if len(pend) < self.sseq - sseq:
+                    q = pend.get(sseq + 1)
+                    if q is not None:
+                        # acks in delivery order: the next message is the one still pending
+                        self.adflr = q[0] - 1
+                    elif len(pend) < self.sseq - sseq:
                         nxt = min(pend)
                         if nxt > sseq:
                             q = pend[nxt]
