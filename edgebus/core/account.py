@@ -29,6 +29,8 @@ class Account:
         self.sublist = Sublist()
         self.mappings: Any = None  # object with apply(subject) -> str | None
         self.jetstream: Any = None  # per-account JetStream state, set by jetstream/
+        # consumer ack subscriptions by prefix (b"$JS.ACK.<stream>.<consumer>."); see route_raw
+        self.ack_subs: dict[bytes, Any] = {}
         self.js_limits: Any = None
         self.is_system = False
         self.clients: set[Any] = set()
@@ -66,17 +68,24 @@ class Account:
     def route_raw(self, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None, data: bytes,
                   src: Any) -> int:
         """`route` for a message given as parts (a NATS PUB, a JetStream reply): a lone
-        in-process subscriber that takes raw parts (a stream's ingest) gets them directly;
-        anything else is routed as a Msg."""
+        in-process subscriber that takes raw parts (a stream's ingest, a consumer's acks)
+        gets them directly; anything else is routed as a Msg."""
         if self.mappings is not None:
             return self.route(Msg(None, None, hdr, data, src, subject_b, reply_b))
-        r = self.sublist.match_bytes(subject_b)
-        if r is EMPTY_RESULT:
-            self.in_msgs += 1
-            return 0
-        sub = r.solo_raw
+        sub = None
+        if subject_b[:8] == b"$JS.ACK." and self.ack_subs and \
+                self.sublist.ack_interest == len(self.ack_subs):
+            # only consumers listen on ack subjects: the consumer is found by the prefix,
+            # with no subject match (acks are all different subjects: every match misses)
+            sub = self._ack_sub(subject_b)
         if sub is None:
-            return self._deliver_all(Msg(None, None, hdr, data, src, subject_b, reply_b), r)
+            r = self.sublist.match_bytes(subject_b)
+            if r is EMPTY_RESULT:
+                self.in_msgs += 1
+                return 0
+            sub = r.solo_raw
+            if sub is None:
+                return self._deliver_all(Msg(None, None, hdr, data, src, subject_b, reply_b), r)
         c = sub.client
         if c is src and not src.echo:
             self.in_msgs += 1
@@ -90,6 +99,23 @@ class Account:
             c.remove_sub(sub)
         sub.raw(sub, subject_b, reply_b, hdr, data, src)
         return 1
+
+    def _ack_sub(self, subject_b: bytes) -> Any:
+        """The consumer ack subscription (`$JS.ACK.<stream>.<consumer>.*.*.*.*.*`) that
+        `subject_b` matches, or None."""
+        i = subject_b.find(b".", 8)
+        if i <= 8:
+            return None
+        j = subject_b.find(b".", i + 1)
+        if j <= i + 1:
+            return None
+        sub = self.ack_subs.get(subject_b[:j + 1])
+        if sub is None:
+            return None
+        rest = subject_b[j + 1:]
+        if rest.count(b".") != 4 or b".." in rest or rest[:1] == b"." or rest[-1:] == b".":
+            return None
+        return sub
 
     def _route_on(self, msg: Msg, subject_b: bytes) -> int:
         r = self.sublist.match_bytes(subject_b)

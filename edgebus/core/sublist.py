@@ -136,6 +136,10 @@ class Sublist:
         self.cache_hits = 0
         # called with (sub, added: bool) when interest changes; the leaf link listens here
         self.listeners: list[Any] = []
+        # subscriptions that could match a JetStream ack subject ($JS.ACK. + 7 tokens):
+        # while they are exactly the consumers' own, an ack is routed by its prefix alone
+        # (Account.route_raw)
+        self.ack_interest = 0
 
     def insert(self, sub: Subscription) -> None:
         node = self.root
@@ -159,6 +163,8 @@ class Sublist:
             node.qsubs.setdefault(sub.queue, []).append(sub)
         self.count += 1
         self.inserts += 1
+        if sub.subject[0] in "$*>" and could_match_ack(sub.subject):
+            self.ack_interest += 1
         self._add_to_cache(sub)
         for cb in self.listeners:
             cb(sub, True)
@@ -202,6 +208,8 @@ class Sublist:
                 del parent.children[tok]
         self.count -= 1
         self.removes += 1
+        if sub.subject[0] in "$*>" and could_match_ack(sub.subject):
+            self.ack_interest -= 1
         self._invalidate(sub.subject)
         for cb in self.listeners:
             cb(sub, False)
@@ -308,6 +316,23 @@ def _with_sub(r: MatchResult, sub: Subscription) -> MatchResult:
         else:
             nr.qsubs.append([sub])
     return nr
+
+
+_ACK_TEMPLATE = ("$JS", "ACK", None, None, None, None, None, None, None)  # None: any token
+
+
+def could_match_ack(pattern: str) -> bool:
+    """Whether subscription subject `pattern` can match some `$JS.ACK.<7 tokens>` subject."""
+    toks = pattern.split(".")
+    for i, t in enumerate(toks):
+        if t == ">":
+            return i < len(_ACK_TEMPLATE)
+        if i >= len(_ACK_TEMPLATE):
+            return False
+        want = _ACK_TEMPLATE[i]
+        if want is not None and t != "*" and t != want:
+            return False
+    return len(toks) == len(_ACK_TEMPLATE)
 
 
 def _match_level(level: _Node | None, toks: list[str], i: int, r: MatchResult,

@@ -500,7 +500,10 @@ class Consumer:
         cfg = self.cfg
         c = self.client
         if cfg.ack_policy != "none":
-            self._subs.append(c.subscribe(self.ack_prefix + "*.*.*.*.*", self._on_ack))
+            sub = c.subscribe(self.ack_prefix + "*.*.*.*.*", self._on_ack)
+            sub.raw = self._on_ack_raw
+            self._subs.append(sub)
+            self.account.ack_subs[self.ack_prefix.encode()] = sub
         self._subs.append(c.subscribe(self.next_subject, self._on_next_request))
         if cfg.flow_control:
             self._set_max_pending_bytes(FLOW_CONTROL_MAX_PENDING)
@@ -563,6 +566,9 @@ class Consumer:
         self.waiting.clear()
         if advisory:
             self.advisories.deleted()
+        ack_subs = self.account.ack_subs
+        if ack_subs.get(self.ack_prefix.encode()) in self._subs:
+            del ack_subs[self.ack_prefix.encode()]
         for s in self._subs:
             self.client.unsubscribe(s)
         self._subs.clear()
@@ -1488,6 +1494,24 @@ class Consumer:
             sseq = dseq = dc = 0
         self._suppress_deletion()
         self.process_ack(sseq, dseq, dc, bytes(msg.data), msg.reply)
+
+    def _on_ack_raw(self, sub: Any, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None,
+                    data: bytes, src: Any) -> None:
+        """An ack straight off the wire (Account.route_raw): as `_on_ack`, without a Msg."""
+        if self.closed:
+            return
+        toks = subject_b.split(b".")
+        if len(toks) != 9:
+            return
+        try:
+            dc = int(toks[4])
+            sseq = int(toks[5])
+            dseq = int(toks[6])
+        except ValueError:
+            sseq = dseq = dc = 0
+        self._suppress_deletion()
+        self.process_ack(sseq, dseq, dc, bytes(data),
+                         reply_b.decode("utf-8", "surrogateescape") if reply_b else None)
 
     def process_ack(self, sseq: int, dseq: int, dc: int, payload: bytes, reply: str | None) -> None:
         """processAck: dispatch on the ack payload; answer an ack-sync when asked."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import nats
 import pytest
@@ -784,3 +785,39 @@ def test_max_consumers_limit(srv: JSServer) -> None:
         await nc.close()
 
     run(main, srv.url)
+
+
+def test_acks_reach_other_subscribers_and_the_consumer(srv: JSServer) -> None:
+    """An ack is an ordinary message too: a client subscribed to $JS.ACK.> sees it, and the
+    consumer applies it, whether or not anyone else listens (edgebus routes acks by their
+    prefix while only consumers listen there)."""
+    async def main(url: str) -> None:
+        nc, js = await _setup(url, n=3)
+        await js.add_consumer("S", ConsumerConfig(durable_name="D", ack_policy=AckPolicy.EXPLICIT))
+        spy_nc = await nats.connect(url)
+        spy = await spy_nc.subscribe("$JS.ACK.>")
+        await flushed(spy_nc)
+        msgs = await pull(nc, "S", "D", {"batch": 3, "no_wait": True})
+        msgs = [m for m in msgs if not status_of(m)]
+        assert len(msgs) == 3
+        await nc.publish(msgs[0].reply, b"+ACK")
+        seen = await spy.next_msg(timeout=2)
+        assert seen.subject == msgs[0].reply and seen.data == b"+ACK"
+        async def floor() -> tuple[int, int]:
+            ci = await api(nc, "CONSUMER.INFO.S.D")
+            return ci["ack_floor"]["stream_seq"], ci["num_ack_pending"]
+        assert await wait_for(lambda: _eq(floor(), (1, 2))) == (1, 2)
+        await spy.unsubscribe()
+        await flushed(spy_nc)
+        for m in msgs[1:]:
+            await nc.publish(m.reply, b"")
+        assert await wait_for(lambda: _eq(floor(), (3, 0))) == (3, 0)
+        await spy_nc.close()
+        await nc.close()
+    run(main, srv.url)
+
+
+async def _eq(aw: Any, want: Any) -> Any:
+    """`want` once the awaited value equals it, else None (a predicate for wait_for)."""
+    got = await aw
+    return got if got == want else None

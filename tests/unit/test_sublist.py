@@ -4,6 +4,7 @@ brute-force matching."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -281,3 +282,18 @@ class SublistModel(RuleBasedStateMachine):
 
 TestSublistModel = SublistModel.TestCase
 TestSublistModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+@pytest.mark.parametrize("pattern,could", [
+    ("$JS.ACK.S.C.*.*.*.*.*", True), ("$JS.ACK.>", True), ("$JS.>", True), (">", True),
+    ("*.>", True), ("*.*.*.*.*.*.*.*.*", True), ("$JS.*.a.b.c.d.e.f.g", True),
+    ("$JS.API.>", False), ("*.*.*", False), ("$JS.ACK.S.C.1.2.3.4.5.6", False),
+    ("foo.>", False), ("$JS.ACK.S.C.*.*.*.*", False), ("$KV.ACK.>", False),
+])
+def test_ack_interest_counts_what_could_match_an_ack_subject(pattern, could):
+    sl = Sublist()
+    s = Subscription(object(), pattern, None, b"1")
+    sl.insert(s)
+    assert sl.ack_interest == (1 if could else 0)
+    sl.remove(s)
+    assert sl.ack_interest == 0
