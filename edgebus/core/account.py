@@ -67,13 +67,14 @@ class Account:
 
     def route_raw(self, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None, data: bytes,
                   src: Any) -> int:
-        """`route` for a message given as parts (a NATS PUB, a JetStream reply): a lone
-        in-process subscriber that takes raw parts (a stream's ingest, a consumer's acks)
-        gets them directly; anything else is routed as a Msg."""
+        """`route` for a message given as parts (a NATS PUB, a JetStream reply). When one
+        subscription alone is interested it gets the parts directly: an in-process one that
+        takes raw parts (a stream's ingest, a consumer's acks), or a connection that takes
+        them (`deliver_parts`); anything else is routed as a Msg."""
         if self.mappings is not None:
             return self.route(Msg(None, None, hdr, data, src, subject_b, reply_b))
         sub = None
-        if subject_b[:8] == b"$JS.ACK." and self.ack_subs and \
+        if self.ack_subs and subject_b.startswith(b"$JS.ACK.") and \
                 self.sublist.ack_interest == len(self.ack_subs):
             # only consumers listen on ack subjects: the consumer is found by the prefix,
             # with no subject match (acks are all different subjects: every match misses)
@@ -83,21 +84,30 @@ class Account:
             if r is EMPTY_RESULT:
                 self.in_msgs += 1
                 return 0
-            sub = r.solo_raw
+            sub = r.solo
             if sub is None:
                 return self._deliver_all(Msg(None, None, hdr, data, src, subject_b, reply_b), r)
         c = sub.client
-        if c is src and not src.echo:
-            self.in_msgs += 1
-            return 0
         self.in_msgs += 1
+        if c is src and not src.echo:
+            return 0
         self.out_msgs += 1
-        c.out_msgs += 1
-        c.out_bytes += len(data) + (len(hdr) if hdr else 0)
         sub.delivered += 1
+        raw = sub.raw
+        if raw is not None:
+            c.out_msgs += 1
+            c.out_bytes += len(data) + (len(hdr) if hdr else 0)
+            if sub.max and sub.delivered >= sub.max:
+                c.remove_sub(sub)
+            raw(sub, subject_b, reply_b, hdr, data, src)
+            return 1
+        dp = c.deliver_parts
+        if dp is not None:
+            dp(sub, subject_b, reply_b, hdr, data, src)
+        else:
+            c.deliver(sub, Msg(None, None, hdr, data, src, subject_b, reply_b))
         if sub.max and sub.delivered >= sub.max:
             c.remove_sub(sub)
-        sub.raw(sub, subject_b, reply_b, hdr, data, src)
         return 1
 
     def _ack_sub(self, subject_b: bytes) -> Any:

@@ -151,6 +151,10 @@ class Client:
     def deliver(self, sub: Subscription, msg: Msg) -> None:
         raise NotImplementedError
 
+    # a connection that can take a message as parts, with no Msg made, sets this to a
+    # method (sub, subject_b, reply_b, hdr, data, src) doing what `deliver` does
+    deliver_parts: Any = None
+
     def close(self, reason: str = "Client Closed") -> None:
         raise NotImplementedError
 

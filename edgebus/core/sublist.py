@@ -89,14 +89,19 @@ class MatchResult:
 
 
     @property
-    def solo_raw(self) -> Subscription | None:
-        """The subscription, when the only one interested takes raw parts (a stream's
-        ingest): the message can go to it without a Msg or a delivery loop."""
+    def solo(self) -> Subscription | None:
+        """The one subscription interested, when there is exactly one (no queue groups): a
+        message can go to it without a Msg or a delivery loop (Account.route_raw)."""
         r = self._solo
         if r is _UNSET:
-            r = self._solo = self.psubs[0] if not self.qsubs and len(self.psubs) == 1 \
-                and self.psubs[0].raw is not None else None
+            r = self._solo = self.psubs[0] if not self.qsubs and len(self.psubs) == 1 else None
         return r
+
+    @property
+    def solo_raw(self) -> Subscription | None:
+        """`solo`, when it takes raw parts (a stream's ingest, a consumer's acks)."""
+        r = self.solo
+        return r if r is not None and r.raw is not None else None
 
 
 # the one result for "no interest": `match(...) is EMPTY_RESULT` is the cheap test

@@ -362,44 +362,46 @@ class NatsConnection(Client):
 
     # -- delivery (called by Account.route) -----------------------------------------------
     def deliver(self, sub: Subscription, msg: Msg) -> None:
+        self.deliver_parts(sub, msg.subject_b, msg.reply_b, msg.hdr, msg.data, msg.src)
+
+    def deliver_parts(self, sub: Subscription, subject_b: bytes, reply: bytes | None,  # type: ignore[override]
+                      hdr: bytes | None, data: bytes, src: Any) -> None:
+        """Write one MSG/HMSG for `sub` (Account.route_raw calls this without a Msg)."""
         if self.closing:
             return
-        if self.deny_filter and self.permissions is not None and \
-                self.permissions.delivery_denied(msg.subject, sub.queue):
+        if self.deny_filter and self.permissions is not None and self.permissions.delivery_denied(
+                subject_b.decode("utf-8", "surrogateescape"), sub.queue):
             return
         out = self.out
-        data = msg.data
-        hdr = msg.hdr
-        reply = msg.reply_b
         if hdr is None or not self.headers:
             size = len(data)
             if reply:
-                out += b"MSG %s %s %s %d\r\n%s\r\n" % (msg.subject_b, sub.sid, reply, size, data)
+                out += b"MSG %s %s %s %d\r\n%s\r\n" % (subject_b, sub.sid, reply, size, data)
             else:
-                out += b"MSG %s %s %d\r\n%s\r\n" % (msg.subject_b, sub.sid, size, data)
+                out += b"MSG %s %s %d\r\n%s\r\n" % (subject_b, sub.sid, size, data)
         else:
             hl = len(hdr)
             size = hl + len(data)
             if reply:
-                out += b"HMSG %s %s %s %d %d\r\n%s%s\r\n" % (msg.subject_b, sub.sid, reply, hl, size,
+                out += b"HMSG %s %s %s %d %d\r\n%s%s\r\n" % (subject_b, sub.sid, reply, hl, size,
                                                               hdr, data)
             else:
-                out += b"HMSG %s %s %d %d\r\n%s%s\r\n" % (msg.subject_b, sub.sid, hl, size, hdr, data)
+                out += b"HMSG %s %s %d %d\r\n%s%s\r\n" % (subject_b, sub.sid, hl, size, hdr, data)
         self.out_msgs += 1
         self.out_bytes += size
         if reply and self.permissions is not None and self.permissions.resp_max:
-            self._grant_response(msg.reply)
+            self._grant_response(reply.decode("utf-8", "surrogateescape"))
         pending = len(out) + self.inflight
         if pending > self._stall_at:
             if pending > self.max_pending:
                 self._slow_consumer("Slow Consumer (Pending Bytes)")
                 return
             # falling behind: the publishing connection waits a little for us (stall)
-            stalls = getattr(msg.src, "_stall_targets", None)
+            stalls = getattr(src, "_stall_targets", None)
             if stalls is not None:  # (its own writer is a separate task: self-stall works)
                 stalls.append(self)
         if self._parked:
-            self._wake(msg.src)
+            self._wake(src)
 
     def deliver_run(self, sub: Subscription, subject_b: bytes, reply_b: bytes | None,
                     payloads: list[bytes], src: Any) -> None:
