@@ -1480,24 +1480,11 @@ class Consumer:
 
     # -------------------------------------------------------------------------- acks
     def _on_ack(self, sub: Any, msg: "Msg") -> None:
-        if self.closed:
-            return
-        subject = msg.subject
-        toks = subject.split(".")
-        if len(toks) != 9:
-            return
-        try:
-            dc = int(toks[4])
-            sseq = int(toks[5])
-            dseq = int(toks[6])
-        except ValueError:
-            sseq = dseq = dc = 0
-        self._suppress_deletion()
-        self.process_ack(sseq, dseq, dc, bytes(msg.data), msg.reply)
+        self._on_ack_raw(sub, msg.subject_b, msg.reply_b, msg.hdr, msg.data, msg.src)
 
     def _on_ack_raw(self, sub: Any, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None,
                     data: bytes, src: Any) -> None:
-        """An ack straight off the wire (Account.route_raw): as `_on_ack`, without a Msg."""
+        """An ack, from its parts (Account.route_raw hands them over with no Msg made)."""
         if self.closed:
             return
         toks = subject_b.split(b".")

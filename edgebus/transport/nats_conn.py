@@ -424,22 +424,11 @@ class NatsConnection(Client):
         out += head
         out += (b"\r\n" + head).join(payloads)
         out += b"\r\n"
-        self.out_msgs += k
-        self.out_bytes += k * size
-        pending = len(out) + self.inflight
-        if pending > self._stall_at:
-            if pending > self.max_pending:
-                self._slow_consumer("Slow Consumer (Pending Bytes)")
-                return
-            stalls = getattr(src, "_stall_targets", None)
-            if stalls is not None:
-                stalls.append(self)
-        if self._parked:
-            self._wake(src)
+        self.frames_done(k, k * size, src)
 
     def frames_done(self, n: int, nbytes: int, src: Any) -> None:
-        """`n` MSG/HMSG frames (`nbytes` of payload) were appended to `out` directly by a
-        JetStream consumer's bulk path: count them and do what the end of `deliver` does."""
+        """`n` MSG/HMSG frames (`nbytes` of payload) were appended to `out` directly (a run,
+        a JetStream consumer's bulk path): count them and do what the end of `deliver` does."""
         self.out_msgs += n
         self.out_bytes += nbytes
         pending = len(self.out) + self.inflight
