@@ -589,8 +589,11 @@ class Sourcing:
         return subject, {"stream_name": si.name, "config": c, "action": ""}
 
     async def _setup(self, si: SourceInfo, seq: int) -> None:
-        """setupMirrorConsumer / trySetupSourceConsumer: request a consumer, wait for the
-        answer, then listen on its deliver subject."""
+        """setupMirrorConsumer / trySetupSourceConsumer: listen on the deliver subject, request
+        a consumer, wait for the answer. The new consumer may start delivering before its
+        create response arrives (an origin that sees interest at once, as through a stream
+        import): those deliveries are held and handled after the response, as nats-server
+        subscribes first and queues them too."""
         if self._closed:
             return
         self._hook_leaf()
@@ -602,11 +605,13 @@ class Sourcing:
         reply = "$JSC.R." + rand8()
         answers: list[tuple[bytes | None, bytes]] = []
         got = trio.Event()
+        early: list["Msg"] = []
 
         def on_reply(sub: Any, msg: "Msg") -> None:
             answers.append((msg.hdr, msg.data))
             got.set()
 
+        dsub = self.client.subscribe(req["config"]["deliver_subject"], lambda sub, msg: early.append(msg))
         rsub = self.client.subscribe(reply, on_reply)
         si.err = None
         si.sip = True
@@ -620,6 +625,16 @@ class Sourcing:
         finally:
             self.client.unsubscribe(rsub)
             si.sip = False
+        try:
+            self._created(si, seq, req, answers, dsub, early)
+        finally:
+            if si.sub is not dsub:
+                self.client.unsubscribe(dsub)
+
+    def _created(self, si: SourceInfo, seq: int, req: dict[str, Any],
+                 answers: list[tuple[bytes | None, bytes]], dsub: Any, early: list["Msg"]) -> None:
+        """Act on the create response: on success `dsub` becomes the consumer's subscription
+        and what arrived on it meanwhile is handled now."""
         if self._closed or (si is not self.mirror and self.sources.get(si.iname) is not si):
             return
         if not answers:
@@ -670,7 +685,15 @@ class Sourcing:
         si.cname = str(resp.get("name") or "")
         si.dseq = 0
         si.last_ns = self.clock.now_ns()
-        si.sub = self.client.subscribe(deliver, lambda sub, msg: self._on_msg(si, sub, msg))
+        if deliver != dsub.subject:
+            si.sub = self.client.subscribe(deliver, lambda sub, msg: self._on_msg(si, sub, msg))
+            return
+        si.sub = dsub
+        dsub.extra = lambda sub, msg: self._on_msg(si, sub, msg)
+        for m in early:
+            if si.sub is not dsub:
+                break  # a held message made us recreate: the rest are stale
+            self._on_msg(si, dsub, m)
 
     def _mirror_established(self, si: SourceInfo, delivered: int) -> None:
         """The origin starts after `delivered`: move an empty mirror there, or skip the gap."""
