@@ -797,8 +797,7 @@ def test_acks_reach_other_subscribers_and_the_consumer(srv: JSServer) -> None:
         spy_nc = await nats.connect(url)
         spy = await spy_nc.subscribe("$JS.ACK.>")
         await flushed(spy_nc)
-        msgs = await pull(nc, "S", "D", {"batch": 3, "no_wait": True})
-        msgs = [m for m in msgs if not status_of(m)]
+        msgs = await pull(nc, "S", "D", {"batch": 3}, until_status=False, max_msgs=3)
         assert len(msgs) == 3
         await nc.publish(msgs[0].reply, b"+ACK")
         seen = await spy.next_msg(timeout=2)
