@@ -74,9 +74,11 @@ class RealNatsServer:
 
     def __init__(self, config: str = "", args: list[str] | None = None, jetstream: bool = False) -> None:
         self.dir = tempfile.mkdtemp(prefix="natsd-")
-        self.port = free_port()
-        self.http_port = free_port()
-        conf = f"port: {self.port}\nhttp_port: {self.http_port}\n" + config
+        # ports chosen by the server itself and read from its ports file once started: a
+        # port found free beforehand can be taken by a client socket meanwhile (EADDRINUSE)
+        self.port = 0
+        self.http_port = 0
+        conf = f"port: -1\nhttp_port: -1\nports_file_dir: {json.dumps(self.dir)}\n" + config
         if jetstream:
             conf += f"\njetstream {{ store_dir: {json.dumps(os.path.join(self.dir, 'js'))} }}\n"
         self.conf_path = os.path.join(self.dir, "server.conf")
@@ -96,15 +98,28 @@ class RealNatsServer:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([NATS_SERVER, "-c", self.conf_path, *self.args],
                                      stdout=subprocess.DEVNULL, stderr=self._log)
+        ports_file = os.path.join(self.dir, f"nats-server_{self.proc.pid}.ports")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if not self.port:
+                try:
+                    with open(ports_file) as fh:
+                        ports = json.load(fh)
+                except (OSError, ValueError):  # not written yet, or not complete
+                    if self.proc.poll() is not None:
+                        break
+                    time.sleep(0.02)
+                    continue
+                self.port = int(ports["nats"][0].rsplit(":", 1)[1])
+                if ports.get("monitoring"):
+                    self.http_port = int(ports["monitoring"][0].rsplit(":", 1)[1])
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     if s.recv(4096).startswith(b"INFO"):
                         return self
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError("nats-server did not start")
+        raise RuntimeError(f"nats-server did not start (log: {self.log_path})")
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -9,7 +9,6 @@ tests/interop/ws/wsclient.py talks to each in turn.
 from __future__ import annotations
 
 import json
-import time
 import os
 import struct
 import sys
@@ -269,17 +268,10 @@ def test_ports_file_websocket_entry_matches(real_nats_server, tmp_path):
     """nats-server's ports file lists the listener as ws://host:port; edgebus's server.ports
     (what its ports_file_dir file is written from) says the same."""
     from edgebus.testing.embedded import EmbeddedServer
-    real_dir = tmp_path / "real"
-    real_dir.mkdir()
     port = free_port()
-    real_nats_server(config=f"ports_file_dir: {json.dumps(str(real_dir))}\n"
-                            f"websocket {{ port: {port}, host: 127.0.0.1, no_tls: true }}\n")
-    # nats-server writes its ports file just after it starts accepting: wait for it
-    deadline = time.monotonic() + 10
-    files = list(real_dir.glob("*.ports"))
-    while not files and time.monotonic() < deadline:
-        time.sleep(0.02)
-        files = list(real_dir.glob("*.ports"))
+    # the fixture's nats-server writes its ports file (ports_file_dir) into its directory
+    real = real_nats_server(config=f"websocket {{ port: {port}, host: 127.0.0.1, no_tls: true }}\n")
+    files = list(Path(real.dir).glob("*.ports"))
     assert len(files) == 1
     real_ports = json.loads(files[0].read_text())
     assert real_ports["websocket"] == [f"ws://127.0.0.1:{port}"]
