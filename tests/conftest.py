@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -20,8 +21,36 @@ import pytest
 NATS_SERVER = shutil.which("nats-server")
 
 
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free TCP port for a server a test configures, taken below the kernel's ephemeral
+    range: client sockets get their local ports from that range, so none can take this one
+    between now and the server's bind (a port from bind(0) sometimes was: EADDRINUSE)."""
+    hi = _EPHEMERAL_LOW - 1
+    lo = max(1024, hi - 12000)
+    for _ in range(200):
+        port = random.randint(lo, hi)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # no luck below the range: any free port
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -94,6 +123,14 @@ class RealNatsServer:
     def start(self) -> "RealNatsServer":
         assert NATS_SERVER, "nats-server binary not installed"
         # the log goes to a file: a pipe nobody reads would stall a chatty server
+        if self.port:
+            # started before: come back on the same ports (as a restarted server would)
+            with open(self.conf_path) as fh:
+                conf = fh.read()
+            conf = conf.replace("port: -1\nhttp_port: -1\n",
+                                f"port: {self.port}\nhttp_port: {self.http_port or -1}\n", 1)
+            with open(self.conf_path, "w") as fh:
+                fh.write(conf)
         self.log_path = os.path.join(self.dir, "server.log")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([NATS_SERVER, "-c", self.conf_path, *self.args],
