@@ -5,7 +5,9 @@ arrives synchronously in `process()` (on the publisher's task, no queue hop), is
 nats-server's order (sealed, expected stream, TTL enabled, Nats-Msg-Id duplicate, expected
 last subject sequence, expected last sequence, expected last msg id, rollup, sizes, account
 limits), stored, and acknowledged to the reply subject with a pub ack. Then rollups purge,
-republish fires and `new_msg_listeners` (consumers) are told.
+republish fires and `new_msg_listeners` (consumers) are told. During a client connection's
+read the replies are held and sent, in order, when the read has been handled
+(`Broker.read_end`); a file stream writes the read's messages in one go just before.
 
 Time-based work runs in the stream's own nursery on the server clock: the expiry task
 (max_age, per-message TTL, subject delete markers) and the sync task (periodic fsync, or a

@@ -25,7 +25,10 @@ and the block is rewritten clean. `index.db` lets a clean restart skip the repla
 deleted as soon as it is loaded, so after a crash it is absent and the blocks are replayed.
 
 Writes go straight to the OS with `pwrite` (a killed process loses nothing acknowledged);
-`sync_always` adds `fdatasync` before `store_msg` returns. Blocks are never rewritten on the
+`sync_always` adds `fdatasync` before `store_msg` returns. An owner may set `defer_writes`
+while it handles a batch (the stream does for one client read): appends are then held and
+written together by `flush_writes()`, before any other operation of the store, or once 1 MiB
+is held; the owner acknowledges the batch only after `flush_writes()` returned. Blocks are never rewritten on the
 write path: dead blocks are unlinked when that is cheap, and sparse or tombstone-holding ones are
 compacted by `sync()` / `stop()` (one block at a time, bounded by the block size).
 
