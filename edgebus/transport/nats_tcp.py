@@ -54,7 +54,9 @@ async def serve_nats(server: Any, listeners: list[trio.SocketListener], *,
         except OSError:
             pass
         conn = NatsConnection(broker, stream, remote=peer_of(stream), tls=tls_info,
-                              tls_context=tls_ctx,
+                              # the current context: a config reload may have rotated the
+                              # certificate (existing connections keep theirs)
+                              tls_context=server.tls_context if tls_ctx is not None else None,
                               tls_first=bool(o.tls and o.tls.handshake_first),
                               tls_timeout=o.tls.timeout if o.tls else 2.0,
                               no_auth_user=o.no_auth_user)

@@ -4,6 +4,7 @@ e-mail SAN, DNS SAN, subject DN), `handshake_first`, `allow_non_tls` and the INF
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import socket
@@ -218,3 +219,49 @@ def test_tls_from_command_line_flags(pki):
         assert info["tls_required"] and info["tls_verify"]
         assert tls_connects(f"tls://127.0.0.1:{s.port}", pki.client_ctx(pki.alice)) is True
         assert tls_connects(f"tls://127.0.0.1:{s.port}", pki.client_ctx()) is not True
+
+
+def _presented_cn(port: int, ctx: ssl.SSLContext) -> str:
+    """The common name of the certificate the server presents (INFO first, then TLS)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        buf = b""
+        while b"\r\n" not in buf:
+            buf += raw.recv(4096)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            subject = dict(x[0] for x in s.getpeercert()["subject"])
+            return subject["commonName"]
+
+
+def test_reload_rotates_the_server_certificate(pki, tmp_path):
+    """Certificate rotation: new files under the same paths, a config reload, and new
+    connections get the new certificate while existing ones stay up (as nats-server)."""
+    import ipaddress
+    import shutil
+
+    from edgebus.conf import load_config
+    from edgebus.security.reload import reload_from_file
+    sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert, key = pki.issue("rot-old", _name("localhost old"), sans, server=True)
+    new_cert, new_key = pki.issue("rot-new", _name("localhost new"), sans, server=True)
+    live_cert, live_key = str(tmp_path / "live.pem"), str(tmp_path / "live-key.pem")
+    shutil.copy(cert, live_cert)
+    shutil.copy(key, live_key)
+    path = tmp_path / "server.conf"
+    path.write_text(f"port: -1\ntls {{ cert_file: '{live_cert}'\n key_file: '{live_key}' }}\n")
+    opts, _ = load_config(str(path))
+    with EmbeddedServer(opts) as s:
+        ctx = pki.client_ctx()
+        assert _presented_cn(s.port, ctx) == "localhost old"
+
+        async def go() -> str:
+            nc = await nats.connect(f"tls://127.0.0.1:{s.port}", tls=ctx, allow_reconnect=False)
+            sub = await nc.subscribe("t")
+            shutil.copy(new_cert, live_cert)
+            shutil.copy(new_key, live_key)
+            await asyncio.to_thread(s.call, reload_from_file)
+            after = await asyncio.to_thread(_presented_cn, s.port, ctx)
+            await nc.publish("t", b"still up")
+            assert (await sub.next_msg(timeout=2)).data == b"still up"
+            await nc.close()
+            return after
+        assert run_async(go) == "localhost new"
