@@ -175,6 +175,12 @@ def both(tmp_path_factory):
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__[3:] for s in SCENARIOS])
 def test_same_packets_as_nats_server(both, scenario):
     kw = {"username": "u", "password": b"p"}
-    ref = scenario(both["nats-server"], kw)
+    try:
+        ref = scenario(both["nats-server"], kw)
+    except AssertionError:
+        # the reference itself now and then sends no retained messages at all on a busy
+        # machine (nats-server loads them from its JetStream stream asynchronously): one
+        # more run of the scenario, against the reference only, starts from the same state
+        ref = scenario(both["nats-server"], kw)
     got = scenario(both["edgebus"], kw)
     assert got == ref
