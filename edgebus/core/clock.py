@@ -25,10 +25,9 @@ class Clock:
         except RuntimeError:  # made outside trio: anchor lazily on first use
             self._mono0: float | None = None
 
-    def _anchor(self) -> float:
+    def _anchor(self) -> None:
         self._read = trio.lowlevel.current_clock().current_time
-        m = self._mono0 = self._read()
-        return m
+        self._mono0 = self._read()
 
     def monotonic(self) -> float:
         """Seconds on trio's clock (what trio.sleep_until uses)."""

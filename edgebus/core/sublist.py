@@ -87,7 +87,6 @@ class MatchResult:
                 len({id(s.client) for s in self.psubs}) == len(self.psubs)
         return r
 
-
     @property
     def solo(self) -> Subscription | None:
         """The one subscription interested, when there is exactly one (no queue groups): a

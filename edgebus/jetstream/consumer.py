@@ -346,6 +346,7 @@ class Consumer:
         self._subs: list[Any] = []
 
         self.ack_prefix = f"$JS.ACK.{self.stream_name}.{name}."
+        self.ack_prefix_b = self.ack_prefix.encode()
         self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream_name}.{name}"
         self.fc_prefix = f"$JS.FC.{self.stream_name}.{name}."
 
@@ -503,7 +504,7 @@ class Consumer:
             sub = c.subscribe(self.ack_prefix + "*.*.*.*.*", self._on_ack)
             sub.raw = self._on_ack_raw
             self._subs.append(sub)
-            self.account.ack_subs[self.ack_prefix.encode()] = sub
+            self.account.ack_subs[self.ack_prefix_b] = sub
         self._subs.append(c.subscribe(self.next_subject, self._on_next_request))
         if cfg.flow_control:
             self._set_max_pending_bytes(FLOW_CONTROL_MAX_PENDING)
@@ -567,8 +568,8 @@ class Consumer:
         if advisory:
             self.advisories.deleted()
         ack_subs = self.account.ack_subs
-        if ack_subs.get(self.ack_prefix.encode()) in self._subs:
-            del ack_subs[self.ack_prefix.encode()]
+        if ack_subs.get(self.ack_prefix_b) in self._subs:
+            del ack_subs[self.ack_prefix_b]
         for s in self._subs:
             self.client.unsubscribe(s)
         self._subs.clear()
@@ -901,8 +902,7 @@ class Consumer:
             return False
         if cfg.priority_policy not in ("none", "") or len(self._filters) > 1:
             return False
-        pu = cfg.pause_until
-        if pu and self.clock.now_ns() < pu:
+        if self._paused():
             return False
         if cfg.deliver_subject:
             if not self.active:
@@ -915,10 +915,9 @@ class Consumer:
         """The one connection a delivery to `dsubj` goes to, when it can take formatted
         frames straight into its output buffer (a NATS client connection with a single plain
         subscription matching, no delivery filter, no auto-unsubscribe); else None."""
-        r = self.account.sublist.match(dsubj)
-        if r.qsubs or len(r.psubs) != 1:
+        sub = self.account.sublist.match(dsubj).solo
+        if sub is None:
             return None
-        sub = r.psubs[0]
         c = sub.client
         if sub.max or c is self.client or getattr(c, "frames_done", None) is None or \
                 c.closing or c.deny_filter or \
@@ -945,7 +944,7 @@ class Consumer:
         wq = self.waiting
         targets: dict[str, _Target | None] = {}
         used: list[_Target] = []
-        prefix = self.ack_prefix.encode()
+        prefix = self.ack_prefix_b
         pending_map = self.pending
         stream_acks = not acking and retention != "limits"
         npc = self.npc

@@ -321,7 +321,6 @@ class Stream:
             self._done.set()
 
     def _subscribe(self) -> None:
-        c = self.js.client
         for subj in self.config.subjects:
             self._subs.append(self._ingest_sub(subj))
         # mirror_direct answers for the origin's name once caught up (sourcing.py)
@@ -424,12 +423,16 @@ class Stream:
     def _reply_err(self, reply: str | bytes | None, err: JSError) -> None:
         self.last_error = err
         if reply and not self.config.no_ack:
-            body = {"error": err.to_json(), "stream": self.name, "seq": 0}
-            data = json.dumps(body, separators=(",", ":")).encode()
+            data = self._err_body(err)
             if self._deferring:
                 self._pending_acks.append((reply, data))  # after the PubAcks before it
             else:
                 self._publish_reply(reply, data)
+
+    def _err_body(self, err: JSError) -> bytes:
+        """The PubAck-shaped error reply for `err`."""
+        return json.dumps({"error": err.to_json(), "stream": self.name, "seq": 0},
+                          separators=(",", ":")).encode()
 
     def _defer_replies(self) -> None:
         """Hold this read's file appends and replies back until the read is handled
@@ -453,12 +456,8 @@ class Stream:
                       self.account.name, self.name, e)
             err = js_err(STREAM_STORE_FAILED, err=str(e))
             self.last_error = err
-            body = json.dumps({"error": err.to_json(), "stream": self.name, "seq": 0},
-                              separators=(",", ":")).encode()
+            body = self._err_body(err)
             acks = [(reply, body) for reply, _ in acks]
-        if len(acks) == 1:
-            self._publish_reply(*acks[0])
-            return
         # consecutive replies to one subject (a pipelining publisher with one reply inbox)
         # go out as a run: one match, one formatted write per equal-size stretch
         c = self.js.client

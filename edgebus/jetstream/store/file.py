@@ -28,9 +28,11 @@ Writes go straight to the OS with `pwrite` (a killed process loses nothing ackno
 `sync_always` adds `fdatasync` before `store_msg` returns. An owner may set `defer_writes`
 while it handles a batch (the stream does for one client read): appends are then held and
 written together by `flush_writes()`, before any other operation of the store, or once 1 MiB
-is held; the owner acknowledges the batch only after `flush_writes()` returned. Blocks are never rewritten on the
-write path: dead blocks are unlinked when that is cheap, and sparse or tombstone-holding ones are
-compacted by `sync()` / `stop()` (one block at a time, bounded by the block size).
+is held; the owner acknowledges the batch only after `flush_writes()` returned.
+
+Blocks are never rewritten on the write path: dead blocks are unlinked when that is cheap,
+and sparse or tombstone-holding ones are compacted by `sync()` / `stop()` (one block at a
+time, bounded by the block size).
 
 Byte accounting follows nats-server's filestore formula (22 + subject + msg + 8, plus 4 + hdr when
 there are headers), so `state().bytes` and max_bytes match a real server.
