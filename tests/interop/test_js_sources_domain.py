@@ -10,16 +10,13 @@ restart), and a restart of the leaf itself, have the sourcing resume without los
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 import nats
 import pytest
 
-from conftest import NATS_SERVER, free_port, run_async
+from conftest import NATS_SERVER, run_async
 from edgebus.jetstream.config import server_hash
-from edgebus.testing.embedded import EmbeddedServer
 from test_js_sources_helpers import (
     create,
     eventually,
@@ -30,7 +27,8 @@ from test_js_sources_helpers import (
     wait_count,
     wait_last_seq,
 )
-from test_leaf import Hub, connected, edge_waits, hub_waits, leaf_conf
+from test_leaf import Hub, connected, edge_waits, hub_waits
+from test_leaf_js import domains  # noqa: F401  (hub domain "hub" + edgebus leaf domain "edge")
 
 pytestmark = pytest.mark.skipif(not NATS_SERVER, reason="nats-server binary not installed")
 
@@ -39,20 +37,6 @@ EXT_EDGE = {"api": "$JS.edge.API", "deliver": ""}
 BIG = b"x" * 8192  # 300 of these pass the 1 MiB flow-control threshold
 
 
-@pytest.fixture
-def domains(tmp_path: Any) -> Any:
-    lp = free_port()
-    store = json.dumps(os.path.join(str(tmp_path), "hub-js"))
-    hub = Hub(f'server_name: HUB\njetstream {{ domain: hub, store_dir: {store} }}\n'
-              f'leafnodes {{ listen: "127.0.0.1:{lp}" }}\n').start()
-    leaf = EmbeddedServer(config=leaf_conf(lp, extra="jetstream { domain: edge }"),
-                          jetstream=True, store_dir=str(tmp_path / "edge-js")).start()
-    try:
-        connected(leaf)
-        yield hub, leaf
-    finally:
-        leaf.close()
-        hub.stop()
 
 
 def test_edgebus_sources_and_mirrors_a_hub_stream(domains: Any) -> None:
