@@ -26,6 +26,34 @@ DEFAULT_LEAF_PORT = 7422
 
 
 @dataclass
+class OCSPPeerOptions:
+    """`ocsp_peer` in a tls{} block: check the peer's certificate chain with its OCSP responder."""
+    verify: bool = False
+    ca_timeout: float = 2.0
+    allowed_clockskew: float = 30.0
+    warn_only: bool = False
+    unknown_is_good: bool = False
+    allow_when_ca_unreachable: bool = False
+    cache_ttl_when_next_update_unset: float = 3600.0
+
+
+@dataclass
+class OCSPCacheOptions:
+    """The top-level `ocsp_cache` block: where OCSP peer responses are kept between checks."""
+    type: str = "local"  # "local" (memory, saved under local_store) or "none"
+    local_store: str = "_rc_"
+    preserve_revoked: bool = False
+    save_interval: float = 300.0
+
+
+@dataclass
+class OCSPStapleOptions:
+    """The top-level `ocsp` block (stapling the server certificate's status)."""
+    mode: str = "auto"  # auto | always | must | never
+    urls: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TLSOptions:
     cert_file: str | None = None
     key_file: str | None = None
@@ -35,6 +63,7 @@ class TLSOptions:
     handshake_first: bool = False
     timeout: float = 2.0
     insecure: bool = False
+    ocsp_peer: OCSPPeerOptions | None = None
 
 
 @dataclass
@@ -167,6 +196,8 @@ class Options:
     mappings: dict[str, Any] | None = None
     tls: TLSOptions | None = None
     allow_non_tls: bool = False
+    ocsp: OCSPStapleOptions | None = None
+    ocsp_cache: OCSPCacheOptions | None = None
     # subsystems
     jetstream: JetStreamOptions = field(default_factory=JetStreamOptions)
     websocket: WebsocketOptions | None = None

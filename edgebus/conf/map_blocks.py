@@ -15,23 +15,26 @@ from typing import Any
 from ..options import LeafOptions, LeafRemote, MQTTOptions, TLSOptions, WebsocketOptions
 from .durations import parse_duration
 from .errors import Position
-from .map_base import MapperBase, Skip, go_type
+from .map_base import Skip, go_type
+from .map_ocsp import OCSPMapper
 from .validate import is_public_nkey, storage_size
 
 __all__ = ["BlocksMapper"]
 
 
-class BlocksMapper(MapperBase):
+class BlocksMapper(OCSPMapper):
     # -- TLS ------------------------------------------------------------------------------
 
     _TLS_IGNORED = frozenset(
         "verify_cert_and_check_known_urls allow_insecure_cipher_suites cipher_suites "
         "curve_preferences connection_rate_limit pinned_certs cert_store cert_match_by "
-        "cert_match ca_certs_match cert_match_skip_invalid ocsp_peer certs certificates "
+        "cert_match ca_certs_match cert_match_skip_invalid certs certificates "
         "min_version".split()
     )
 
-    def tls(self, v: Any, pos: Position, key: str) -> TLSOptions:
+    def tls(self, v: Any, pos: Position, key: str, side: str = "client") -> TLSOptions:
+        """A tls{} block; `side` says whose it is: "client", "websocket", "mqtt" (listeners
+        for clients), "leaf" (leaf nodes dialing in) or "remote" (the hub a leaf remote dials)."""
         if not isinstance(v, Mapping):
             raise self.fail(pos, f"error parsing tls config, expected a map, got {go_type(v)}")
         t = TLSOptions()
@@ -54,6 +57,8 @@ class BlocksMapper(MapperBase):
                     t.timeout = self.seconds(val, p, "tls config")
                 elif low in ("handshake_first", "first", "immediate"):
                     t.handshake_first = self.handshake_first(val, p, k)
+                elif low == "ocsp_peer":
+                    t.ocsp_peer = self.ocsp_peer(val, p, k)
                 elif low in self._TLS_IGNORED:
                     self.notice(p, f"tls.{k}")
                 else:
@@ -62,6 +67,7 @@ class BlocksMapper(MapperBase):
                 pass
         if len(self.errors) == first_error:
             self.check_tls_files(t, pos)
+            self.check_ocsp_peer(t, pos, side)
         return t
 
     def handshake_first(self, v: Any, pos: Position, key: str) -> bool:
@@ -229,7 +235,7 @@ class BlocksMapper(MapperBase):
                 if low == "no_tls":
                     ws.no_tls = self.bool_(val, p, k)
                 elif low == "tls":
-                    ws.tls = self.tls(val, p, k)
+                    ws.tls = self.tls(val, p, k, side="websocket")
                 elif low == "same_origin":
                     ws.same_origin = self.bool_(val, p, k)
                 elif low in (
@@ -288,7 +294,7 @@ class BlocksMapper(MapperBase):
                 if self.listener_key(mq, low, k, val, p):
                     continue
                 if low == "tls":
-                    mq.tls = self.tls(val, p, k)
+                    mq.tls = self.tls(val, p, k, side="mqtt")
                 elif low in ("authorization", "authentication"):
                     mq.authorization = self.simple_auth(val, p, k)
                 elif low == "no_auth_user":
@@ -349,7 +355,7 @@ class BlocksMapper(MapperBase):
                 elif low == "remotes":
                     leaf.remotes = self.remotes(val, p)
                 elif low == "tls":
-                    leaf.tls = self.tls(val, p, k)
+                    leaf.tls = self.tls(val, p, k, side="leaf")
                 elif low in ("reconnect", "reconnect_delay", "reconnect_interval"):
                     leaf.reconnect = self.seconds(val, p, k)
                 elif low in ("advertise", "leafnode_advertise"):
@@ -439,7 +445,7 @@ class BlocksMapper(MapperBase):
                     elif low in ("creds", "credentials"):
                         r.credentials = os.path.expanduser(self.str_(val, p, k))
                     elif low == "tls":
-                        r.tls = self.tls(val, p, k)
+                        r.tls = self.tls(val, p, k, side="remote")
                     elif low in ("deny_imports", "deny_import"):
                         r.deny_imports = self.strings(val, p, k, "deny imports")
                     elif low in ("deny_exports", "deny_export"):

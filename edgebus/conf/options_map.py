@@ -10,7 +10,7 @@ The rules are nats-server's (server/opts.go, ``processConfigFileLine`` and frien
   duplicate leafnode URL, an empty file). nats-server starts despite warnings but
   ``nats-server -t`` fails on them; callers get them in `ConfigReport.warnings`.
 
-Keys nats-server knows but edgebus does not implement (``gateway``, ``ocsp``, ``cluster``
+Keys nats-server knows but edgebus does not implement (``gateway``, ``cluster``
 routes, ...) are accepted and listed in `ConfigReport.notices` so the server can log that it
 ignores them. Authorization and account blocks are checked and kept as dicts with
 canonical key names (``user``, ``password``, ``permissions``, ``publish``...) for
@@ -124,16 +124,19 @@ class _Mapper(AuthMapper, BlocksMapper):
             h[key] = self.top_leafnodes
         h["cluster"] = self.top_cluster
         h["write_timeout"] = self.write_timeout
+        h["ocsp"] = self.top_ocsp
+        h["ocsp_cache"] = self.top_ocsp_cache
 
         ignored = frozenset(
             "gateway disable_sublist_cache no_sublist_cache default_sentinel prof_block_rate "
-            "proxy_protocol ocsp ocsp_cache resolver_tls resolver_pinned_accounts trusted "
+            "proxy_protocol resolver_tls resolver_pinned_accounts trusted "
             "trusted_keys connect_error_reports reconnect_error_reports server_metadata "
             "feature_flags default_js_domain no_fast_producer_stall max_closed_clients "
             "proxies".split()
         )
         self.run_block(d, h, ignored=ignored, unknown=self.top_unknown)
         self.cross_checks()
+        self.ocsp_checks()
 
     def top_unknown(self, pos: Position, key: str) -> None:
         if self.allow_unknown:
