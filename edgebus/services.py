@@ -1,6 +1,7 @@
-"""The optional subsystems the server starts, in order: JetStream, $SYS, WebSocket, MQTT,
-leaf nodes, monitoring. Each is started only when configured, runs under the server's root
-nursery and reports started(); each is imported lazily so an unused one costs nothing."""
+"""The optional subsystems the server starts, in order: the OCSP peer cache, JetStream, $SYS,
+WebSocket, MQTT, leaf nodes, monitoring. Each is started only when configured, runs under the
+server's root nursery and reports started(); each is imported lazily so an unused one costs
+nothing."""
 
 from __future__ import annotations
 
@@ -68,6 +69,14 @@ async def _leaf(server: Any, nursery: trio.Nursery) -> None:
     await nursery.start(svc.run)
 
 
+async def _ocsp(server: Any, nursery: trio.Nursery) -> None:
+    verifier = getattr(server, "ocsp_verifier", None)
+    if verifier is None:
+        return
+    server.services["ocsp"] = verifier.cache  # saved every save_interval and on stop()
+    await nursery.start(verifier.cache.run)
+
+
 async def _monitor(server: Any, nursery: trio.Nursery) -> None:
     if server.options.http_port is None:
         return
@@ -76,6 +85,7 @@ async def _monitor(server: Any, nursery: trio.Nursery) -> None:
 
 
 _STARTERS: list[tuple[str, Any]] = [
+    ("ocsp", _ocsp),
     ("jetstream", _jetstream),
     ("system", _system),
     ("websocket", _websocket),

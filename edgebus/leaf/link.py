@@ -573,6 +573,8 @@ class LeafLink(Client):
                 lo = self.broker.options.leafnodes
                 with trio.fail_after(lo.tls.timeout if lo and lo.tls else 2.0):
                     await ssl_stream.do_handshake()
+                if svc.tls_peer_check is not None:  # ocsp_peer
+                    await svc.tls_peer_check(ssl_stream, f"leaf cid:{self.cid} - ")
                 self.stream = ssl_stream
             except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError,
                     OSError) as e:

@@ -59,6 +59,9 @@ class RemoteCfg:
                 self.tls = True
         self.connect_delay = 0.0
         self.perms: Any = None  # set from remote deny lists by the link
+        # async check(ssl_stream) of the hub's certificate chain (tls.ocsp_peer), set by the
+        # service; raises ssl.SSLError when the hub is refused
+        self.peer_check: Any = None
 
     @property
     def account_name(self) -> str | None:
@@ -155,4 +158,6 @@ async def start_tls(stream: trio.abc.Stream, cfg: RemoteCfg, u: SplitResult) -> 
     ssl_stream = trio.SSLStream(stream, ctx, server_hostname=name)
     with trio.fail_after(tls.timeout if tls else 2.0):
         await ssl_stream.do_handshake()
+    if cfg.peer_check is not None:
+        await cfg.peer_check(ssl_stream, f"Leafnode {cfg.describe()}: ")
     return ssl_stream

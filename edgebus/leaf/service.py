@@ -50,9 +50,16 @@ class LeafService:
         self.lo = server.options.leafnodes
         self.remotes = [RemoteCfg(r, i) for i, r in enumerate(self.lo.remotes)]
         self.tls_context: ssl.SSLContext | None = None
+        self.tls_peer_check: Any = None  # tls.ocsp_peer: check leaf certificates after handshake
         if self.lo.tls is not None and self.lo.tls.cert_file:
             from ..security.tlsconf import server_context
             self.tls_context = server_context(self.lo.tls)
+        if any(t is not None and t.ocsp_peer is not None
+               for t in [self.lo.tls] + [r.tls for r in self.lo.remotes]):
+            from ..security.ocsp import peer_check
+            self.tls_peer_check = peer_check(server, self.lo.tls, peer_is_server=False)
+            for cfg in self.remotes:
+                cfg.peer_check = peer_check(server, cfg.opts.tls, peer_is_server=True)
         self.port = 0
         self.links: set[LeafLink] = set()  # every link, connected or still in its handshake
         self.by_account: dict[str, list[LeafLink]] = {}

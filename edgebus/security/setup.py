@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from ..core.permissions import Permissions
-from . import tlsconf
+from . import ocsp, tlsconf
 from .accounts import AccountConfigError, AccountManager, set_mappings
 from .auth import ListenerAuth, ServerAuth, User
 
@@ -39,6 +39,7 @@ def configure(server: Any) -> None:
             server.tls_context = tlsconf.server_context(o.tls)
         except tlsconf.TLSConfigError as e:
             raise SecurityConfigError(str(e)) from e
+    ocsp.configure(server)
     mgr = AccountManager(b)
     b.subsystems["accounts"] = mgr
     if o.auth_timeout is None and isinstance(o.authorization, dict) and \

@@ -59,7 +59,7 @@ class NatsConnection(Client):
                  remote: tuple[str, int] = ("", 0), tls: dict[str, Any] | None = None,
                  listener: str = "client", auth: Any = None, no_auth_user: str | None = None,
                  tls_context: Any = None, tls_first: bool = False, tls_timeout: float = 2.0,
-                 cookie_creds: dict[str, str] | None = None) -> None:
+                 cookie_creds: dict[str, str] | None = None, tls_peer_check: Any = None) -> None:
         super().__init__(broker)
         # WebSocket cookies (jwt/user/pass/auth_token) that fill CONNECT fields left empty
         self.cookie_creds = cookie_creds
@@ -105,6 +105,8 @@ class NatsConnection(Client):
         self.tls_context = tls_context
         self.tls_first = tls_first
         self.tls_timeout = tls_timeout
+        # async check(ssl_stream, log_prefix) run after the handshake (ocsp_peer); raises SSLError
+        self.tls_peer_check = tls_peer_check
         self.peer_cert: Any = None
         self.connect_opts: dict[str, Any] = {}  # kept for re-authentication on reload
         self.auth_extra: Any = None  # authenticator's identity details ($SYS events, USER.INFO)
@@ -173,6 +175,13 @@ class NatsConnection(Client):
             log.debug("cid=%d TLS handshake failed: %s", self.cid, e)
             self.close_reason = "TLS Handshake Error"
             return False
+        if self.tls_peer_check is not None:
+            prefix = f"{self.remote[0]}:{self.remote[1]} - cid:{self.cid} - "
+            try:
+                await self.tls_peer_check(ssl_stream, prefix)
+            except OSError:  # ssl.SSLError, logged by the check: refused as by the handshake
+                self.close_reason = "TLS Handshake Error"
+                return False
         self.stream = ssl_stream
         try:
             self.peer_cert = ssl_stream.getpeercert(binary_form=True)  # DER, for verify_and_map

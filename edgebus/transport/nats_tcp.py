@@ -43,7 +43,10 @@ async def serve_nats(server: Any, listeners: list[trio.SocketListener], *,
     o = broker.options
     tls_ctx = server.tls_context
     tls_info: dict[str, Any] = {}
+    peer_check = None
     if tls_ctx is not None:
+        from ..security.ocsp import peer_check as ocsp_peer_check
+        peer_check = ocsp_peer_check(server, o.tls, peer_is_server=False)
         tls_info["tls_required"] = True
         if o.tls and o.tls.verify:
             tls_info["tls_verify"] = True
@@ -59,7 +62,7 @@ async def serve_nats(server: Any, listeners: list[trio.SocketListener], *,
                               tls_context=server.tls_context if tls_ctx is not None else None,
                               tls_first=bool(o.tls and o.tls.handshake_first),
                               tls_timeout=o.tls.timeout if o.tls else 2.0,
-                              no_auth_user=o.no_auth_user)
+                              no_auth_user=o.no_auth_user, tls_peer_check=peer_check)
         server.connections.add(conn)
         try:
             await conn.run()
