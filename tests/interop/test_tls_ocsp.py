@@ -1,0 +1,495 @@
+"""OCSP peer verification (`ocsp_peer`) and the `ocsp` / `ocsp_cache` settings, against an OCSP
+responder made here: a CA (and an intermediate) whose certificates name a local HTTP responder
+that answers good / revoked / unknown as the test says, signed by the issuing CA, and counts
+the requests it gets. Clients are nats-py over real TLS sockets; leaf links are made with the
+real nats-server on the other side."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import json
+import logging
+import os
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote_plus
+
+import nats
+import pytest
+
+from conftest import NATS_SERVER, free_port, run_async
+from edgebus.testing.embedded import EmbeddedServer
+
+x509 = pytest.importorskip("cryptography.x509")
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509 import ocsp  # noqa: E402
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID  # noqa: E402
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class Responder:
+    """An OCSP responder on 127.0.0.1: answers for the certificates `register`ed with it."""
+
+    def __init__(self) -> None:
+        self.certs: dict[int, tuple[x509.Certificate, x509.Certificate, object, str]] = {}
+        self.requests: dict[int, int] = {}
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                try:
+                    der = base64.b64decode(unquote_plus(self.path.rsplit("/", 1)[1]))
+                    req = ocsp.load_der_ocsp_request(der)
+                    body = outer.answer(req.serial_number)
+                    self.send_response(200)
+                except Exception:
+                    body = b""
+                    self.send_response(400)
+                self.send_header("Content-Type", "application/ocsp-response")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def register(self, cert: x509.Certificate, issuer: x509.Certificate, issuer_key: object,
+                 status: str) -> None:
+        self.certs[cert.serial_number] = (cert, issuer, issuer_key, status)
+
+    def asked(self, cert: x509.Certificate) -> int:
+        with self.lock:
+            return self.requests.get(cert.serial_number, 0)
+
+    def answer(self, serial: int) -> bytes:
+        with self.lock:
+            self.requests[serial] = self.requests.get(serial, 0) + 1
+        cert, issuer, key, status = self.certs[serial]
+        st = {"good": ocsp.OCSPCertStatus.GOOD, "revoked": ocsp.OCSPCertStatus.REVOKED,
+              "unknown": ocsp.OCSPCertStatus.UNKNOWN}[status]
+        b = ocsp.OCSPResponseBuilder().add_response(
+            cert=cert, issuer=issuer, algorithm=hashes.SHA1(), cert_status=st,
+            this_update=NOW - datetime.timedelta(minutes=1),
+            next_update=NOW + datetime.timedelta(hours=1),
+            revocation_time=NOW - datetime.timedelta(minutes=2) if status == "revoked" else None,
+            revocation_reason=None).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
+        return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _closed_port_url() -> str:
+    """An OCSP URL nothing listens on (connections are refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+class PKI:
+    """A root CA, an intermediate, and certificates naming the responder in their AIA."""
+
+    def __init__(self, d, responder: Responder) -> None:
+        self.dir = d
+        self.responder = responder
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.cert = self._sign(_name("ocsp test root"), self.key.public_key(), None, self.key,
+                               ca=True, aia=None)
+        self.ca_file = self._write("root.pem", _pem(self.cert))
+
+    def _write(self, name: str, data: bytes) -> str:
+        p = self.dir / name
+        p.write_bytes(data)
+        return str(p)
+
+    def _sign(self, subject, public_key, issuer, issuer_key, *, ca=False, aia=None, usage=None,
+              sans=None, must_staple=False) -> x509.Certificate:
+        issuer_name = issuer.subject if issuer is not None else subject
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name)
+             .public_key(public_key).serial_number(x509.random_serial_number())
+             .not_valid_before(NOW - datetime.timedelta(minutes=5))
+             .not_valid_after(NOW + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if aia:
+            b = b.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(aia))]),
+                critical=False)
+        if usage is not None:
+            b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if must_staple:
+            b = b.add_extension(x509.TLSFeature([x509.TLSFeatureType.status_request]),
+                                critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    def intermediate(self, status: str = "good") -> tuple[x509.Certificate, object]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._sign(_name(f"ocsp test intermediate {status}"), key.public_key(), self.cert,
+                          self.key, ca=True, aia=self.responder.url)
+        self.responder.register(cert, self.cert, self.key, status)
+        return cert, key
+
+    def issue(self, stem: str, status: str = "good", *, server: bool = False, aia: str | None = "",
+              issuer: tuple[x509.Certificate, object] | None = None,
+              must_staple: bool = False) -> tuple[str, str, x509.Certificate]:
+        """(cert file, key file, cert): the cert file holds the chain up to the root (excluded)."""
+        icert, ikey = issuer or (self.cert, self.key)
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        cert = self._sign(_name(stem), key.public_key(), icert, ikey,
+                          aia=self.responder.url if aia == "" else aia,
+                          usage=ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH,
+                          sans=sans if server else None, must_staple=must_staple)
+        if aia == "":
+            self.responder.register(cert, icert, ikey, status)
+        chain = _pem(cert) + (_pem(icert) if issuer is not None else b"")
+        cf = self._write(f"{stem}.pem", chain)
+        kf = self._write(f"{stem}-key.pem", key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        return cf, kf, cert
+
+    def client_ctx(self, who: tuple[str, str, x509.Certificate]) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        ctx.load_cert_chain(who[0], who[1])
+        return ctx
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    responder = Responder()
+    p = PKI(tmp_path_factory.mktemp("ocsp-pki"), responder)
+    p.server = p.issue("server", server=True)
+    p.good = p.issue("good")
+    p.revoked = p.issue("revoked", "revoked")
+    p.unknown = p.issue("unknown", "unknown")
+    p.unreachable = p.issue("unreachable", aia=_closed_port_url())
+    p.no_aia = p.issue("no-aia", aia=None)
+    yield p
+    responder.close()
+
+
+class Logs(logging.Handler):
+    """edgebus log lines, collected from the server thread."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def has(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+
+@pytest.fixture
+def logs():
+    h = Logs()
+    lg = logging.getLogger("edgebus")
+    old = lg.level
+    lg.addHandler(h)
+    lg.setLevel(logging.DEBUG)
+    yield h
+    lg.removeHandler(h)
+    lg.setLevel(old)
+
+
+def tls_conf(pki, peer: str = "ocsp_peer: true", extra: str = "", store: str = "") -> str:
+    cache = f"ocsp_cache {{ local_store: '{store}' }}\n" if store else "ocsp_cache: false\n"
+    return (f"{cache}{extra}\ntls {{\n cert_file: '{pki.server[0]}'\n key_file: '{pki.server[1]}'\n"
+            f" ca_file: '{pki.ca_file}'\n verify: true\n {peer}\n}}\n")
+
+
+def connects(port: int, ctx: ssl.SSLContext) -> bool:
+    """Does a nats-py client with this TLS context get a round trip through the server?"""
+    async def go() -> bool:
+        try:
+            nc = await nats.connect(f"tls://127.0.0.1:{port}", tls=ctx, allow_reconnect=False,
+                                    max_reconnect_attempts=0, connect_timeout=5)
+        except Exception:
+            return False
+        try:
+            sub = await nc.subscribe("t")
+            await nc.publish("t", b"x")
+            return (await sub.next_msg(timeout=3)).data == b"x"
+        except Exception:
+            return False
+        finally:
+            await nc.close()
+    return bool(run_async(go))
+
+
+# -- clients ---------------------------------------------------------------------------------
+
+def test_client_good_connects_revoked_and_unknown_refused(pki, logs, tmp_path):
+    with EmbeddedServer(config=tls_conf(pki, store=str(tmp_path / "rc"))) as s:
+        assert connects(s.port, pki.client_ctx(pki.good))
+        assert not connects(s.port, pki.client_ctx(pki.revoked))
+        assert logs.has("client not OCSP valid") == 1
+        assert logs.has("with CA status [revoked]") == 1
+        assert not connects(s.port, pki.client_ctx(pki.unknown))
+        assert logs.has("with CA status [unknown]") == 1
+        # no OCSP URL in the certificate: nothing to ask, the chain is valid
+        assert connects(s.port, pki.client_ctx(pki.no_aia))
+        # the cache answers the second time: the responder was asked once per certificate
+        asked = pki.responder.asked(pki.good[2])
+        assert connects(s.port, pki.client_ctx(pki.good))
+        assert not connects(s.port, pki.client_ctx(pki.revoked))
+        assert pki.responder.asked(pki.good[2]) == asked
+        assert pki.responder.asked(pki.revoked[2]) == 1
+
+
+def test_unknown_is_good_and_unreachable_responder(pki, logs):
+    conf = tls_conf(pki, "ocsp_peer { verify: true, unknown_is_good: true, ca_timeout: 1 }")
+    with EmbeddedServer(config=conf) as s:
+        assert connects(s.port, pki.client_ctx(pki.unknown))
+        assert not connects(s.port, pki.client_ctx(pki.revoked))
+        # a responder that cannot be reached refuses the client...
+        assert not connects(s.port, pki.client_ctx(pki.unreachable))
+        assert logs.has("Attempt to obtain OCSP response from CA responder for [CN=unreachable]")
+    conf = tls_conf(pki, "ocsp_peer { verify: true, allow_when_ca_unreachable: true }")
+    with EmbeddedServer(config=conf) as s:
+        # ...unless allow_when_ca_unreachable says otherwise
+        assert connects(s.port, pki.client_ctx(pki.unreachable))
+        assert logs.has("AllowWhenCAUnreachable set; no cached revocation so allowing")
+        assert not connects(s.port, pki.client_ctx(pki.revoked))
+
+
+def test_warn_only_allows_revoked(pki, logs):
+    with EmbeddedServer(config=tls_conf(pki, "ocsp_peer { verify: true, warn_only: true }")) as s:
+        assert connects(s.port, pki.client_ctx(pki.revoked))
+        assert logs.has("but WarnOnly is true so allowing")
+
+
+def test_ocsp_peer_false_does_not_check(pki):
+    with EmbeddedServer(config=tls_conf(pki, "ocsp_peer: false")) as s:
+        before = pki.responder.asked(pki.revoked[2])
+        assert connects(s.port, pki.client_ctx(pki.revoked))
+        assert pki.responder.asked(pki.revoked[2]) == before
+
+
+def test_intermediate_in_the_chain_is_checked(tmp_path):
+    """The client sends leaf + intermediate, the server trusts only the root: every link below
+    the root is checked, so a revoked intermediate refuses a client whose own cert is good."""
+    responder = Responder()
+    try:
+        p = PKI(tmp_path, responder)
+        p.server = p.issue("server", server=True, aia=None)
+        good_ica = p.intermediate("good")
+        bad_ica = p.intermediate("revoked")
+        ok = p.issue("via-good-ica", issuer=good_ica)
+        bad = p.issue("via-revoked-ica", issuer=bad_ica)
+        with EmbeddedServer(config=tls_conf(p)) as s:
+            assert connects(s.port, p.client_ctx(ok))
+            assert not connects(s.port, p.client_ctx(bad))
+            assert responder.asked(bad_ica[0]) == 1
+            assert responder.asked(ok[2]) == 1
+    finally:
+        responder.close()
+
+
+def test_cache_saved_and_reloaded(pki, tmp_path):
+    store = tmp_path / "rc"
+    conf = tls_conf(pki, store=str(store))
+    with EmbeddedServer(config=conf) as s:
+        asked = pki.responder.asked(pki.good[2])
+        assert connects(s.port, pki.client_ctx(pki.good))
+        assert pki.responder.asked(pki.good[2]) == asked + 1
+    saved = json.loads((store / "cache.json").read_text())
+    assert [v["resp_status"] for v in saved.values()] == ["good"]
+    assert [v["subject"] for v in saved.values()] == ["CN=good"]
+    # a new server starts from the saved responses: no new request for the same client
+    with EmbeddedServer(config=conf) as s:
+        assert connects(s.port, pki.client_ctx(pki.good))
+        assert pki.responder.asked(pki.good[2]) == asked + 1
+
+
+def test_no_cache_asks_every_time(pki):
+    with EmbeddedServer(config=tls_conf(pki)) as s:  # ocsp_cache: false
+        asked = pki.responder.asked(pki.good[2])
+        assert connects(s.port, pki.client_ctx(pki.good))
+        assert connects(s.port, pki.client_ctx(pki.good))
+        assert pki.responder.asked(pki.good[2]) == asked + 2
+
+
+# -- leaf nodes ------------------------------------------------------------------------------
+
+needs_nats_server = pytest.mark.skipif(not NATS_SERVER, reason="nats-server binary not installed")
+
+
+def _wait(pred, what: str, timeout: float = 15.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _leafz(srv: EmbeddedServer) -> list:
+    return srv.call(lambda s: s.services["leaf"].leafz({}))
+
+
+def _real_leafz(srv) -> list:
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{srv.http_port}/leafz", timeout=5) as r:
+        return json.loads(r.read())["leafs"]
+
+
+@needs_nats_server
+def test_leaf_remote_refuses_revoked_hub(pki, logs, tmp_path):
+    from conftest import RealNatsServer
+    hub_revoked = pki.issue("hub-revoked", "revoked", server=True)
+
+    def hub(cert) -> tuple[RealNatsServer, int]:
+        lp = free_port()
+        return RealNatsServer(f'leafnodes {{ listen: "127.0.0.1:{lp}", tls {{ cert_file: "{cert[0]}", '
+                              f'key_file: "{cert[1]}" }} }}\n').start(), lp
+
+    def edge(lp: int) -> EmbeddedServer:
+        return EmbeddedServer(config=(
+            f'ocsp_cache: false\nleafnodes {{ reconnect: "0.2s", remotes: [ {{ url: '
+            f'"nats-leaf://127.0.0.1:{lp}", tls {{ ca_file: "{pki.ca_file}", ocsp_peer: true }} }} ] }}\n'
+        )).start()
+
+    h, lp = hub(hub_revoked)
+    e = edge(lp)
+    try:
+        # refused after each handshake, again and again, and never connected
+        _wait(lambda: pki.responder.asked(hub_revoked[2]) >= 2, "two OCSP checks of the hub")
+        _wait(lambda: logs.has("server not OCSP valid") >= 2, "two refusals")
+        assert _leafz(e) == [] and _real_leafz(h) == []
+    finally:
+        e.stop()
+        h.stop()
+    h, lp = hub(pki.server)
+    e = edge(lp)
+    try:
+        _wait(lambda: _leafz(e), "the leaf connection to the good hub")
+    finally:
+        e.stop()
+        h.stop()
+
+
+@needs_nats_server
+def test_leaf_accept_refuses_revoked_leaf(pki, logs, tmp_path):
+    from conftest import RealNatsServer
+    lp = free_port()
+    hub = EmbeddedServer(config=(
+        f'ocsp_cache: false\nleafnodes {{ listen: "127.0.0.1:{lp}", tls {{ cert_file: "{pki.server[0]}", '
+        f'key_file: "{pki.server[1]}", ca_file: "{pki.ca_file}", verify: true, ocsp_peer: true }} }}\n'
+    )).start()
+
+    def leaf(cert) -> RealNatsServer:
+        return RealNatsServer(
+            f'leafnodes {{ reconnect: "0.2s", remotes: [ {{ url: "nats-leaf://127.0.0.1:{lp}", '
+            f'tls {{ cert_file: "{cert[0]}", key_file: "{cert[1]}", ca_file: "{pki.ca_file}" }} }} ] }}\n'
+        ).start()
+
+    try:
+        asked = pki.responder.asked(pki.revoked[2])
+        bad = leaf(pki.revoked)
+        try:
+            _wait(lambda: pki.responder.asked(pki.revoked[2]) >= asked + 2, "two OCSP checks")
+            _wait(lambda: logs.has("client not OCSP valid") >= 2, "two refusals")
+            assert _leafz(hub) == [] and _real_leafz(bad) == []
+        finally:
+            bad.stop()
+        good = leaf(pki.good)
+        try:
+            _wait(lambda: _leafz(hub), "the good leaf connected")
+        finally:
+            good.stop()
+    finally:
+        hub.stop()
+
+
+# -- config ----------------------------------------------------------------------------------
+
+def _conf_errors(text: str) -> str:
+    from edgebus.conf import parse_string
+    from edgebus.conf.errors import ConfigError
+    from edgebus.conf.options_map import options_from_config
+    try:
+        options_from_config(parse_string(text, filename="t.conf"), filename="t.conf")
+    except ConfigError as e:
+        return str(e)
+    return ""
+
+
+def _options(text: str):
+    from edgebus.conf import parse_string
+    from edgebus.conf.options_map import options_from_config
+    return options_from_config(parse_string(text, filename="t.conf"), filename="t.conf")
+
+
+def test_config_ocsp_peer_options(pki):
+    o = _options(tls_conf(pki, "ocsp_peer { verify: true, ca_timeout: 0.5, allowed_clockskew: "
+                               '"1m", cache_ttl_when_next_update_unset: 60, unknown_is_good: '
+                               "true, allow_when_ca_unreachable: true, warn_only: false }"))
+    p = o.tls.ocsp_peer
+    assert (p.verify, p.ca_timeout, p.allowed_clockskew, p.cache_ttl_when_next_update_unset,
+            p.unknown_is_good, p.allow_when_ca_unreachable) == (True, 0.5, 60.0, 60.0, True, True)
+    assert _options(tls_conf(pki)).tls.ocsp_peer.ca_timeout == 2.0
+    err = _conf_errors(tls_conf(pki, "ocsp_peer { verify: true, bogus: 1 }"))
+    assert 't.conf:' in err and 'error parsing tls peer config, unknown field ["bogus"]' in err
+    err = _conf_errors(tls_conf(pki, 'ocsp_peer { ca_timeout: "soon" }'))
+    assert "error parsing tls peer config, conversion error" in err
+    # client certificates are needed to check them
+    err = _conf_errors(tls_conf(pki).replace("verify: true", "verify: false"))
+    assert "OCSP peer verification for client connections requires TLS verify (mTLS)" in err
+    err = _conf_errors(f"mqtt {{ port: -1, tls {{ cert_file: '{pki.server[0]}', key_file: "
+                       f"'{pki.server[1]}', ca_file: '{pki.ca_file}', verify: true, ocsp_peer: true }} }}")
+    assert "ocsp_peer is not supported by edgebus in the mqtt tls block" in err
+
+
+def test_config_ocsp_cache():
+    assert _options("ocsp_cache: false").ocsp_cache.type == "none"
+    c = _options('ocsp_cache { type: local, local_store: "/x", preserve_revoked: true, '
+                 'save_interval: "0.2s" }').ocsp_cache
+    assert (c.type, c.local_store, c.preserve_revoked, c.save_interval) == ("local", "/x", True, 1.0)
+    assert "unknown type [redis]" in _conf_errors("ocsp_cache { type: redis }")
+    assert 'unknown field ["size"]' in _conf_errors("ocsp_cache { size: 1 }")
+
+
+def test_config_stapling_refused_where_nats_server_would_staple(pki):
+    staple = pki.issue("must-staple", server=True, must_staple=True)
+    plain = f"tls {{ cert_file: '{pki.server[0]}', key_file: '{pki.server[1]}' }}\n"
+    must = f"tls {{ cert_file: '{staple[0]}', key_file: '{staple[1]}' }}\n"
+    # always: every certificate would be stapled
+    err = _conf_errors('ocsp { mode: always }\n' + plain)
+    assert "t.conf:1:" in err and 'ocsp mode "always" needs OCSP stapling' in err
+    # auto (the default) and must staple only Must-Staple certificates
+    for head in ("", "ocsp: true\n", "ocsp { mode: must }\n", "ocsp { mode: auto }\n"):
+        assert _conf_errors(head + plain) == ""
+        err = _conf_errors(head + must)
+        assert "has MustStaple (status_request) but edgebus cannot staple" in err, head
+    # never: runs without, as nats-server does
+    assert _conf_errors("ocsp: false\n" + must) == ""
+    assert _conf_errors("ocsp { mode: never }\n" + must) == ""
+    assert "unsupported ocsp mode" in _conf_errors("ocsp { mode: sometimes }\n" + plain)
+    assert _options('ocsp { mode: never, urls: ["http://a", "http://b"] }').ocsp.urls == \
+        ["http://a", "http://b"]
