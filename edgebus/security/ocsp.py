@@ -419,17 +419,45 @@ def tls_blocks(o: Any) -> list[Any]:
 
 
 def configure(server: Any) -> None:
-    """At start: when some tls{} block verifies peers with OCSP, make the server's verifier
-    and its response cache (loaded from disk now, saved by the `ocsp` service)."""
+    """At start: when some tls{} block verifies peers with OCSP, make the server's verifier and
+    its response cache (loaded and saved by the cache's own task, see `ResponseCache.run`)."""
     from ..options import OCSPCacheOptions
     o = server.options
     server.ocsp_verifier = None
     if not any(t.ocsp_peer is not None and t.ocsp_peer.verify for t in tls_blocks(o)):
         return
     now = server.broker.clock.now
-    cache = ResponseCache(o.ocsp_cache or OCSPCacheOptions(), now)
-    cache.load()
-    server.ocsp_verifier = PeerVerifier(cache, now)
+    server.ocsp_verifier = PeerVerifier(ResponseCache(o.ocsp_cache or OCSPCacheOptions(), now), now)
+
+
+def on_reload(server: Any) -> None:
+    """A reload that turns `ocsp_peer` on for the client listener gets a verifier and cache
+    if the server started without one (the new setting is read per connection)."""
+    if getattr(server, "ocsp_verifier", None) is not None:
+        return
+    configure(server)
+    verifier = server.ocsp_verifier
+    if verifier is not None and getattr(server, "nursery", None) is not None:
+        server.services["ocsp"] = verifier.cache
+        server.nursery.start_soon(verifier.cache.run)
+
+
+def varz(server: Any, d: dict[str, Any]) -> None:
+    """/varz: `tls_ocsp_peer_verify` (top level and `leaf`) and the `ocsp_peer_cache` block."""
+    verifier = getattr(server, "ocsp_verifier", None)
+    if verifier is None:
+        return
+    o = server.options
+
+    def on(t: Any) -> bool:
+        return t is not None and t.ocsp_peer is not None and t.ocsp_peer.verify
+
+    if on(o.tls):
+        d["tls_ocsp_peer_verify"] = True
+    if o.leafnodes is not None and on(o.leafnodes.tls) and isinstance(d.get("leaf"), dict):
+        d["leaf"]["tls_ocsp_peer_verify"] = True
+    if verifier.cache.type != "none":
+        d["ocsp_peer_cache"] = {k: v for k, v in verifier.cache.stats().items() if v}
 
 
 def peer_check(server: Any, tls: Any, *, peer_is_server: bool) -> Callable[..., Any] | None:

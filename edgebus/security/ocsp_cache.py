@@ -172,7 +172,9 @@ class ResponseCache:
             self.write(data)
 
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        """Save every `save_interval` while the server runs (a task of the server's nursery)."""
+        """Load, then save every `save_interval` while the server runs (a task of the server's
+        nursery, started before the listeners accept anyone)."""
+        await trio.to_thread.run_sync(self.load)
         task_status.started()
         if self.type != "local":
             await trio.sleep_forever()

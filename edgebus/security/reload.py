@@ -77,6 +77,8 @@ def reload(server: Any, new_options: Options) -> list[str]:
         if o.tls.verify_and_map:
             o.tls.verify = True
         server.tls_context = tlsconf.server_context(o.tls)
+    from .ocsp import on_reload
+    on_reload(server)
     if mgr is None or o.operator:
         if o.operator:
             setup._configure_operator(server, mgr)

@@ -153,6 +153,9 @@ def varz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]
                      "ack_wait": int(o.mqtt.ack_wait * 1e9), "max_ack_pending": o.mqtt.max_ack_pending}
     if o.leafnodes:
         d["leaf"] = {"host": o.leafnodes.host, "port": getattr(server, "leaf_port", o.leafnodes.port or 0)}
+    if getattr(server, "ocsp_verifier", None) is not None:
+        from ..security.ocsp import varz as ocsp_varz
+        ocsp_varz(server, d)
     js = server.services.get("jetstream")
     if js is not None and hasattr(js, "varz"):
         d["jetstream"] = js.varz()

@@ -43,10 +43,8 @@ async def serve_nats(server: Any, listeners: list[trio.SocketListener], *,
     o = broker.options
     tls_ctx = server.tls_context
     tls_info: dict[str, Any] = {}
-    peer_check = None
     if tls_ctx is not None:
-        from ..security.ocsp import peer_check as ocsp_peer_check
-        peer_check = ocsp_peer_check(server, o.tls, peer_is_server=False)
+        from ..security.ocsp import peer_check
         tls_info["tls_required"] = True
         if o.tls and o.tls.verify:
             tls_info["tls_verify"] = True
@@ -62,7 +60,11 @@ async def serve_nats(server: Any, listeners: list[trio.SocketListener], *,
                               tls_context=server.tls_context if tls_ctx is not None else None,
                               tls_first=bool(o.tls and o.tls.handshake_first),
                               tls_timeout=o.tls.timeout if o.tls else 2.0,
-                              no_auth_user=o.no_auth_user, tls_peer_check=peer_check)
+                              no_auth_user=o.no_auth_user,
+                              # ocsp_peer, as the last reload left it
+                              tls_peer_check=peer_check(server, server.options.tls,
+                                                        peer_is_server=False)
+                              if tls_ctx is not None else None)
         server.connections.add(conn)
         try:
             await conn.run()

@@ -493,3 +493,29 @@ def test_config_stapling_refused_where_nats_server_would_staple(pki):
     assert "unsupported ocsp mode" in _conf_errors("ocsp { mode: sometimes }\n" + plain)
     assert _options('ocsp { mode: never, urls: ["http://a", "http://b"] }').ocsp.urls == \
         ["http://a", "http://b"]
+
+
+def test_reload_turns_ocsp_peer_on(pki):
+    from edgebus.security.reload import reload
+    with EmbeddedServer(config=tls_conf(pki, "ocsp_peer: false")) as s:
+        assert connects(s.port, pki.client_ctx(pki.revoked))
+        s.call(lambda srv: reload(srv, _options(tls_conf(pki))))
+        assert not connects(s.port, pki.client_ctx(pki.revoked))
+        assert connects(s.port, pki.client_ctx(pki.good))
+
+
+def test_varz_reports_ocsp_peer_and_cache(pki, tmp_path):
+    import urllib.request
+    lp = free_port()
+    conf = (tls_conf(pki, store=str(tmp_path / "rc")) + "http_port: -1\n"
+            f'leafnodes {{ listen: "127.0.0.1:{lp}", tls {{ cert_file: "{pki.server[0]}", '
+            f'key_file: "{pki.server[1]}", ca_file: "{pki.ca_file}", verify: true, ocsp_peer: true }} }}\n')
+    with EmbeddedServer(config=conf) as s:
+        assert connects(s.port, pki.client_ctx(pki.good))
+        assert not connects(s.port, pki.client_ctx(pki.revoked))
+        with urllib.request.urlopen(f"{s.http_url}/varz", timeout=5) as r:
+            v = json.loads(r.read())
+    assert v["tls_ocsp_peer_verify"] is True and v["leaf"]["tls_ocsp_peer_verify"] is True
+    c = v["ocsp_peer_cache"]
+    assert (c["cache_type"], c["cached_responses"], c["cached_good_responses"],
+            c["cached_revoked_responses"], c["cache_misses"]) == ("local", 2, 1, 1, 2)
