@@ -398,7 +398,7 @@ def test_duplicate_leaf_url_warns() -> None:
 
 def test_unsupported_known_keys_are_notices() -> None:
     report = ConfigReport()
-    opts("gateway { name: g }\nocsp: false\njetstream { cipher: aes }\n", report)
+    opts("gateway { name: g }\ndisable_sublist_cache: true\njetstream { cipher: aes }\n", report)
     assert len(report.notices) == 3
     assert any('"gateway"' in n for n in report.notices)
     assert any('"jetstream.cipher"' in n for n in report.notices)
