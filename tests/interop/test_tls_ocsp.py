@@ -45,7 +45,7 @@ class Responder:
     """An OCSP responder on 127.0.0.1: answers for the certificates `register`ed with it."""
 
     def __init__(self) -> None:
-        self.certs: dict[int, tuple[x509.Certificate, x509.Certificate, object, str]] = {}
+        self.certs: dict[int, tuple] = {}
         self.requests: dict[int, int] = {}
         self.lock = threading.Lock()
         outer = self
@@ -73,8 +73,11 @@ class Responder:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def register(self, cert: x509.Certificate, issuer: x509.Certificate, issuer_key: object,
-                 status: str) -> None:
-        self.certs[cert.serial_number] = (cert, issuer, issuer_key, status)
+                 status: str, *, signer: tuple | None = None,
+                 next_update: datetime.timedelta | None = datetime.timedelta(hours=1)) -> None:
+        """Answer `status` for `cert`, signed by its issuer or by `signer` (cert, key), valid
+        until `next_update` from now (None: no next update)."""
+        self.certs[cert.serial_number] = (cert, issuer, issuer_key, status, signer, next_update)
 
     def asked(self, cert: x509.Certificate) -> int:
         with self.lock:
@@ -83,20 +86,35 @@ class Responder:
     def answer(self, serial: int) -> bytes:
         with self.lock:
             self.requests[serial] = self.requests.get(serial, 0) + 1
-        cert, issuer, key, status = self.certs[serial]
+        cert, issuer, key, status, signer, next_update = self.certs[serial]
         st = {"good": ocsp.OCSPCertStatus.GOOD, "revoked": ocsp.OCSPCertStatus.REVOKED,
               "unknown": ocsp.OCSPCertStatus.UNKNOWN}[status]
         b = ocsp.OCSPResponseBuilder().add_response(
             cert=cert, issuer=issuer, algorithm=hashes.SHA1(), cert_status=st,
-            this_update=NOW - datetime.timedelta(minutes=1),
-            next_update=NOW + datetime.timedelta(hours=1),
-            revocation_time=NOW - datetime.timedelta(minutes=2) if status == "revoked" else None,
-            revocation_reason=None).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
+            this_update=NOW - datetime.timedelta(hours=2),
+            next_update=NOW + next_update if next_update is not None else None,
+            revocation_time=NOW - datetime.timedelta(hours=3) if status == "revoked" else None,
+            revocation_reason=None)
+        if signer is not None:  # a delegated responder: its certificate rides in the response
+            b = b.responder_id(ocsp.OCSPResponderEncoding.HASH, signer[0])
+            if len(signer) < 3 or signer[2]:
+                b = b.certificates([signer[0]])
+            key = signer[1]
+        else:
+            b = b.responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
         return b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _black_hole_url() -> tuple[socket.socket, str]:
+    """An OCSP URL that accepts connections (the kernel's backlog) and never answers."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    return s, f"http://127.0.0.1:{s.getsockname()[1]}/"
 
 
 def _closed_port_url() -> str:
@@ -144,6 +162,15 @@ class PKI:
                                 critical=False)
         return b.sign(issuer_key, hashes.SHA256())
 
+    def delegate(self, ocsp_signing: bool = True, issuer: tuple | None = None) -> tuple:
+        """A responder certificate the CA issues, with (or without) the OCSP signing usage."""
+        icert, ikey = issuer or (self.cert, self.key)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._sign(_name(f"ocsp responder {ocsp_signing}"), key.public_key(), icert, ikey,
+                          usage=ExtendedKeyUsageOID.OCSP_SIGNING if ocsp_signing
+                          else ExtendedKeyUsageOID.CLIENT_AUTH)
+        return cert, key
+
     def intermediate(self, status: str = "good") -> tuple[x509.Certificate, object]:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = self._sign(_name(f"ocsp test intermediate {status}"), key.public_key(), self.cert,
@@ -153,7 +180,7 @@ class PKI:
 
     def issue(self, stem: str, status: str = "good", *, server: bool = False, aia: str | None = "",
               issuer: tuple[x509.Certificate, object] | None = None,
-              must_staple: bool = False) -> tuple[str, str, x509.Certificate]:
+              must_staple: bool = False, **answer) -> tuple[str, str, x509.Certificate]:
         """(cert file, key file, cert): the cert file holds the chain up to the root (excluded)."""
         icert, ikey = issuer or (self.cert, self.key)
         key = ec.generate_private_key(ec.SECP256R1())
@@ -163,7 +190,7 @@ class PKI:
                           usage=ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH,
                           sans=sans if server else None, must_staple=must_staple)
         if aia == "":
-            self.responder.register(cert, icert, ikey, status)
+            self.responder.register(cert, icert, ikey, status, **answer)
         chain = _pem(cert) + (_pem(icert) if issuer is not None else b"")
         cf = self._write(f"{stem}.pem", chain)
         kf = self._write(f"{stem}-key.pem", key.private_bytes(
@@ -276,6 +303,51 @@ def test_unknown_is_good_and_unreachable_responder(pki, logs):
         assert connects(s.port, pki.client_ctx(pki.unreachable))
         assert logs.has("AllowWhenCAUnreachable set; no cached revocation so allowing")
         assert not connects(s.port, pki.client_ctx(pki.revoked))
+
+
+def test_responder_that_never_answers_times_out(pki, logs, tmp_path):
+    sock, url = _black_hole_url()
+    try:
+        silent = pki.issue("silent", aia=url)
+        conf = tls_conf(pki, "ocsp_peer { verify: true, ca_timeout: 0.3 }")
+        with EmbeddedServer(config=conf) as s:
+            assert not connects(s.port, pki.client_ctx(silent))
+            assert logs.has("for [CN=silent] failed: exhausted OCSP responders: timeout")
+            assert connects(s.port, pki.client_ctx(pki.good))  # the server is not stuck
+    finally:
+        sock.close()
+
+
+def test_response_signatures_and_freshness(pki, logs):
+    """Only the issuer or a delegate it gave the OCSP-signing usage may sign; a stale
+    response (next update past, beyond the allowed clock skew) is not used."""
+    delegated = pki.issue("by-delegate", signer=pki.delegate(True))
+    no_usage = pki.issue("by-non-delegate", signer=pki.delegate(False))
+    # answers signed by a key that is neither the issuer's nor a delegate's
+    stranger_key = ec.generate_private_key(ec.SECP256R1())
+    stranger = pki._sign(_name("stranger"), stranger_key.public_key(), None, stranger_key, ca=True)
+    forged = pki.issue("forged", signer=(stranger, stranger_key, False))
+    forged_delegate = pki.issue("forged-delegate", signer=(stranger, stranger_key))
+    stale = pki.issue("stale", next_update=-datetime.timedelta(minutes=10))
+    no_next = pki.issue("no-next-update", next_update=None)
+    with EmbeddedServer(config=tls_conf(pki)) as s:
+        assert connects(s.port, pki.client_ctx(delegated))
+        assert not connects(s.port, pki.client_ctx(no_usage))
+        assert logs.has("Could not parse OCSP CA response for [CN=by-non-delegate]: invalid delegation")
+        assert not connects(s.port, pki.client_ctx(forged))
+        assert logs.has("Could not parse OCSP CA response for [CN=forged]: bad response signature")
+        assert not connects(s.port, pki.client_ctx(forged_delegate))
+        assert logs.has("[CN=forged-delegate]: response signed by a certificate the issuer did not")
+        assert not connects(s.port, pki.client_ctx(stale))
+        assert logs.has("New OCSP CA response obtained for [CN=stale] but not current")
+        # no next update: good for cache_ttl_when_next_update_unset (1 h) after this update,
+        # which was 2 h ago
+        assert not connects(s.port, pki.client_ctx(no_next))
+    conf = tls_conf(pki, 'ocsp_peer { verify: true, allowed_clockskew: "15m", '
+                         'cache_ttl_when_next_update_unset: "3h" }')
+    with EmbeddedServer(config=conf) as s:
+        assert connects(s.port, pki.client_ctx(stale))
+        assert connects(s.port, pki.client_ctx(no_next))
 
 
 def test_warn_only_allows_revoked(pki, logs):
