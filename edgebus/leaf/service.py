@@ -57,9 +57,11 @@ class LeafService:
         if any(t is not None and t.ocsp_peer is not None
                for t in [self.lo.tls] + [r.tls for r in self.lo.remotes]):
             from ..security.ocsp import peer_check
-            self.tls_peer_check = peer_check(server, self.lo.tls, peer_is_server=False)
+            self.tls_peer_check = peer_check(server, self.lo.tls, peer_is_server=False,
+                                             kind="Leafnode")
             for cfg in self.remotes:
-                cfg.peer_check = peer_check(server, cfg.opts.tls, peer_is_server=True)
+                cfg.peer_check = peer_check(server, cfg.opts.tls, peer_is_server=True,
+                                            kind="Leafnode")
         self.port = 0
         self.links: set[LeafLink] = set()  # every link, connected or still in its handshake
         self.by_account: dict[str, list[LeafLink]] = {}

@@ -157,6 +157,14 @@ def subject_of(cert: Any) -> str:
     return str(cert.subject.rfc4514_string())
 
 
+def cert_info(cert: Any) -> dict[str, str]:
+    """nats-server's CertInfo for events: subject, issuer, fingerprint, raw (base64 DER)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+    return {"subject": subject_of(cert), "issuer": str(cert.issuer.rfc4514_string()),
+            "fingerprint": fingerprint(cert),
+            "raw": base64.b64encode(cert.public_bytes(Encoding.DER)).decode()}
+
+
 def status_name(resp: Any) -> str:
     from cryptography.x509 import ocsp
     s = resp.certificate_status
@@ -309,12 +317,15 @@ async def fetch_response(link: Link, timeout: float) -> bytes:
 class PeerVerifier:
     """Checks peer chains for one server; shares one response cache among all tls{} blocks."""
 
-    def __init__(self, cache: ResponseCache, now: Callable[[], datetime]) -> None:
+    def __init__(self, cache: ResponseCache, now: Callable[[], datetime],
+                 emit: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.cache = cache
         self.now = now
+        # emit(event, body): publish `$SYS.SERVER.<id>.OCSP.PEER.<event>` (none without $SYS)
+        self.emit = emit
 
     async def check(self, ssl_stream: Any, opts: OCSPPeerOptions, *, peer_is_server: bool,
-                    ca_file: str | None = None, who: str = "") -> None:
+                    ca_file: str | None = None, who: str = "", kind: str = "Client") -> None:
         """Raise OCSPPeerRejected unless the peer of `ssl_stream` is OCSP valid."""
         reason = SERVER_REJECTED if peer_is_server else CLIENT_REJECTED
         x509 = _x509()
@@ -328,11 +339,20 @@ class PeerVerifier:
                   "server" if peer_is_server else "client")
         if not await self.chain_valid(chain, opts, who):
             log.debug("No OCSP valid chains, thus peer is invalid")
+            if self.emit is not None:
+                self.emit("CONN.REJECT", {"type": "io.nats.server.advisory.v1.ocsp_peer_reject",
+                                          "kind": kind, "peer": cert_info(chain[0]),
+                                          "reason": reason})
             raise OCSPPeerRejected(reason)
 
     async def chain_valid(self, chain: list[Any], opts: OCSPPeerOptions, who: str = "") -> bool:
         if len(chain) == 1:
-            return True  # self-signed: no CA to ask
+            c = chain[0]
+            if c.subject == c.issuer or not ocsp_urls(c):
+                return True  # self-signed (no CA to ask), or nothing to ask
+            # an eligible certificate whose issuer is unknown cannot be checked
+            log.debug("%sNo issuer found for [%s]", who, subject_of(c))
+            return False
         links = []
         for i, cert in enumerate(chain[:-1]):  # the trust anchor is never checked
             urls = ocsp_urls(cert)
@@ -342,6 +362,11 @@ class PeerVerifier:
             bad = await self.link_good(link, opts, who)
             if bad:
                 log.debug("%s%s", who, bad)
+                if self.emit is not None:
+                    self.emit("LINK.INVALID", {
+                        "type": "io.nats.server.advisory.v1.ocsp_peer_link_invalid",
+                        "link": cert_info(link.leaf), "peer": cert_info(chain[0]),
+                        "reason": bad})
                 return False
         return True
 
@@ -427,7 +452,21 @@ def configure(server: Any) -> None:
     if not any(t.ocsp_peer is not None and t.ocsp_peer.verify for t in tls_blocks(o)):
         return
     now = server.broker.clock.now
-    server.ocsp_verifier = PeerVerifier(ResponseCache(o.ocsp_cache or OCSPCacheOptions(), now), now)
+    server.ocsp_verifier = PeerVerifier(ResponseCache(o.ocsp_cache or OCSPCacheOptions(), now),
+                                        now, lambda event, body: _sys_event(server, event, body))
+
+
+def _sys_event(server: Any, event: str, body: dict[str, Any]) -> None:
+    """Publish an OCSP peer advisory into the system account, as nats-server does."""
+    svc = getattr(server, "services", {}).get("system")
+    if svc is None or getattr(svc, "client", None) is None:
+        return
+    from ..core.clock import rfc3339
+    from .sysacct import nuid
+    b = server.broker
+    body = {"type": body.pop("type"), "id": nuid(), "timestamp": rfc3339(b.clock.now_ns()),
+            **body, "server": svc.server_info()}
+    svc.send(f"$SYS.SERVER.{b.server_id}.OCSP.PEER.{event}", body)
 
 
 def on_reload(server: Any) -> None:
@@ -460,7 +499,8 @@ def varz(server: Any, d: dict[str, Any]) -> None:
         d["ocsp_peer_cache"] = {k: v for k, v in verifier.cache.stats().items() if v}
 
 
-def peer_check(server: Any, tls: Any, *, peer_is_server: bool) -> Callable[..., Any] | None:
+def peer_check(server: Any, tls: Any, *, peer_is_server: bool,
+               kind: str = "Client") -> Callable[..., Any] | None:
     """An async `check(ssl_stream, log_prefix)` for connections under the tls{} options `tls`
     (raises OCSPPeerRejected), or None when that block does not ask for OCSP peer
     verification."""
@@ -472,7 +512,7 @@ def peer_check(server: Any, tls: Any, *, peer_is_server: bool) -> Callable[..., 
     async def check(ssl_stream: Any, prefix: str = "") -> None:
         try:
             await verifier.check(ssl_stream, opts, peer_is_server=peer_is_server,
-                                 ca_file=tls.ca_file, who=prefix)
+                                 ca_file=tls.ca_file, who=prefix, kind=kind)
         except OCSPPeerRejected as e:
             if not peer_is_server:  # a leaf remote's dialer logs its own connect errors
                 log.error("%sTLS handshake error: %s", prefix, e)

@@ -591,3 +591,35 @@ def test_varz_reports_ocsp_peer_and_cache(pki, tmp_path):
     c = v["ocsp_peer_cache"]
     assert (c["cache_type"], c["cached_responses"], c["cached_good_responses"],
             c["cached_revoked_responses"], c["cache_misses"]) == ("local", 2, 1, 1, 2)
+
+
+def test_sys_events_for_rejected_peer(pki):
+    import asyncio
+    conf = tls_conf(pki) + ('accounts { SYS { users [ { user: sys, password: s } ] }, '
+                            'APP { users [ { user: app, password: a } ] } }\nsystem_account: SYS\n')
+    with EmbeddedServer(config=conf) as s:
+        async def go() -> list:
+            nc = await nats.connect(f"tls://sys:s@127.0.0.1:{s.port}", tls=pki.client_ctx(pki.good))
+            got: list = []
+            done = asyncio.Event()
+
+            async def cb(m) -> None:
+                got.append((m.subject, json.loads(m.data)))
+                if len(got) == 2:
+                    done.set()
+            await nc.subscribe("$SYS.SERVER.*.OCSP.PEER.>", cb=cb)
+            await nc.flush()
+            assert not await asyncio.to_thread(connects, s.port, pki.client_ctx(pki.revoked))
+            await asyncio.wait_for(done.wait(), 10)
+            await nc.close()
+            return got
+        got = run_async(go)
+    (link_subj, link), (rej_subj, rej) = got
+    assert link_subj.endswith(".OCSP.PEER.LINK.INVALID") and rej_subj.endswith(".OCSP.PEER.CONN.REJECT")
+    assert link["type"] == "io.nats.server.advisory.v1.ocsp_peer_link_invalid"
+    assert link["link"]["subject"] == link["peer"]["subject"] == "CN=revoked"
+    assert link["reason"] == "Invalid OCSP response status: revoked"
+    assert rej["type"] == "io.nats.server.advisory.v1.ocsp_peer_reject"
+    assert (rej["kind"], rej["reason"], rej["peer"]["issuer"]) == ("Client", "client not OCSP valid",
+                                                                  "CN=ocsp test root")
+    assert rej["server"]["id"] and rej["id"] and rej["timestamp"]
