@@ -3,14 +3,16 @@
 After a TLS handshake the peer's *verified* chain (leaf first, trust anchor last) is checked:
 every link except the anchor whose certificate names an http(s) OCSP responder (AIA) is
 "eligible", and the chain is valid when each eligible link has a current, correctly signed
-`good` response from its responder (or `unknown`, with `unknown_is_good`). A chain of one
-certificate, or with no eligible link, is valid. Responses come from the `ocsp_cache` when a
+`good` response from its responder (or `unknown`, with `unknown_is_good`). A self-signed
+certificate alone, or a chain with no eligible link, is valid; an eligible certificate whose
+issuer is unknown is not. Responses come from the `ocsp_cache` when a
 current one is there, else from the responder by HTTP GET (`<url>/<url-escaped base64 request>`,
 as nats-server) made with trio and h11, bounded by `ca_timeout`.
 
 Policy, as nats-server: a revoked (or unknown) link rejects the peer; a responder that cannot
 be reached rejects it too unless `allow_when_ca_unreachable` is set and no revocation for the
-certificate is cached; `warn_only` logs and allows everything.
+certificate is cached; `warn_only` logs and allows everything. Each refusal is published as
+nats-server's `$SYS.SERVER.<id>.OCSP.PEER.LINK.INVALID` and `.CONN.REJECT` advisories.
 
 Python's `ssl` cannot run this inside the handshake (nats-server does it in Go's
 VerifyConnection), so callers run `PeerVerifier.check` right after the handshake and before a
@@ -117,7 +119,7 @@ def complete_chain(chain: list[Any], ca_file: str | None) -> list[Any]:
                 continue
             try:
                 cur.verify_directly_issued_by(cand)
-            except (ValueError, TypeError, Exception):  # wrong key: InvalidSignature
+            except Exception:  # InvalidSignature, or a key type that cannot have signed it
                 continue
             nxt = cand
             break
@@ -288,7 +290,8 @@ async def http_get(url: str) -> bytes:
         raise OSError(str(e) or "connection lost") from None
     finally:
         with trio.CancelScope(shield=True):
-            await stream.aclose()
+            with trio.move_on_after(1):  # a TLS close_notify to a dead responder must not hang
+                await stream.aclose()
 
 
 async def fetch_response(link: Link, timeout: float) -> bytes:

@@ -623,3 +623,33 @@ def test_sys_events_for_rejected_peer(pki):
     assert (rej["kind"], rej["reason"], rej["peer"]["issuer"]) == ("Client", "client not OCSP valid",
                                                                   "CN=ocsp test root")
     assert rej["server"]["id"] and rej["id"] and rej["timestamp"]
+
+
+def test_chain_from_ca_file_without_the_verified_chain(tmp_path):
+    """Where Python gives only the peer's certificate, the chain is completed from the CA file
+    (issuer by subject and signature); an eligible certificate with no issuer found is refused."""
+    import trio
+    from edgebus.options import OCSPPeerOptions
+    from edgebus.security.ocsp import PeerVerifier, complete_chain
+    from edgebus.security.ocsp_cache import ResponseCache
+    from edgebus.options import OCSPCacheOptions
+    responder = Responder()
+    try:
+        p = PKI(tmp_path, responder)
+        ica = p.intermediate("revoked")
+        leaf = p.issue("leaf", issuer=ica)[2]
+        both = tmp_path / "both.pem"
+        both.write_bytes(_pem(p.cert) + _pem(ica[0]))
+        assert complete_chain([leaf], str(both)) == [leaf, ica[0], p.cert]
+        assert complete_chain([leaf], p.ca_file) == [leaf]  # the intermediate is not there
+        now = lambda: datetime.datetime.now(datetime.timezone.utc)  # noqa: E731
+        v = PeerVerifier(ResponseCache(OCSPCacheOptions(type="none"), now), now)
+        opts = OCSPPeerOptions(verify=True)
+        assert trio.run(v.chain_valid, [leaf], opts) is False
+        assert trio.run(v.chain_valid, complete_chain([leaf], str(both)), opts) is False
+        assert responder.asked(ica[0]) == 1  # the revoked intermediate was asked about
+        good = p.issue("direct")[2]
+        assert trio.run(v.chain_valid, complete_chain([good], p.ca_file), opts) is True
+        assert trio.run(v.chain_valid, [p.cert], opts) is True  # self-signed
+    finally:
+        responder.close()
