@@ -81,11 +81,8 @@ class OCSPMapper(MapperBase):
         return float(v)
 
     def check_ocsp_peer(self, t: TLSOptions, pos: Position, side: str) -> None:
-        """After a tls{} block is read: client and leaf-accept peers must present certificates;
-        WebSocket and MQTT listeners do not check peers with OCSP in edgebus (refused)."""
+        """After a tls{} block is read: client and leaf-accept peers must present certificates."""
         peer = t.ocsp_peer is not None and t.ocsp_peer.verify
-        if peer and side in ("websocket", "mqtt"):
-            raise self.fail(pos, f"ocsp_peer is not supported by edgebus in the {side} tls block")
         if peer and side != "remote" and not t.verify:
             raise self.fail(pos, "OCSP peer verification for client connections requires TLS "
                                  "verify (mTLS) to be enabled")

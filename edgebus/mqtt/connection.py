@@ -168,6 +168,13 @@ class MQTTConnection(Client):
         if cs.cancelled_caught:
             self.close_reason = "TLS Handshake Error"
             return False
+        if self.service.tls_peer_check is not None:  # ocsp_peer
+            try:
+                await self.service.tls_peer_check(
+                    ssl_stream, f"{self.remote[0]}:{self.remote[1]} - mid:{self.cid} - ")
+            except OSError:  # ssl.SSLError, logged by the check
+                self.close_reason = "TLS Handshake Error"
+                return False
         self.stream = ssl_stream
         self.tls = {"tls_required": True}
         try:

@@ -437,9 +437,27 @@ class PeerVerifier:
         return ""
 
 
+def _reset_on_close(ssl_stream: Any) -> None:
+    """Make the coming close a TCP reset: the refused peer fails at once, as on nats-server's
+    TLS alert, rather than seeing a quiet end of stream some clients wait on."""
+    import socket
+    import struct
+    sock = getattr(getattr(ssl_stream, "transport_stream", None), "socket", None)
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+
+
 def tls_blocks(o: Any) -> list[Any]:
-    """Every tls{} block whose `ocsp_peer` edgebus acts on: clients, leaf accept, leaf remotes."""
+    """Every tls{} block whose `ocsp_peer` edgebus acts on: clients (NATS, WebSocket, MQTT),
+    leaf accept, leaf remotes."""
     out = [o.tls]
+    for listener in (o.websocket, o.mqtt):
+        if listener is not None:
+            out.append(listener.tls)
     if o.leafnodes is not None:
         out.append(o.leafnodes.tls)
         out += [r.tls for r in o.leafnodes.remotes]
@@ -485,7 +503,8 @@ def on_reload(server: Any) -> None:
 
 
 def varz(server: Any, d: dict[str, Any]) -> None:
-    """/varz: `tls_ocsp_peer_verify` (top level and `leaf`) and the `ocsp_peer_cache` block."""
+    """/varz: `tls_ocsp_peer_verify` (top level, `leaf`, `websocket`, `mqtt`) and the
+    `ocsp_peer_cache` block."""
     verifier = getattr(server, "ocsp_verifier", None)
     if verifier is None:
         return
@@ -496,8 +515,9 @@ def varz(server: Any, d: dict[str, Any]) -> None:
 
     if on(o.tls):
         d["tls_ocsp_peer_verify"] = True
-    if o.leafnodes is not None and on(o.leafnodes.tls) and isinstance(d.get("leaf"), dict):
-        d["leaf"]["tls_ocsp_peer_verify"] = True
+    for block, sub in (("leaf", o.leafnodes), ("websocket", o.websocket), ("mqtt", o.mqtt)):
+        if sub is not None and on(sub.tls) and isinstance(d.get(block), dict):
+            d[block]["tls_ocsp_peer_verify"] = True
     if verifier.cache.type != "none":
         d["ocsp_peer_cache"] = {k: v for k, v in verifier.cache.stats().items() if v}
 
@@ -519,5 +539,6 @@ def peer_check(server: Any, tls: Any, *, peer_is_server: bool,
         except OCSPPeerRejected as e:
             if not peer_is_server:  # a leaf remote's dialer logs its own connect errors
                 log.error("%sTLS handshake error: %s", prefix, e)
+            _reset_on_close(ssl_stream)
             raise
     return check

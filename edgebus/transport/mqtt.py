@@ -52,6 +52,7 @@ class MQTTService:
         # publish topic -> (subject, subject bytes); shared by all connections
         self.pub_subjects: dict[str, tuple[str, bytes]] = {}
         self.tls_context: Any = None
+        self.tls_peer_check: Any = None
         self.port = 0
         self.nursery: trio.Nursery | None = None
         self._stopping = False
@@ -64,6 +65,8 @@ class MQTTService:
         if tls is not None and (tls.cert_file or tls.key_file):
             from ..security import tlsconf
             self.tls_context = tlsconf.server_context(tls)
+            from ..security.ocsp import peer_check  # tls.ocsp_peer, checked after the handshake
+            self.tls_peer_check = peer_check(server, tls, peer_is_server=False)
         host = mq.host or "0.0.0.0"
         listeners = await trio.open_tcp_listeners(normalize_port(mq.port), host=host)
         self.port = listeners[0].socket.getsockname()[1]

@@ -868,6 +868,7 @@ class WebsocketListener:
         headers = getattr(self.wo, "headers", None) or {}
         self.raw_headers = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self.ssl_context: ssl.SSLContext | None = None
+        self.tls_peer_check: Any = None
         self.host = self.wo.host or "0.0.0.0"
         self.port = 0
 
@@ -894,6 +895,8 @@ class WebsocketListener:
         server = self.server
         validate_websocket_options(server.options)
         self.ssl_context = self._make_ssl_context()
+        from ..security.ocsp import peer_check  # tls.ocsp_peer, checked after the handshake
+        self.tls_peer_check = peer_check(server, self.wo.tls, peer_is_server=False)
         listeners = await trio.open_tcp_listeners(normalize_port(self.wo.port), host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         server.ws_port = self.port
@@ -955,6 +958,11 @@ class WebsocketListener:
             if cs.cancelled_caught:
                 log.error("%s:%d - websocket TLS handshake error: timeout", *peer)
                 return None
+            if self.tls_peer_check is not None:
+                try:
+                    await self.tls_peer_check(stream, "%s:%d - websocket " % peer)
+                except ssl.SSLError:  # logged by the check
+                    return None
         hs = _Handshaker(stream, self.wo.handshake_timeout)
         mqtt_enabled = self._mqtt_enabled()
         while True:

@@ -534,8 +534,11 @@ def test_config_ocsp_peer_options(pki):
     err = _conf_errors(tls_conf(pki).replace("verify: true", "verify: false"))
     assert "OCSP peer verification for client connections requires TLS verify (mTLS)" in err
     err = _conf_errors(f"mqtt {{ port: -1, tls {{ cert_file: '{pki.server[0]}', key_file: "
-                       f"'{pki.server[1]}', ca_file: '{pki.ca_file}', verify: true, ocsp_peer: true }} }}")
-    assert "ocsp_peer is not supported by edgebus in the mqtt tls block" in err
+                       f"'{pki.server[1]}', ca_file: '{pki.ca_file}', ocsp_peer: true }} }}")
+    assert "requires TLS verify (mTLS)" in err
+    # a leaf remote checks the hub's certificate: no client certificate needed
+    assert _conf_errors(f"leafnodes {{ remotes: [ {{ url: 'nats-leaf://127.0.0.1:1', tls {{ "
+                        f"ca_file: '{pki.ca_file}', ocsp_peer: true }} }} ] }}") == ""
 
 
 def test_config_ocsp_cache():
@@ -653,3 +656,57 @@ def test_chain_from_ca_file_without_the_verified_chain(tmp_path):
         assert trio.run(v.chain_valid, [p.cert], opts) is True  # self-signed
     finally:
         responder.close()
+
+
+def test_websocket_and_mqtt_listeners_check_peers(pki, logs):
+    """ocsp_peer in the websocket{} and mqtt{} tls blocks: a WebSocket upgrade over TLS and a
+    paho-mqtt client with a good certificate get in, a revoked one is refused."""
+    import threading
+    paho = pytest.importorskip("paho.mqtt.client")
+    tls = (f"tls {{ cert_file: '{pki.server[0]}', key_file: '{pki.server[1]}', "
+           f"ca_file: '{pki.ca_file}', verify: true, ocsp_peer: true }}")
+    conf = (f"ocsp_cache: false\nwebsocket {{ port: -1, host: 127.0.0.1, {tls} }}\n"
+            f"mqtt {{ port: -1, host: 127.0.0.1, {tls} }}\n")
+
+    def ws_connects(port: int, who) -> bool:
+        """A raw TLS socket's WebSocket upgrade: 101, or the connection closed."""
+        upgrade = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                   b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   b"Sec-WebSocket-Version: 13\r\n\r\n")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with pki.client_ctx(who).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    tls.sendall(upgrade)
+                    return tls.recv(4096).startswith(b"HTTP/1.1 101")
+        except (ssl.SSLError, OSError):
+            return False
+
+    def mqtt_connects(port: int, who) -> bool:
+        result: list = []
+        done = threading.Event()
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"ocsp-{who[2].serial_number}",
+                        protocol=paho.MQTTv311)
+        c.tls_set(ca_certs=pki.ca_file, certfile=who[0], keyfile=who[1],
+                  tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        c.on_connect = lambda cl, u, f, rc, p=None: (result.append(not rc.is_failure), done.set())
+        c.on_disconnect = lambda *a: (result.append(False), done.set())
+        try:
+            c.connect("127.0.0.1", port)
+        except (OSError, ssl.SSLError):
+            return False
+        c.loop_start()
+        try:
+            assert done.wait(10)
+            return result[0]
+        finally:
+            c.loop_stop()
+            c.disconnect()
+
+    with EmbeddedServer(config=conf) as s:
+        ws_port, mqtt_port = s.server.ws_port, s.server.mqtt_port
+        assert ws_connects(ws_port, pki.good)
+        assert not ws_connects(ws_port, pki.revoked)
+        assert logs.has("websocket TLS handshake error: client not OCSP valid") == 1
+        assert mqtt_connects(mqtt_port, pki.good)
+        assert not mqtt_connects(mqtt_port, pki.revoked)
+        assert logs.has("mid:") and logs.has("client not OCSP valid") == 2
