@@ -48,10 +48,12 @@ class OCSPMapper(MapperBase):
     # server-side tls{} blocks that nats-server would staple: (position of the block, options)
     _staple_blocks: list[tuple[Position, TLSOptions]]
     _ocsp_pos: Position | None = None
+    _ocsp_peer_pos: Position | None = None
 
     # -- ocsp_peer ------------------------------------------------------------------------
 
     def ocsp_peer(self, v: Any, pos: Position, key: str) -> OCSPPeerOptions:
+        self._ocsp_peer_pos = pos  # for check_ocsp_peer, which runs when the block is read
         if isinstance(v, bool):
             return OCSPPeerOptions(verify=v)
         if not isinstance(v, Mapping):
@@ -84,7 +86,7 @@ class OCSPMapper(MapperBase):
         """After a tls{} block is read: client and leaf-accept peers must present certificates."""
         peer = t.ocsp_peer is not None and t.ocsp_peer.verify
         if peer and side != "remote" and not t.verify:
-            raise self.fail(pos, "OCSP peer verification for client connections requires TLS "
+            raise self.fail(self._ocsp_peer_pos or pos, "OCSP peer verification for client connections requires TLS "
                                  "verify (mTLS) to be enabled")
         if side in ("client", "websocket", "mqtt") and t.cert_file:
             if not hasattr(self, "_staple_blocks"):

@@ -289,6 +289,22 @@ def test_client_good_connects_revoked_and_unknown_refused(pki, logs, tmp_path):
         assert pki.responder.asked(pki.revoked[2]) == 1
 
 
+@pytest.mark.skipif(not NATS_SERVER, reason="nats-server binary not installed")
+def test_nats_server_gives_the_same_answers(pki, logs):
+    """The reference: nats-server with the same tls block and responder lets in and refuses
+    the same clients as edgebus."""
+    from conftest import RealNatsServer
+    who = [pki.good, pki.revoked, pki.unknown, pki.no_aia, pki.unreachable]
+    ref = RealNatsServer(tls_conf(pki)).start()
+    try:
+        theirs = [connects(ref.port, pki.client_ctx(w)) for w in who]
+    finally:
+        ref.stop()
+    with EmbeddedServer(config=tls_conf(pki)) as s:
+        ours = [connects(s.port, pki.client_ctx(w)) for w in who]
+    assert theirs == ours == [True, False, False, True, False]
+
+
 def test_unknown_is_good_and_unreachable_responder(pki, logs):
     conf = tls_conf(pki, "ocsp_peer { verify: true, unknown_is_good: true, ca_timeout: 1 }")
     with EmbeddedServer(config=conf) as s:
