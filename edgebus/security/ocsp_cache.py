@@ -114,24 +114,27 @@ class ResponseCache:
 
     # -- persistence ----------------------------------------------------------------------
     def load(self) -> None:
-        """Read the saved cache (at start, before any connection is accepted)."""
+        """Read the saved cache (at start, before any connection is accepted), then go online."""
+        if self.type == "local":
+            self.items = self._read()
         self.online = True
         log.info("OCSP peer cache online, type [%s]", self.type)
-        if self.type != "local":
-            return
+
+    def _read(self) -> dict[str, dict[str, Any]]:
         log.debug("Loading OCSP peer cache [%s]", self.path)
         try:
             with open(self.path, "rb") as f:
                 data = json.load(f)
         except FileNotFoundError:
             log.debug("No OCSP peer cache found, starting with empty cache")
-            return
+            return {}
         except (OSError, ValueError) as e:
             log.warning("Unable to load OCSP peer cache: %s", e)
-            self.dirty = True
-            return
-        if isinstance(data, dict):
-            self.items = {k: v for k, v in data.items() if isinstance(v, dict)}
+            self.dirty = True  # the next save replaces the unreadable file
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, dict)}
 
     def snapshot(self) -> bytes | None:
         """The file's contents if it needs saving (taken on the event loop, written elsewhere)."""

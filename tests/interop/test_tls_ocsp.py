@@ -726,3 +726,49 @@ def test_websocket_and_mqtt_listeners_check_peers(pki, logs):
         assert mqtt_connects(mqtt_port, pki.good)
         assert not mqtt_connects(mqtt_port, pki.revoked)
         assert logs.has("mid:") and logs.has("client not OCSP valid") == 2
+
+
+@pytest.mark.parametrize("preserve", [True, False])
+def test_cached_revocation_and_unreachable_responder(pki, logs, tmp_path, preserve):
+    """A stale revoked response in the saved cache still refuses a client whose responder is
+    down, even with allow_when_ca_unreachable; with preserve_revoked it keeps doing so, without
+    it the stale entry is dropped and the next connection is let in."""
+    import hashlib
+    cert = pki.unreachable[2]
+    pki.responder.register(cert, pki.cert, pki.key, "revoked",
+                           next_update=-datetime.timedelta(minutes=10))
+    stale = pki.responder.answer(cert.serial_number)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    key = base64.b64encode(hashlib.sha256(der).digest()).decode()
+    store = tmp_path / "rc"
+    store.mkdir()
+    (store / "cache.json").write_text(json.dumps({key: {
+        "subject": "CN=unreachable", "cached_at": "2026-01-01T00:00:00Z", "resp_status": "revoked",
+        "resp_expires": "2026-01-01T00:00:00Z", "resp": base64.b64encode(stale).decode()}}))
+    conf = (f"ocsp_cache {{ local_store: '{store}', preserve_revoked: {str(preserve).lower()} }}\n"
+            + tls_conf(pki, "ocsp_peer { verify: true, allow_when_ca_unreachable: true }")
+            .replace("ocsp_cache: false\n", ""))
+    with EmbeddedServer(config=conf) as s:
+        assert not connects(s.port, pki.client_ctx(pki.unreachable))
+        assert logs.has("cached revocation exists so rejecting") == 1
+        assert connects(s.port, pki.client_ctx(pki.unreachable)) is (not preserve)
+
+
+def test_unreadable_cache_file_and_bogus_entries(pki, logs, tmp_path):
+    store = tmp_path / "rc"
+    store.mkdir()
+    (store / "cache.json").write_text("{not json")
+    with EmbeddedServer(config=tls_conf(pki, store=str(store))) as s:
+        assert logs.has("Unable to load OCSP peer cache")
+        assert connects(s.port, pki.client_ctx(pki.good))
+    saved = json.loads((store / "cache.json").read_text())  # replaced by a good one
+    assert [v["subject"] for v in saved.values()] == ["CN=good"]
+    # an entry whose response does not parse is dropped and fetched again
+    for v in saved.values():
+        v["resp"] = base64.b64encode(b"garbage").decode()
+    (store / "cache.json").write_text(json.dumps(saved))
+    asked = pki.responder.asked(pki.good[2])
+    with EmbeddedServer(config=tls_conf(pki, store=str(store))) as s:
+        assert connects(s.port, pki.client_ctx(pki.good))
+        assert not connects(s.port, pki.client_ctx(pki.revoked))
+    assert pki.responder.asked(pki.good[2]) == asked + 1
