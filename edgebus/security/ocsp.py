@@ -349,10 +349,12 @@ class PeerVerifier:
             raise OCSPPeerRejected(reason)
 
     async def chain_valid(self, chain: list[Any], opts: OCSPPeerOptions, who: str = "") -> bool:
+        log.debug("Chain [0]: %d total link(s)", len(chain))
         if len(chain) == 1:
             c = chain[0]
             if c.subject == c.issuer or not ocsp_urls(c):
-                return True  # self-signed (no CA to ask), or nothing to ask
+                log.debug("Chain [0] is self-signed, thus peer is valid")
+                return True
             # an eligible certificate whose issuer is unknown cannot be checked
             log.debug("%sNo issuer found for [%s]", who, subject_of(c))
             return False
@@ -361,6 +363,10 @@ class PeerVerifier:
             urls = ocsp_urls(cert)
             if urls:
                 links.append(Link(cert, chain[i + 1], urls))
+        if not links:
+            log.debug("Chain [0] has no OCSP eligible links, thus peer is valid")
+            return True
+        log.debug("Chain [0] has %d OCSP eligible link(s)", len(links))
         for link in links:
             bad = await self.link_good(link, opts, who)
             if bad:
@@ -371,12 +377,14 @@ class PeerVerifier:
                         "link": cert_info(link.leaf), "peer": cert_info(chain[0]),
                         "reason": bad})
                 return False
+        log.debug("Chain [0] is OCSP valid for all eligible links, thus peer is valid")
         return True
 
     async def link_good(self, link: Link, opts: OCSPPeerOptions, who: str = "") -> str:
         """"" when the link's certificate is good under `opts`, else the reason it is not."""
         key = fingerprint(link.leaf)
         subj = subject_of(link.leaf)
+        log.debug("Checking OCSP peer cache for [%s], key [%s]", subj, key)
         now = self.now()
         resp = None
         cached_revocation = False
@@ -385,12 +393,16 @@ class PeerVerifier:
             try:
                 cached = parse_response(raw, link.leaf, link.issuer)
             except ValueError:
+                log.debug("Invalid cached OCSP response for [%s] with fingerprint [%s]", subj, key)
                 self.cache.delete(key, was_miss=True)
             else:
                 if response_current(cached, opts, now):
+                    log.debug("Cached OCSP response is current, status [%s]", status_name(cached))
                     resp = cached
                 else:
+                    log.debug("Cached OCSP response is expired, status [%s]", status_name(cached))
                     self.cache.delete(key, was_miss=True)
+                # even when stale: allow_when_ca_unreachable must not let it pass
                 cached_revocation = status_name(cached) == "revoked"
         if resp is None:
             try:
