@@ -97,9 +97,9 @@ def verified_chain(ssl_stream: Any) -> list[bytes]:
 
 
 def complete_chain(chain: list[Any], ca_file: str | None) -> list[Any]:
-    """Extend `chain` (certificates, leaf first) with issuers from `ca_file`, matching subject
-    to issuer (and the authority key identifier when present) and checking the signature,
-    until a self-signed certificate or no issuer is found."""
+    """Extend `chain` (certificates, leaf first) with issuers from `ca_file`, matching the
+    issuer name to a subject and checking the signature, until a self-signed certificate or
+    no issuer is found."""
     if not chain or not ca_file:
         return chain
     x509 = _x509()
@@ -192,9 +192,10 @@ def _verify_signature(key: Any, signature: bytes, data: bytes, hash_alg: Any) ->
 
 
 def parse_response(raw: bytes, leaf: Any, issuer: Any) -> Any:
-    """Parse a DER OCSP response and check it answers for `leaf` and was signed by `issuer`
-    or by a delegate the issuer certified with the OCSP-signing extended key usage (RFC 6960
-    4.2.2.2). Raises ValueError saying what is wrong."""
+    """Parse a DER OCSP response, check it was signed by `issuer` or by a delegate the issuer
+    certified with the OCSP-signing extended key usage (RFC 6960 4.2.2.2), and return its
+    single response for `leaf` (status, this/next update). Raises ValueError saying what is
+    wrong."""
     from cryptography.x509 import ocsp
     x509 = _x509()
     try:
@@ -226,9 +227,11 @@ def parse_response(raw: bytes, leaf: Any, issuer: Any) -> Any:
         raise
     except Exception:
         raise ValueError("bad response signature") from None
-    if resp.serial_number != leaf.serial_number:
-        raise ValueError("response is for another certificate")
-    return resp
+    # the answer about `leaf` (a responder may answer several certificates at once)
+    for single in resp.responses:
+        if single.serial_number == leaf.serial_number:
+            return single
+    raise ValueError("response is for another certificate")
 
 
 def response_current(resp: Any, opts: OCSPPeerOptions, now: datetime) -> bool:
