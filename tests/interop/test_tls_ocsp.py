@@ -578,9 +578,14 @@ def test_config_stapling_refused_where_nats_server_would_staple(pki):
         assert _conf_errors(head + plain) == ""
         err = _conf_errors(head + must)
         assert "has MustStaple (status_request) but edgebus cannot staple" in err, head
-    # never: runs without, as nats-server does
-    assert _conf_errors("ocsp: false\n" + must) == ""
-    assert _conf_errors("ocsp { mode: never }\n" + must) == ""
+    # never: runs without, as nats-server does, and says so
+    from edgebus.conf import parse_string
+    from edgebus.conf.map_base import ConfigReport
+    from edgebus.conf.options_map import options_from_config
+    for head in ("ocsp: false\n", "ocsp { mode: never }\n"):
+        report = ConfigReport()
+        options_from_config(parse_string(head + must), filename="t.conf", report=report)
+        assert [n for n in report.notices if "has MustStaple but OCSP is disabled" in n]
     assert "unsupported ocsp mode" in _conf_errors("ocsp { mode: sometimes }\n" + plain)
     assert _options('ocsp { mode: never, urls: ["http://a", "http://b"] }').ocsp.urls == \
         ["http://a", "http://b"]
