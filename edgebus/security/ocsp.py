@@ -479,11 +479,34 @@ def tls_blocks(o: Any) -> list[Any]:
     return [t for t in out if t is not None]
 
 
+class StaplingUnsupported(ValueError):
+    """The settings need OCSP stapling, which edgebus cannot do."""
+
+
+def check_stapling(o: Any) -> None:
+    """The config-file check of `edgebus.conf.map_ocsp`, again at start for TLS set by command
+    line flags: refuse a listener certificate nats-server would staple (Must-Staple, mode not
+    `never`; any certificate under `always`)."""
+    from ..conf.map_ocsp import has_must_staple
+    mode = o.ocsp.mode if o.ocsp is not None else "auto"
+    if mode == "never":
+        return
+    for t in (o.tls, getattr(o.websocket, "tls", None), getattr(o.mqtt, "tls", None)):
+        if t is None or not t.cert_file:
+            continue
+        if mode == "always" or has_must_staple(t.cert_file):
+            raise StaplingUnsupported(
+                f"certificate at '{t.cert_file}' needs an OCSP staple (ocsp mode {mode}), which "
+                "edgebus cannot provide; set 'ocsp: false' to run without it")
+
+
 def configure(server: Any) -> None:
-    """At start: when some tls{} block verifies peers with OCSP, make the server's verifier and
-    its response cache (loaded and saved by the cache's own task, see `ResponseCache.run`)."""
+    """At start: refuse what needs stapling; when some tls{} block verifies peers with OCSP,
+    make the server's verifier and its response cache (loaded and saved by the cache's own
+    task, see `ResponseCache.run`)."""
     from ..options import OCSPCacheOptions
     o = server.options
+    check_stapling(o)
     server.ocsp_verifier = None
     if not any(t.ocsp_peer is not None and t.ocsp_peer.verify for t in tls_blocks(o)):
         return

@@ -777,3 +777,17 @@ def test_unreadable_cache_file_and_bogus_entries(pki, logs, tmp_path):
         assert connects(s.port, pki.client_ctx(pki.good))
         assert not connects(s.port, pki.client_ctx(pki.revoked))
     assert pki.responder.asked(pki.good[2]) == asked + 1
+
+
+def test_stapling_refused_for_tls_set_without_a_config_file(pki):
+    """TLS from command line flags or the Python API gets the same refusal at start."""
+    from edgebus.options import OCSPStapleOptions, TLSOptions
+    staple = pki.issue("must-staple-api", server=True, must_staple=True)
+    tls = TLSOptions(cert_file=staple[0], key_file=staple[1])
+    with pytest.raises(RuntimeError, match="needs an OCSP staple .ocsp mode auto."):
+        EmbeddedServer(tls=tls).start()
+    plain = TLSOptions(cert_file=pki.server[0], key_file=pki.server[1])
+    with pytest.raises(RuntimeError, match="needs an OCSP staple .ocsp mode always."):
+        EmbeddedServer(tls=plain, ocsp=OCSPStapleOptions(mode="always")).start()
+    EmbeddedServer(tls=plain).start().stop()
+    EmbeddedServer(tls=tls, ocsp=OCSPStapleOptions(mode="never")).start().stop()
