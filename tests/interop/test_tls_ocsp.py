@@ -415,6 +415,17 @@ def test_cache_saved_and_reloaded(pki, tmp_path):
         assert pki.responder.asked(pki.good[2]) == asked + 1
 
 
+def test_cache_saved_while_running(pki, tmp_path):
+    store = tmp_path / "rc"
+    conf = tls_conf(pki, store=str(store)).replace(
+        f"local_store: '{store}'", f"local_store: '{store}', save_interval: 1")
+    with EmbeddedServer(config=conf) as s:
+        assert connects(s.port, pki.client_ctx(pki.revoked)) is False
+        _wait(lambda: (store / "cache.json").exists(), "the cache saved by its timer")
+        saved = json.loads((store / "cache.json").read_text())
+        assert [v["resp_status"] for v in saved.values()] == ["revoked"]
+
+
 def test_no_cache_asks_every_time(pki):
     with EmbeddedServer(config=tls_conf(pki)) as s:  # ocsp_cache: false
         asked = pki.responder.asked(pki.good[2])
