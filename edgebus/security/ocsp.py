@@ -250,8 +250,26 @@ def response_current(resp: Any, opts: OCSPPeerOptions, now: datetime) -> bool:
 
 # -- HTTP -------------------------------------------------------------------------------------
 
+MAX_REDIRECTS = 10  # as Go's http.Client, which nats-server uses
+
+
 async def http_get(url: str) -> bytes:
-    """GET `url` (http or https) and return the body of a 200 answer; raises OSError."""
+    """GET `url` (http or https), following redirects, and return the body of the 200
+    answer; raises OSError."""
+    from urllib.parse import urljoin
+    for _ in range(MAX_REDIRECTS + 1):
+        status, location, body = await _get_once(url)
+        if status in (301, 302, 303, 307, 308) and location:
+            url = urljoin(url, location)
+            continue
+        if status != 200:
+            raise OSError(f"bad OCSP responder http status: [{status}]")
+        return body
+    raise OSError(f"stopped after {MAX_REDIRECTS} redirects")
+
+
+async def _get_once(url: str) -> tuple[int, str, bytes]:
+    """One GET: (status, Location header, body)."""
     import h11
     u = urlsplit(url)
     https = u.scheme == "https"
@@ -270,6 +288,7 @@ async def http_get(url: str) -> bytes:
             + conn.send(h11.EndOfMessage()))
         body = bytearray()
         status = 0
+        location = ""
         while True:
             ev = conn.next_event()
             if ev is h11.NEED_DATA:
@@ -278,15 +297,14 @@ async def http_get(url: str) -> bytes:
                 continue
             if isinstance(ev, h11.Response):
                 status = ev.status_code
+                location = dict(ev.headers).get(b"location", b"").decode("latin-1")
             elif isinstance(ev, h11.Data):
                 body += ev.data
                 if len(body) > MAX_RESPONSE:
                     raise OSError("OCSP response too large")
             elif isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
                 break
-        if status != 200:
-            raise OSError(f"bad OCSP responder http status: [{status}]")
-        return bytes(body)
+        return status, location, bytes(body)
     except h11.RemoteProtocolError as e:
         raise OSError(f"bad HTTP answer: {e}") from None
     except (trio.BrokenResourceError, trio.ClosedResourceError) as e:

@@ -52,6 +52,12 @@ class Responder:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                if self.path.startswith("/moved/"):  # a responder behind a redirect
+                    self.send_response(302)
+                    self.send_header("Location", self.path[len("/moved"):])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 try:
                     der = base64.b64decode(unquote_plus(self.path.rsplit("/", 1)[1]))
                     req = ocsp.load_der_ocsp_request(der)
@@ -364,6 +370,14 @@ def test_response_signatures_and_freshness(pki, logs):
     with EmbeddedServer(config=conf) as s:
         assert connects(s.port, pki.client_ctx(stale))
         assert connects(s.port, pki.client_ctx(no_next))
+
+
+def test_responder_behind_a_redirect(pki):
+    moved = pki.issue("moved", aia=pki.responder.url + "moved/")
+    pki.responder.register(moved[2], pki.cert, pki.key, "good")
+    with EmbeddedServer(config=tls_conf(pki)) as s:
+        assert connects(s.port, pki.client_ctx(moved))  # the answer came from the new place
+        assert pki.responder.asked(moved[2]) == 1
 
 
 def test_warn_only_allows_revoked(pki, logs):
