@@ -11,7 +11,6 @@ import datetime
 import ipaddress
 import json
 import logging
-import os
 import socket
 import ssl
 import threading
