@@ -26,6 +26,8 @@ __all__ = ["OCSPMapper", "has_must_staple"]
 _PEER_FLOATS = ("ca_timeout", "allowed_clockskew", "cache_ttl_when_next_update_unset")
 _PEER_BOOLS = ("verify", "warn_only", "unknown_is_good", "allow_when_ca_unreachable")
 _STAPLE_MODES = ("auto", "always", "must", "never")
+_PEER_ERR = "error parsing tls peer config"
+_CACHE_ERR = "error parsing OCSP peer cache config"
 # id-pe-tlsfeature (RFC 7633) and the status_request feature number (RFC 6066)
 _STATUS_REQUEST = 5
 
@@ -62,32 +64,33 @@ class OCSPMapper(MapperBase):
         for low, k, val, p in self.entries(v):
             if low in _PEER_BOOLS:
                 if not isinstance(val, bool):
-                    raise self.fail(p, f'error parsing tls peer config, unknown field ["{k}"]')
+                    raise self.fail(p, f'{_PEER_ERR}, unknown field ["{k}"]')
                 setattr(pc, low, val)
             elif low in _PEER_FLOATS:
                 secs = self._peer_seconds(val, p)
                 if secs >= 0:  # negative values keep the default, as nats-server
                     setattr(pc, low, secs)
             else:
-                raise self.fail(p, f'error parsing tls peer config, unknown field ["{k}"]')
+                raise self.fail(p, f'{_PEER_ERR}, unknown field ["{k}"]')
         return pc
 
     def _peer_seconds(self, v: Any, pos: Position) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-            raise self.fail(pos, "error parsing tls peer config, conversion error: unexpected type")
+            raise self.fail(pos, f"{_PEER_ERR}, conversion error: unexpected type")
         if isinstance(v, str):
             try:
                 return parse_duration(v)
             except ValueError as e:
-                raise self.fail(pos, f"error parsing tls peer config, conversion error: {e}") from None
+                raise self.fail(pos, f"{_PEER_ERR}, conversion error: {e}") from None
         return float(v)
 
     def check_ocsp_peer(self, t: TLSOptions, pos: Position, side: str) -> None:
         """After a tls{} block is read: client and leaf-accept peers must present certificates."""
         peer = t.ocsp_peer is not None and t.ocsp_peer.verify
         if peer and side != "remote" and not t.verify:
-            raise self.fail(self._ocsp_peer_pos or pos, "OCSP peer verification for client connections requires TLS "
-                                 "verify (mTLS) to be enabled")
+            raise self.fail(self._ocsp_peer_pos or pos,
+                            "OCSP peer verification for client connections requires TLS "
+                            "verify (mTLS) to be enabled")
         if side in ("client", "websocket", "mqtt") and t.cert_file:
             if not hasattr(self, "_staple_blocks"):
                 self._staple_blocks = []
@@ -103,25 +106,27 @@ class OCSPMapper(MapperBase):
             raise self.fail(pos, f"error parsing ocsp_cache config: unsupported type {go_type(v)}")
         cc = OCSPCacheOptions()
         for low, k, val, p in self.entries(v):
+            # nats-server calls a value of the wrong type an unknown field, too
+            unknown = f'{_CACHE_ERR}, unknown field ["{k}"]'
             if low == "type":
                 if not isinstance(val, str):
-                    raise self.fail(p, f'error parsing OCSP peer cache config, unknown field ["{k}"]')
+                    raise self.fail(p, unknown)
                 if val.lower() not in ("none", "local"):
-                    raise self.fail(p, f"error parsing OCSP peer cache config, unknown type [{val}]")
+                    raise self.fail(p, f"{_CACHE_ERR}, unknown type [{val}]")
                 cc.type = val.lower()
             elif low == "local_store":
                 if not isinstance(val, str):
-                    raise self.fail(p, f'error parsing OCSP peer cache config, unknown field ["{k}"]')
+                    raise self.fail(p, unknown)
                 cc.local_store = val
             elif low == "preserve_revoked":
                 if not isinstance(val, bool):
-                    raise self.fail(p, f'error parsing OCSP peer cache config, unknown field ["{k}"]')
+                    raise self.fail(p, unknown)
                 cc.preserve_revoked = val
             elif low == "save_interval":
                 # nats-server keeps whole seconds, at least one
                 cc.save_interval = max(1.0, float(int(self._peer_seconds(val, p))))
             else:
-                raise self.fail(p, f'error parsing OCSP peer cache config, unknown field ["{k}"]')
+                raise self.fail(p, unknown)
         self.o.ocsp_cache = cc
 
     # -- ocsp (stapling) ------------------------------------------------------------------
