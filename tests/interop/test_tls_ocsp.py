@@ -507,6 +507,42 @@ def test_leaf_remote_refuses_revoked_hub(pki, logs, tmp_path):
 
 
 @needs_nats_server
+def test_leaf_remote_over_wss_refuses_revoked_hub(pki, logs):
+    """The same check on a leaf remote that dials the hub's WebSocket port over TLS."""
+    from conftest import RealNatsServer
+    hub_revoked = pki.issue("wss-hub-revoked", "revoked", server=True)
+
+    def hub(cert) -> tuple[RealNatsServer, int]:
+        wp = free_port()
+        return RealNatsServer(
+            f'leafnodes {{ port: -1 }}\nwebsocket {{ listen: "127.0.0.1:{wp}", tls {{ '
+            f'cert_file: "{cert[0]}", key_file: "{cert[1]}" }} }}\n').start(), wp
+
+    def edge(wp: int) -> EmbeddedServer:
+        return EmbeddedServer(config=(
+            f'ocsp_cache: false\nleafnodes {{ reconnect: "0.2s", remotes: [ {{ url: '
+            f'"wss://127.0.0.1:{wp}", tls {{ ca_file: "{pki.ca_file}", ocsp_peer: true }} }} ] }}\n'
+        )).start()
+
+    h, wp = hub(hub_revoked)
+    e = edge(wp)
+    try:
+        _wait(lambda: pki.responder.asked(hub_revoked[2]) >= 2, "two OCSP checks of the hub")
+        _wait(lambda: logs.has("server not OCSP valid") >= 2, "two refusals")
+        assert _leafz(e) == [] and _real_leafz(h) == []
+    finally:
+        e.stop()
+        h.stop()
+    h, wp = hub(pki.server)
+    e = edge(wp)
+    try:
+        _wait(lambda: _leafz(e), "the leaf connection to the good hub")
+    finally:
+        e.stop()
+        h.stop()
+
+
+@needs_nats_server
 def test_leaf_accept_refuses_revoked_leaf(pki, logs, tmp_path):
     from conftest import RealNatsServer
     lp = free_port()
