@@ -7,7 +7,7 @@ every link except the anchor whose certificate names an http(s) OCSP responder (
 certificate alone, or a chain with no eligible link, is valid; an eligible certificate whose
 issuer is unknown is not. Responses come from the `ocsp_cache` when a
 current one is there, else from the responder by HTTP GET (`<url>/<url-escaped base64 request>`,
-as nats-server) made with trio and h11, bounded by `ca_timeout`.
+as nats-server) made by `ocsp_http` on trio and h11, bounded by `ca_timeout`.
 
 Policy, as nats-server: a revoked (or unknown) link rejects the peer; a responder that cannot
 be reached rejects it too unless `allow_when_ca_unreachable` is set and no revocation for the
@@ -36,10 +36,9 @@ import trio
 
 from ..options import OCSPPeerOptions
 from .ocsp_cache import ResponseCache
+from .ocsp_http import http_get
 
 log = logging.getLogger("edgebus.security")
-
-MAX_RESPONSE = 1 << 20  # an OCSP response is a few KB; refuse to buffer more than this
 
 # rejection reasons, the texts nats-server returns for its TLS handshake error
 CLIENT_REJECTED = "client not OCSP valid"
@@ -249,71 +248,6 @@ def response_current(resp: Any, opts: OCSPPeerOptions, now: datetime) -> bool:
 
 
 # -- HTTP -------------------------------------------------------------------------------------
-
-MAX_REDIRECTS = 10  # as Go's http.Client, which nats-server uses
-
-
-async def http_get(url: str) -> bytes:
-    """GET `url` (http or https), following redirects, and return the body of the 200
-    answer; raises OSError."""
-    from urllib.parse import urljoin
-    for _ in range(MAX_REDIRECTS + 1):
-        status, location, body = await _get_once(url)
-        if status in (301, 302, 303, 307, 308) and location:
-            url = urljoin(url, location)
-            continue
-        if status != 200:
-            raise OSError(f"bad OCSP responder http status: [{status}]")
-        return body
-    raise OSError(f"stopped after {MAX_REDIRECTS} redirects")
-
-
-async def _get_once(url: str) -> tuple[int, str, bytes]:
-    """One GET: (status, Location header, body)."""
-    import h11
-    u = urlsplit(url)
-    https = u.scheme == "https"
-    host = u.hostname or ""
-    port = u.port or (443 if https else 80)
-    stream: Any = await trio.open_tcp_stream(host, port)
-    try:
-        if https:
-            stream = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=host)
-        conn = h11.Connection(h11.CLIENT)
-        target = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        await stream.send_all(conn.send(h11.Request(
-            method="GET", target=target,
-            headers=[("Host", u.netloc.rpartition("@")[2]), ("User-Agent", "edgebus"),
-                     ("Accept", "application/ocsp-response"), ("Connection", "close")]))
-            + conn.send(h11.EndOfMessage()))
-        body = bytearray()
-        status = 0
-        location = ""
-        while True:
-            ev = conn.next_event()
-            if ev is h11.NEED_DATA:
-                data = await stream.receive_some(65536)
-                conn.receive_data(data)
-                continue
-            if isinstance(ev, h11.Response):
-                status = ev.status_code
-                location = dict(ev.headers).get(b"location", b"").decode("latin-1")
-            elif isinstance(ev, h11.Data):
-                body += ev.data
-                if len(body) > MAX_RESPONSE:
-                    raise OSError("OCSP response too large")
-            elif isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
-                break
-        return status, location, bytes(body)
-    except h11.RemoteProtocolError as e:
-        raise OSError(f"bad HTTP answer: {e}") from None
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
-        raise OSError(str(e) or "connection lost") from None
-    finally:
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(1):  # a TLS close_notify to a dead responder must not hang
-                await stream.aclose()
-
 
 async def fetch_response(link: Link, timeout: float) -> bytes:
     """Ask each responder of `link` in turn (GET, as nats-server's peer check); the first
