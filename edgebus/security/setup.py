@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from ..core.permissions import Permissions
-from . import ocsp, tlsconf
+from . import tlsconf
 from .accounts import AccountConfigError, AccountManager, set_mappings
 from .auth import ListenerAuth, ServerAuth, User
 
@@ -29,6 +29,13 @@ def _low(d: Any) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in d.items()} if isinstance(d, dict) else {}
 
 
+def _has_tls(o: Any) -> bool:
+    subs = (o.websocket, o.mqtt, o.leafnodes)
+    remotes = o.leafnodes.remotes if o.leafnodes is not None else []
+    return o.tls is not None or any(getattr(x, "tls", None) is not None for x in subs) \
+        or any(r.tls is not None for r in remotes)
+
+
 def configure(server: Any) -> None:
     o = server.options
     b = server.broker
@@ -39,7 +46,9 @@ def configure(server: Any) -> None:
             server.tls_context = tlsconf.server_context(o.tls)
         except tlsconf.TLSConfigError as e:
             raise SecurityConfigError(str(e)) from e
-    ocsp.configure(server)
+    if _has_tls(o):  # imported only when some tls{} block could use OCSP
+        from . import ocsp
+        ocsp.configure(server)
     mgr = AccountManager(b)
     b.subsystems["accounts"] = mgr
     if o.auth_timeout is None and isinstance(o.authorization, dict) and \

@@ -895,8 +895,9 @@ class WebsocketListener:
         server = self.server
         validate_websocket_options(server.options)
         self.ssl_context = self._make_ssl_context()
-        from ..security.ocsp import peer_check  # tls.ocsp_peer, checked after the handshake
-        self.tls_peer_check = peer_check(server, self.wo.tls, peer_is_server=False)
+        if self.ssl_context is not None:
+            from ..security.ocsp import peer_check  # tls.ocsp_peer, checked after handshake
+            self.tls_peer_check = peer_check(server, self.wo.tls, peer_is_server=False)
         listeners = await trio.open_tcp_listeners(normalize_port(self.wo.port), host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         server.ws_port = self.port
