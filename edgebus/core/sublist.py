@@ -262,7 +262,7 @@ class Sublist:
             return EMPTY_RESULT  # an empty token matches nothing (and is not cached)
         r = MatchResult()
         qmap: dict[str, list[Subscription]] = {}
-        _match_level(self.root, toks, 0, r, qmap)
+        _match_level(self.root, toks, r, qmap)
         if qmap:
             r.qsubs = list(qmap.values())
         if not r.psubs and not r.qsubs:
@@ -339,28 +339,40 @@ def could_match_ack(pattern: str) -> bool:
     return len(toks) == len(_ACK_TEMPLATE)
 
 
-def _match_level(level: _Node | None, toks: list[str], i: int, r: MatchResult,
+def _match_level(root: _Node, toks: list[str], r: MatchResult,
                  qmap: dict[str, list[Subscription]]) -> None:
-    """nats-server's matchLevel over our nodes (a node is also the level of its children)."""
-    n: _Node | None = None
-    pwc: _Node | None = None
-    ln = len(toks)
-    while i < ln:
-        if level is None:
+    """nats-server's matchLevel over our nodes (a node is also the level of its children).
+
+    Iterative, with an explicit stack of pending branches: a subject may have ~2,000 tokens
+    within the control-line limit, and a `*` at each level would recurse as deep. The stack
+    is LIFO so a `*` branch is walked completely before the literal branch beside it, which
+    keeps nats-server's result order (at each level `>`, then under `*`, then the literal)."""
+    last = len(toks) - 1
+    stack: list[tuple[_Node | None, int]] = []
+    level: _Node | None = root
+    i = 0
+    while True:
+        while level is not None:
+            if level.fwc is not None:
+                _collect(level.fwc, r, qmap)
+            pwc = level.pwc
+            # a '*' or '>' token never names a child (those live in pwc/fwc): it stays opaque
+            n = level.children.get(toks[i])
+            if i == last:
+                if n is not None:
+                    _collect(n, r, qmap)
+                if pwc is not None:
+                    _collect(pwc, r, qmap)
+                break
+            i += 1
+            if pwc is None:
+                level = n
+            else:
+                stack.append((n, i))    # the literal branch, resumed once the '*' one is done
+                level = pwc
+        if not stack:
             return
-        if level.fwc is not None:
-            _collect(level.fwc, r, qmap)
-        pwc = level.pwc
-        if pwc is not None:
-            _match_level(pwc, toks, i + 1, r, qmap)
-        # a '*' or '>' token never names a child (those live in pwc/fwc): it stays opaque
-        n = level.children.get(toks[i])
-        level = n
-        i += 1
-    if n is not None:
-        _collect(n, r, qmap)
-    if pwc is not None:
-        _collect(pwc, r, qmap)
+        level, i = stack.pop()
 
 
 def _collect(node: _Node, r: MatchResult, qmap: dict[str, list[Subscription]]) -> None:
