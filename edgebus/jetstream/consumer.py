@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import trio
 
 from ..codec.headers import build_headers
+from ..codec.json_depth import loads
 from ..core.client import Msg
 from ..core.clock import rfc3339
 from ..core.subject import is_literal, subject_matches
@@ -166,7 +167,7 @@ def parse_next_request(data: bytes, now: float) -> tuple[int, float, int, bool, 
         return 1, 0.0, 0, False, 0.0, None
     if req[:1] == b"{":
         try:
-            d = json.loads(req)
+            d = loads(req)
         except ValueError as e:
             raise ValueError(str(e)) from None
         if not isinstance(d, dict):

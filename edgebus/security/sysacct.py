@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
+from ..codec.json_depth import loads
 from ..core.client import InternalClient, Msg
 from ..core.clock import rfc3339
 
@@ -574,7 +575,7 @@ def _opts(data: bytes) -> dict[str, str]:
     if not data or not data.strip():
         return {}
     try:
-        d = json.loads(data)
+        d = loads(data)
     except ValueError:
         return {}
     if not isinstance(d, dict):

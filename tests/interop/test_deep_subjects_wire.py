@@ -146,3 +146,65 @@ def test_deep_mqtt_topics_retained_and_live():
         pub.disconnect()
     finally:
         srv.close()
+
+
+# -- JSON nested deeper than Python's recursion limit ------------------------------------------
+DEEP_JSON = [b"[" * 20000, b'{"a":' * 12000, b'{"name":"X","metadata":{"s":"[[[}]","t":' + b"[" * 20000]
+
+
+def _api_script(url: str) -> list[tuple[str, bytes]]:
+    async def main() -> list[tuple[str, bytes]]:
+        nc = await nats.connect(url, allow_reconnect=False)
+        out = []
+        for subj in ("$JS.API.STREAM.CREATE.X", "$JS.API.CONSUMER.CREATE.X", "$JS.API.STREAM.LIST"):
+            for body in DEEP_JSON:
+                r = await nc.request(subj, body, timeout=5)
+                out.append((subj, r.data))
+        assert nc.is_connected
+        await nc.close()
+        return out
+    return run_async(main)
+
+
+def test_deeply_nested_json_api_requests_like_nats_server(real_nats_server):
+    ref = _api_script(real_nats_server(jetstream=True).client_url)
+    srv = EmbeddedServer(jetstream=True).start()
+    try:
+        got = _api_script(srv.client_url)
+    finally:
+        srv.close()
+    assert b"exceeded max depth at offset 10001" in ref[0][1]  # the script is worth comparing
+    assert got == ref
+
+
+@pytest.mark.edgebus(jetstream=True)
+def test_deeply_nested_connect_and_pull_request(edgebus_server, caplog):
+    """Refused as any malformed JSON is (CONNECT: the connection closes, as nats-server's does;
+    a pull request: its error status), with no traceback in the log."""
+    port = int(edgebus_server.client_url.rsplit(":", 1)[1])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw.recv(4096)
+    raw.sendall(b"CONNECT " + b"[" * 3000 + b"\r\nPING\r\n")
+    buf = b""
+    while True:
+        d = raw.recv(65536)
+        if not d:
+            break
+        buf += d
+    assert b"PONG" not in buf
+    raw.close()
+
+    async def pull() -> None:
+        nc = await nats.connect(edgebus_server.client_url, allow_reconnect=False)
+        js = nc.jetstream()
+        await js.add_stream(name="P", subjects=["p.>"])
+        await js.add_consumer("P", durable_name="c")
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await nc.publish("$JS.API.CONSUMER.MSG.NEXT.P.c", b"{" + b'"a":[' * 3000, reply=inbox)
+        m = await sub.next_msg(5)
+        assert m.headers and m.headers.get("Status") == "400", m.headers
+        assert nc.is_connected
+        await nc.close()
+    run_async(pull)
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
