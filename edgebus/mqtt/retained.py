@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Iterator
 
+from ..codec.json_depth import loads
 from ..codec.mqtt_topics import subject_to_topic
 
 __all__ = ["RETAINED_PREFIX", "RetainedMsg", "RetainedIndex", "decode", "encode", "topic_field"]
@@ -115,7 +115,7 @@ def decode(stream_subject: str, hdr: bytes | None, body: bytes) -> tuple[Retaine
         data = body
     else:  # 2.10 JSON record
         try:
-            obj = json.loads(body)
+            obj = loads(body)
             flags = int(obj.get("flags", 0))
             data = base64.b64decode(obj.get("msg") or "")
             origin = str(obj.get("origin") or "")
