@@ -269,3 +269,47 @@ def test_real_full_disk_and_sigkill_lose_no_acked_message(small_fs: Path, tmp_pa
     finally:
         child.kill()
         child.wait(10)
+
+
+def test_consumer_acks_made_while_full_are_saved_when_space_returns(small_fs: Path,
+                                                                     tmp_path: Path) -> None:
+    port = free_port()
+    store = str(small_fs / "js")
+    filler = small_fs / "filler"
+    log = str(tmp_path / "child.log")
+    child = _child(port, store, log)
+    try:
+        async def main() -> None:
+            nc = await nats.connect(f"nats://127.0.0.1:{port}", allow_reconnect=False)
+            js = nc.jetstream(timeout=5)
+            await js.add_stream(name="F", subjects=["f.>"])
+            for i in range(10):
+                await js.publish("f.x", b"m%d" % i)
+            sub = await js.pull_subscribe("f.>", "c")
+            st = os.statvfs(small_fs)
+            filler.write_bytes(bytes(st.f_bavail * st.f_frsize))
+            for m in await sub.fetch(10, timeout=5):
+                await m.ack_sync()       # the state write behind these acks fails
+            deadline = time.monotonic() + 10
+            while b"writing consumer state for F > c failed" not in Path(log).read_bytes():
+                assert time.monotonic() < deadline, "the state write did not fail"
+                await asyncio.sleep(0.05)
+            filler.unlink()
+            (odat,) = [os.path.join(r, "o.dat") for r, _d, f in os.walk(store) if "o.dat" in f]
+            deadline = time.monotonic() + 10
+            floor = 0
+            while time.monotonic() < deadline:  # no further ack: the retry alone must save it
+                try:
+                    with open(odat, "rb") as fh:
+                        floor = json.loads(fh.read())["ack_floor"]["stream_seq"]
+                except (OSError, ValueError):
+                    pass
+                if floor == 10:
+                    break
+                await asyncio.sleep(0.05)
+            assert floor == 10
+            await nc.close()
+        run_async(main)
+    finally:
+        child.kill()
+        child.wait(10)
