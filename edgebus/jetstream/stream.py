@@ -455,6 +455,9 @@ class Stream:
             log.error("JetStream failed to store msgs on stream '%s > %s': %s",
                       self.account.name, self.name, e)
             self._forget_unstored(getattr(e, "seqs", ()))
+            # 10077 with the errno's text, as nats-server up to 2.13 answers a failed store
+            # (2.14+ answers nothing and refuses every write until restart; edgebus tells the
+            # publisher at once and takes writes again as soon as the disk has room)
             err = js_err(STREAM_STORE_FAILED, err=str(e))
             self.last_error = err
             body = self._err_body(err)
