@@ -66,6 +66,7 @@ def test_full_disk_answers_errors_keeps_serving_and_resumes(tmp_path: Path) -> N
             await js.add_stream(name="F", subjects=["f.>"])
             await js.add_stream(name="M", subjects=["m.>"], storage="memory")
             acked = [(await js.publish("f.a", b"ok%d" % i)).seq for i in range(5)]
+            push = await js.subscribe("f.>")  # a live consumer all along: no phantom deliveries
 
             FAULTS.fail_writes = errno.ENOSPC
             with pytest.raises(APIError) as ei:
@@ -97,6 +98,9 @@ def test_full_disk_answers_errors_keeps_serving_and_resumes(tmp_path: Path) -> N
             assert [m.data for m in msgs] == [b"ok%d" % i for i in range(5)] + [b"retry", b"after"]
             with pytest.raises(nats.errors.TimeoutError):
                 await sub.fetch(1, timeout=0.5)  # nothing un-acked slipped in
+            pushed = [await push.next_msg(5) for _ in range(len(acked))]
+            assert [m.data for m in pushed] == [m.data for m in msgs]
+            assert push.pending_msgs == 0
             await nc.close()
         run_async(main)
     finally:
