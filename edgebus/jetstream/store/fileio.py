@@ -47,16 +47,19 @@ class Faults:
     """The test switch (see the module docstring). All off by default."""
 
     def __init__(self) -> None:
-        self.fail_writes = 0
-        self.fail_syncs = 0
+        self.fail_writes = 0   # an errno: every pwrite fails with it
+        self.fail_syncs = 0    # an errno: every fsync / fdatasync fails with it
         self.counting = False
-        # by block path: the end of the furthest write, and that end as of the last sync
+        # by file path: the end of the furthest write, and that end as of the last sync
         self.written: dict[str, int] = {}
         self.synced: dict[str, int] = {}
         self.syncs = 0
 
     def reset(self) -> None:
-        self.__init__()  # type: ignore[misc]
+        self.fail_writes = self.fail_syncs = self.syncs = 0
+        self.counting = False
+        self.written.clear()
+        self.synced.clear()
 
 
 FAULTS = Faults()
