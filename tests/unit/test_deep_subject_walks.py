@@ -94,3 +94,21 @@ def test_mqtt_topic_conversion_of_deep_topics():
     fs = mqtt_topics.subscription_subjects("/".join(["+"] * (DEPTH - 1) + ["#"]))
     assert fs.subject == ".".join(["*"] * (DEPTH - 1) + [">"])
     assert fs.parent == ".".join(["*"] * (DEPTH - 1))
+
+
+def test_deep_subjects_are_matched_afresh_not_cached():
+    """A wildcard SUB/UNSUB walks every cached subject; subjects this long are not cached, so
+    4,096 of them cannot make each SUB cost a walk over megabytes (it took ~0.6 s)."""
+    s = Sublist()
+    first = sub(".".join(["*"] * (DEPTH - 1) + [">"]), "first")
+    s.insert(first)
+    for i in range(50):
+        assert [x.sid for x in s.match(deep(tok=str(i))).psubs] == [b"first"]
+    assert not s.cache
+    late = sub(".".join(["a"] + ["*"] * (DEPTH - 1)), "late")
+    s.insert(late)
+    assert [x.sid for x in s.match(deep(tok="7")).psubs] == [b"first", b"late"]
+    s.remove(first)
+    assert [x.sid for x in s.match(deep(tok="7")).psubs] == [b"late"]
+    s.match("short.subject")
+    assert list(s.cache) == [b"short.subject"]
