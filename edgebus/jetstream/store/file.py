@@ -405,7 +405,9 @@ class FileStore(StoreCore):
         try:
             self._write(self._state_record())
         except StoreWriteError:
-            pass  # the block is still empty: its first write carries the STATE (_write)
+            # the block stays empty: the end of this operation tries the STATE again (a purge
+            # has freed room by then), else the block's first write carries it (_write)
+            self._need_state = True
         blk.state_last_max = self._last
         if self.sync_always:
             self._fsync_dir(self._msg_dir)

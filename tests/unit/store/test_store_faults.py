@@ -154,3 +154,23 @@ def test_sync_reaches_fsync_and_reports_failure(tmp_path):
     st.sync()  # the block stayed on the to-sync list
     assert FAULTS.synced[path] == FAULTS.written[path]
     st.stop()
+
+
+def test_purge_frees_a_full_disk_and_keeps_the_sequence(tmp_path):
+    """Purging is how an operator makes room: it must work while writes fail, and the stream's
+    sequence must survive it (the new block's STATE is written once writing works again)."""
+    d = str(tmp_path / "s")
+    st = FileStore(d)
+    for i in range(3):
+        st.store_msg("a", None, b"m%d" % i, T0 + i)
+    FAULTS.fail_writes = errno.ENOSPC
+    assert st.purge() == 3
+    assert st.state().msgs == 0 and st.state().last_seq == 3
+    FAULTS.fail_writes = 0
+    st.state()  # any operation writes the pending STATE
+    st.stop()
+    os.unlink(os.path.join(d, "index.db"))  # as after a crash: the blocks are replayed
+    st2 = FileStore(d)
+    assert (st2.state().msgs, st2.state().first_seq, st2.state().last_seq) == (0, 4, 3)
+    assert st2.store_msg("a", None, b"next", T0 + 9)[0] == 4
+    st2.stop()
