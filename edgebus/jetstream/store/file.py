@@ -261,7 +261,10 @@ class FileStore(StoreCore):
             self._new_block()
         for blk in list(self._blocks.values()):
             if blk.corrupt:
-                self._rewrite_block(blk)
+                try:
+                    self._rewrite_block(blk)
+                except StoreWriteError as e:  # no room for the clean copy: reads check CRCs
+                    log.warning("filestore %s: %s not rewritten: %s", self.directory, blk.path, e)
         self._enforce_limits()
         maxp = self.limits.max_msgs_per_subject
         if maxp > 0:
