@@ -174,3 +174,23 @@ def test_purge_frees_a_full_disk_and_keeps_the_sequence(tmp_path):
     assert (st2.state().msgs, st2.state().first_seq, st2.state().last_seq) == (0, 4, 3)
     assert st2.store_msg("a", None, b"next", T0 + 9)[0] == 4
     st2.stop()
+
+
+def test_damaged_block_opens_on_a_full_disk(tmp_path):
+    d = str(tmp_path / "s")
+    st = FileStore(d)
+    for i in range(3):
+        st.store_msg("a", None, b"msg-%d" % i, T0 + i)
+    st.stop()
+    os.unlink(os.path.join(d, "index.db"))
+    path = block(d)
+    with open(path, "r+b") as f:
+        data = f.read()
+        at = data.index(b"msg-1")
+        f.seek(at)
+        f.write(b"XXX")  # a bad record in the middle: the block would be rewritten clean
+    FAULTS.fail_writes = errno.ENOSPC
+    st2 = FileStore(d)   # no room for the clean copy: it opens all the same
+    assert [c[2] for c in contents(st2)] == [b"msg-0", b"msg-2"]
+    FAULTS.fail_writes = 0
+    st2.stop()
