@@ -14,6 +14,7 @@ its first address, IPv4 preferred; monitoring binds to `http_host`, which defaul
 
 from __future__ import annotations
 
+import errno
 import socket
 from typing import Any
 
@@ -56,10 +57,12 @@ def bind_tcp(host: str, port: int | None) -> list[socket.socket]:
         try:
             # one socket for both families, as Go listens on "*"
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        except OSError:
-            sock.close()
+            return [_listen(sock, ("::", port))]
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise
+            # IPv6 switched off (disable_ipv6): IPv4 only, as Go falls back
             return [_listen(socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("0.0.0.0", port))]
-        return [_listen(sock, ("::", port))]
     infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     # Go listens on one address of a host name, the first IPv4 one if there is one
     fam, typ, proto, _, addr = next((i for i in infos if i[0] == socket.AF_INET), infos[0])
