@@ -235,12 +235,19 @@ def _write_files(o: Options, bound: dict[str, list[Any]]) -> list[str]:
     from .transport import listen
     paths: list[str] = []
     if o.pid_file:
-        with open(o.pid_file, "w") as f:
-            f.write(str(os.getpid()))
+        try:
+            with open(o.pid_file, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as e:
+            fatal(f"Could not write pidfile: open {o.pid_file}: {_go_error_text(e)}")
         paths.append(o.pid_file)
     if o.ports_file_dir:
         ports = {name: listen.bound_port(socks) for name, socks in bound.items()}
-        paths.append(write_ports_file(listen.port_urls(o, ports), o.ports_file_dir))
+        try:
+            paths.append(write_ports_file(listen.port_urls(o, ports), o.ports_file_dir))
+        except OSError as e:  # nats-server logs it and runs on
+            path = ports_file_path(o.ports_file_dir)
+            log.error("Error writing ports file (%s): open %s: %s", path, path, _go_error_text(e))
     return paths
 
 

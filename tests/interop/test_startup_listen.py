@@ -279,3 +279,43 @@ def test_wildcard_host_answers_on_ipv6_loopback(tmp_path: Path) -> None:
         assert ips == ["127.0.0.1", "::1"]
     finally:
         stop(p)
+
+
+def test_unwritable_pid_and_ports_files_are_reported_not_raised(tmp_path: Path) -> None:
+    """nats-server's answers: a pid file it cannot write is fatal, a ports file is an error
+    it logs before serving on."""
+    missing = tmp_path / "missing"
+    r = subprocess.run([*EDGEBUS, "-p", "-1", "-P", str(missing / "s.pid")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert f"[FTL] Could not write pidfile: open {missing / 's.pid'}: no such file or directory" in r.stderr
+    assert "Traceback" not in r.stderr
+    p = subprocess.Popen([*EDGEBUS, "-p", "-1", "--ports_file_dir", str(missing)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not any("Server is ready" in ln for ln in lines):
+            line = p.stderr.readline()
+            assert line, f"exited: {lines}"
+            lines.append(line)
+        assert any("[ERR] Error writing ports file" in ln for ln in lines), lines
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not NATS_SERVER, reason="nats-server binary not installed")
+@pytest.mark.parametrize("flag", ["-p", "-m"])
+def test_port_in_use_is_fatal_with_nats_servers_words(flag: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["-p", str(port)] if flag == "-p" else ["-p", "-1", "-m", str(port)]
+        fatal = {}
+        for name, cmd in (("edgebus", EDGEBUS), ("nats-server", [NATS_SERVER])):
+            r = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 1, r.stderr
+            fatal[name] = [ln.split("[FTL] ", 1)[1] for ln in r.stderr.splitlines() if "[FTL] " in ln]
+    assert fatal["edgebus"] == fatal["nats-server"]
