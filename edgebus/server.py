@@ -53,14 +53,11 @@ class Server:
     @property
     def client_host(self) -> str:
         h = self.options.host
-        return "127.0.0.1" if h in ("0.0.0.0", "", "::") else h
+        return "127.0.0.1" if h in listen.WILDCARD_HOSTS else h.strip("[]")
 
     @property
     def client_url(self) -> str:
-        h = self.client_host
-        if ":" in h:
-            h = f"[{h}]"
-        return f"nats://{h}:{self.port}"
+        return f"nats://{listen.url_host(self.options.host)}:{self.port}"
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
