@@ -1,5 +1,6 @@
 """SIGTERM as test harnesses send it, in the middle of work: the `edgebus` process exits cleanly
-and every publish it acknowledged is in the file store when it comes back."""
+and every publish it acknowledged, and every ack its durable consumer confirmed, is in the file
+store when it comes back."""
 
 from __future__ import annotations
 
@@ -52,7 +53,13 @@ def test_sigterm_while_publishing_keeps_every_acked_message(tmp_path: Path) -> N
         gone_wait = asyncio.ensure_future(gone.wait())
         js = nc.jetstream(timeout=30)
         await js.add_stream(StreamConfig(name="S", subjects=["s.>"]))
-        n = 0
+        # a durable consumer's acks are state to keep as well
+        for i in range(100):
+            acked[(await js.publish("s.x", b"m%d" % i)).seq] = b"m%d" % i
+        durable = await js.pull_subscribe("s.>", "C", stream="S")
+        for m in await durable.fetch(100, timeout=30):
+            await m.ack_sync()
+        n = 100
         signalled = False
         try:
             while True:
@@ -92,6 +99,8 @@ def test_sigterm_while_publishing_keeps_every_acked_message(tmp_path: Path) -> N
         nc = await nats.connect(url)
         js = nc.jetstream(timeout=30)
         got: dict[int, bytes] = {}
+        info = await js.consumer_info("S", "C")
+        assert (info.ack_floor.stream_seq, info.num_ack_pending) == (100, 0)
         sub = await js.pull_subscribe("s.>", "check", stream="S")
         while (await sub.consumer_info()).num_pending:
             try:
