@@ -531,7 +531,9 @@ class NatsConnection(Client):
         close_notify together: seeing the close_notify before handling the PUBs lets the
         deliveries back to it be dropped (`_peer_gone`) instead of written after it, which
         the client's TLS stack reports as an error (APPLICATION_DATA_AFTER_CLOSE_NOTIFY)."""
-        while len(data) < 4 * size and _tls_input_waiting(stream):
+        # a busy publisher's full reads are left as they are (the read size bounds what one
+        # read may deliver before the fast-producer stall acts)
+        while len(data) < size and _tls_input_waiting(stream):
             more = await stream.receive_some(size)
             if not more:
                 self._peer_gone = True
