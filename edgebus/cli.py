@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from . import NATS_VERSION, __version__
 from .options import Options
+from .transport import listen  # standard library only: binds before the server is imported
 
 log = logging.getLogger("edgebus")
 
@@ -209,7 +210,6 @@ def _trap_early_stop() -> None:
 
 def _bind_listeners(o: Options) -> dict[str, list[Any]]:
     """Bind every listener, or exit with nats-server's `[FTL]` line for the one that failed."""
-    from .transport import listen
     try:
         return listen.bind_all(o)
     except listen.BindError as e:
@@ -232,7 +232,6 @@ def _go_error_text(e: OSError) -> str:
 
 def _write_files(o: Options, bound: dict[str, list[Any]]) -> list[str]:
     """The ports file (once every listener is bound) and the pid file; their paths."""
-    from .transport import listen
     paths: list[str] = []
     if o.pid_file:
         try:
@@ -343,9 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for socks in bound.values():  # any the server never took (it failed first)
-            for sock in socks:
-                sock.close()
+        listen.close_all(bound)  # any the server never took (it failed first)
         for path in paths:
             try:
                 os.unlink(path)
