@@ -8,10 +8,8 @@ from typing import Any
 
 import trio
 
-from .listen import normalize_port, unmap_v4
+from .listen import normalize_port, unmap_v4  # noqa: F401  (normalize_port: its old home)
 from .nats_conn import NatsConnection
-
-__all__ = ["normalize_port", "peer_of", "listener_port", "serve_nats"]
 
 log = logging.getLogger("edgebus")
 
