@@ -213,7 +213,8 @@ def _bind_listeners(o: Options) -> dict[str, list[Any]]:
     try:
         return listen.bind_all(o)
     except listen.BindError as e:
-        hp = f"{e.host}:{listen.normalize_port(e.port)}"
+        host = e.host if ":" not in e.host else f"[{e.host.strip('[]')}]"
+        hp = f"{host}:{listen.normalize_port(e.port)}"
         why = f"listen tcp {hp}: bind: {_go_error_text(e)}"
         if e.name == listen.NATS:
             fatal(f'Error listening on port: {hp}, "{why}"')
