@@ -46,7 +46,8 @@ class Server:
         self.running = False
         self.stopped = trio.Event()  # set when run() has closed everything
         self.services: dict[str, Any] = {}
-        # called just before "Server is ready" (the CLI writes its ports and pid files here)
+        # called just before "Server is ready" (embedders' hooks; the `edgebus` command writes
+        # its ports and pid files earlier, as soon as its listeners are bound)
         self.before_ready: list[Any] = []
 
     # -- addresses ------------------------------------------------------------------------

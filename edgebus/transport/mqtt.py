@@ -3,10 +3,10 @@
 `MQTTService(server)` is started by `services.py` when `mqtt.port` is set (`-1` picks a free
 port). It opens the listener (TLS when `mqtt.tls` is configured), logs
 `Listening for MQTT clients on mqtt://host:port` (`tls://` with TLS) like nats-server, and
-records `server.mqtt_port` (the server lists it in `server.ports`). Every accepted connection, and every MQTT
-client that arrives over WebSocket (`handle_stream`, called by the WebSocket front-end for URL
-paths ending in `/mqtt`), runs an `edgebus.mqtt.connection.MQTTConnection` in the server's
-connection nursery.
+records `server.mqtt_port` (the server lists it in `server.ports`). Every accepted connection,
+and every MQTT client that arrives over WebSocket (`handle_stream`, called by the WebSocket
+front-end for URL paths ending in `/mqtt`), runs an `edgebus.mqtt.connection.MQTTConnection` in
+the server's connection nursery.
 
 Per account, an `edgebus.mqtt.manager.AccountSessions` holds sessions and retained messages; it
 is opened on the first CONNECT in the account, or at start when an earlier run left state
