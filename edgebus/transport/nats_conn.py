@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 from typing import Any
 
 import trio
@@ -480,7 +481,7 @@ class NatsConnection(Client):
                 if raw is None:
                     data = await stream.receive_some(size)
                     if data and type(stream) is trio.SSLStream:
-                        data = await self._read_on_tls(stream, data, size)
+                        data = self._read_on_tls(stream, data, size)
                 else:
                     # plain TCP: read the socket directly (trio's stream layers cost a few
                     # microseconds per read); wait only when it has nothing, and yield once per
@@ -525,16 +526,33 @@ class NatsConnection(Client):
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.close("Client Closed")
 
-    async def _read_on_tls(self, stream: Any, data: Any, size: int) -> Any:
-        """Read on while the client has already sent more (records in the TLS stream's buffer,
-        bytes in the kernel). A client that publishes and closes sends its last PUBs and its
+    def _read_on_tls(self, stream: Any, data: Any, size: int) -> Any:
+        """Take the complete records the client has already sent after this read, without
+        waiting for more. A client that publishes and closes sends its last PUBs and its
         close_notify together: seeing the close_notify before handling the PUBs lets the
         deliveries back to it be dropped (`_peer_gone`) instead of written after it, which
-        the client's TLS stack reports as an error (APPLICATION_DATA_AFTER_CLOSE_NOTIFY)."""
+        the client's TLS stack reports as an error (APPLICATION_DATA_AFTER_CLOSE_NOTIFY).
+        trio's SSLStream has no non-blocking read, so this reads its (private) SSLObject and
+        feeds its receive buffer from the kernel's; a partial record stays for the next read."""
+        obj = getattr(stream, "_ssl_object", None)
+        incoming = getattr(stream, "_incoming", None)
+        sock = _raw_of(getattr(stream, "transport_stream", None))
         # a busy publisher's full reads are left as they are (the read size bounds what one
         # read may deliver before the fast-producer stall acts)
-        while len(data) < size and _tls_input_waiting(stream):
-            more = await stream.receive_some(size)
+        while obj is not None and incoming is not None and len(data) < size:
+            try:
+                more = obj.read(size)
+            except ssl.SSLWantReadError:
+                chunk = _recv_now(sock)
+                if not chunk:
+                    break  # nothing more arrived (EOF included: the normal read meets it)
+                incoming.write(chunk)
+                continue
+            except ssl.SSLZeroReturnError:
+                self._peer_gone = True
+                break
+            except ssl.SSLError:
+                break  # the next receive_some meets it and closes
             if not more:
                 self._peer_gone = True
                 break
@@ -1020,7 +1038,7 @@ def _tls_input_waiting(stream: Any) -> bool:
     incoming = getattr(stream, "_incoming", None)
     if incoming is not None and incoming.pending:
         return True
-    sock = getattr(getattr(getattr(stream, "transport_stream", None), "socket", None), "_sock", None)
+    sock = _raw_of(getattr(stream, "transport_stream", None))
     if sock is None:
         return False
     try:
@@ -1030,3 +1048,20 @@ def _tls_input_waiting(stream: Any) -> bool:
     except OSError:
         return True  # an error to read: let the reader meet it
     return True  # data, or b"" (EOF)
+
+
+def _raw_of(transport: Any) -> Any:
+    """The stdlib socket under a trio SocketStream, or None."""
+    return getattr(getattr(transport, "socket", None), "_sock", None)
+
+
+def _recv_now(sock: Any) -> bytes | None:
+    """What the kernel holds for `sock` right now (b"" at EOF), or None if nothing."""
+    if sock is None:
+        return None
+    try:
+        return sock.recv(65536, socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return None  # the normal read meets the error
