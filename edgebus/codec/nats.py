@@ -93,6 +93,43 @@ def msg_frame(subject: bytes, sid: bytes, reply: bytes | None, hdr: bytes | None
     return b"".join((head, hdr, payload, CRLF))
 
 
+def append_msgs(out: bytearray, subject: bytes, sid: bytes, reply: bytes | None,
+                hdr: bytes | None, payloads: "list[bytes] | tuple[bytes, ...]") -> int:
+    """Append one MSG (HMSG with `hdr`) per payload to `out`, all with the same subject, sid
+    and reply: the delivery framing of every NATS client connection. A run of payloads of one
+    size is formatted once and joined. Returns the bytes counted as delivered (headers and
+    payloads, as nats-server counts out_bytes)."""
+    if len(payloads) == 1:
+        data = payloads[0]
+        if hdr is None:
+            if reply:
+                out += b"MSG %s %s %s %d\r\n%s\r\n" % (subject, sid, reply, len(data), data)
+            else:
+                out += b"MSG %s %s %d\r\n%s\r\n" % (subject, sid, len(data), data)
+            return len(data)
+        hl = len(hdr)
+        size = hl + len(data)
+        if reply:
+            out += b"HMSG %s %s %s %d %d\r\n%s%s\r\n" % (subject, sid, reply, hl, size, hdr, data)
+        else:
+            out += b"HMSG %s %s %d %d\r\n%s%s\r\n" % (subject, sid, hl, size, hdr, data)
+        return size
+    size = len(payloads[0])
+    k = len(payloads)
+    total = sum(map(len, payloads))
+    if hdr is None and total == k * size:
+        head = (b"MSG %s %s %s %d\r\n" % (subject, sid, reply, size) if reply
+                else b"MSG %s %s %d\r\n" % (subject, sid, size))
+        out += head
+        out += (b"\r\n" + head).join(payloads)
+        out += b"\r\n"
+        return total
+    n = 0
+    for p in payloads:
+        n += append_msgs(out, subject, sid, reply, hdr, (p,))
+    return n
+
+
 def pub_frame(subject: bytes, reply: bytes | None, hdr: bytes | None, payload: bytes) -> bytes:
     """PUB or HPUB frame, as a client sends it."""
     r = b" " + reply if reply else b""

@@ -1,15 +1,18 @@
-"""The Client every connection kind is, and the message object routed between clients.
+"""The Client base of connection kinds, the in-process client, and the Msg callbacks get.
 
-A NATS TCP/WebSocket connection, an MQTT session, the leaf link, JetStream and $SYS are all
-Clients of the core: they belong to an account, own subscriptions, publish into the account and
-receive `deliver(sub, msg)` calls. `InternalClient` is the in-process kind: each of its
-subscriptions carries a callback that runs synchronously on delivery.
+A NATS TCP/WebSocket connection, an MQTT connection, the leaf link, JetStream and $SYS are
+Clients of the core: they belong to an account, own subscriptions and publish into the account.
+What receives messages implements the one delivery contract (`core.contract.Subscriber`);
+`InternalClient` is the in-process kind: each of its subscriptions carries a callback that runs
+synchronously on delivery, with the message as a `Msg` (or as parts, for a subscription that
+sets `raw`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from . import router
 from .sublist import Subscription
 
 if TYPE_CHECKING:
@@ -86,6 +89,7 @@ class Client:
 
     kind = CLIENT
     type = "nats"
+    internal = False
 
     def __init__(self, broker: "Broker", account: "Account | None" = None) -> None:
         self.broker = broker
@@ -146,14 +150,14 @@ class Client:
         """Route a message into this client's account; returns the number of deliveries."""
         self.in_msgs += 1
         self.in_bytes += len(data) + (len(hdr) if hdr else 0)
-        return self.account.route(Msg(subject, reply, hdr, data, self))
+        return router.route(self.account, subject.encode("utf-8", "surrogateescape"),
+                            reply.encode("utf-8", "surrogateescape") if reply else None,
+                            hdr, (data,), self)
 
-    def deliver(self, sub: Subscription, msg: Msg) -> None:
-        raise NotImplementedError
-
-    # a connection that can take a message as parts, with no Msg made, sets this to a
-    # method (sub, subject_b, reply_b, hdr, data, src) doing what `deliver` does
-    deliver_parts: Any = None
+    def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
+        """The delivery contract (core.contract.Subscriber); a kind that receives overrides it."""
+        raise NotImplementedError(f"{type(self).__name__} takes no deliveries")
 
     def close(self, reason: str = "Client Closed") -> None:
         raise NotImplementedError
@@ -171,6 +175,7 @@ class InternalClient(Client):
 
     kind = SYSTEM
     type = "internal"
+    internal = True
 
     def __init__(self, broker: "Broker", account: "Account | None" = None, kind: str = SYSTEM,
                  name: str = "") -> None:
@@ -189,10 +194,19 @@ class InternalClient(Client):
     def unsubscribe(self, sub: Subscription) -> None:
         self.remove_sub(sub)
 
-    def deliver(self, sub: Subscription, msg: Msg) -> None:
-        self.out_msgs += 1
-        self.out_bytes += msg.size()
-        sub.extra(sub, msg)
+    def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
+        self.out_msgs += len(payloads)
+        raw = sub.raw
+        hl = len(hdr) if hdr else 0
+        for data in payloads:
+            self.out_bytes += len(data) + hl
+            if raw is not None:
+                # a stream's ingest, a consumer's acks: parts, no Msg made
+                raw(sub, subject, reply, hdr, data, src)
+            else:
+                sub.extra(sub, Msg(None, None, hdr, data, src, subject, reply,
+                                   on.decode("utf-8", "surrogateescape") if on is not None else None))
 
     def close(self, reason: str = "Client Closed") -> None:
         if not self.closed:

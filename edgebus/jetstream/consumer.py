@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import trio
 
 from ..codec.headers import build_headers
-from ..core.client import Msg
+from ..core.router import route
 from ..core.clock import rfc3339
 from ..core.subject import is_literal, subject_matches
 from .advisories import Advisories
@@ -47,6 +47,7 @@ from .consumer_config import ConsumerConfig, go_duration, sample_frequency
 from .store.subjects import compile_filter
 
 if TYPE_CHECKING:
+    from ..core.client import Msg
     from ..core.sublist import Subscription
 
 log = logging.getLogger("edgebus.jetstream.consumer")
@@ -117,6 +118,11 @@ def parse_go_duration(s: str) -> int:
 
 
 # -- pull requests -------------------------------------------------------------------------------
+
+# the subjects of consumer acks: $JS.ACK.<stream>.<consumer>.<5 tokens> (the 2 after the head
+# name the consumer; see Sublist.set_prefix_family)
+ACK_FAMILY = b"$JS.ACK."
+
 
 class _Target:
     """A connection taking a fast burst's frames, and what the burst gave it."""
@@ -504,7 +510,11 @@ class Consumer:
             sub = c.subscribe(self.ack_prefix + "*.*.*.*.*", self._on_ack)
             sub.raw = self._on_ack_raw
             self._subs.append(sub)
-            self.account.ack_subs[self.ack_prefix_b] = sub
+            # acks are all different subjects (every match would miss the cache): the core's
+            # exact-prefix registry finds this consumer by the prefix alone
+            sl = self.account.sublist
+            sl.set_prefix_family(ACK_FAMILY, 2, 5)
+            sl.add_prefix(self.ack_prefix_b, sub)
         self._subs.append(c.subscribe(self.next_subject, self._on_next_request))
         if cfg.flow_control:
             self._set_max_pending_bytes(FLOW_CONTROL_MAX_PENDING)
@@ -567,10 +577,8 @@ class Consumer:
         self.waiting.clear()
         if advisory:
             self.advisories.deleted()
-        ack_subs = self.account.ack_subs
-        if ack_subs.get(self.ack_prefix_b) in self._subs:
-            del ack_subs[self.ack_prefix_b]
         for s in self._subs:
+            self.account.sublist.remove_prefix(self.ack_prefix_b, s)
             self.client.unsubscribe(s)
         self._subs.clear()
         try:
@@ -1278,12 +1286,14 @@ class Consumer:
         """Deliver to `dsubj` while the message keeps its stored subject.
 
         A pull consumer's messages are addressed to the request's inbox but must arrive with the
-        original subject; push deliveries likewise. The core routes on `Msg.deliver` and the
+        original subject; push deliveries likewise. The router routes on `on` (dsubj) and the
         frame carries the stored subject (nats-server's internal client does the same)."""
         c = self.client
         c.in_msgs += 1
         c.in_bytes += len(data) + (len(hdr) if hdr else 0)
-        return self.account.route(Msg(orig_subject, reply, hdr, data, c, deliver=dsubj))
+        return route(self.account, orig_subject.encode("utf-8", "surrogateescape"),
+                     reply.encode("utf-8", "surrogateescape") if reply else None, hdr, (data,), c,
+                     dsubj.encode("utf-8", "surrogateescape"))
 
     def _send(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes) -> int:
         return self.client.publish(subject, reply, hdr, data)
@@ -1483,7 +1493,7 @@ class Consumer:
 
     def _on_ack_raw(self, sub: Any, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None,
                     data: bytes, src: Any) -> None:
-        """An ack, from its parts (Account.route_raw hands them over with no Msg made)."""
+        """An ack, from its parts (the in-process client hands them over with no Msg made)."""
         if self.closed:
             return
         toks = subject_b.split(b".")

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import trio
 
 from ..codec.headers import get_header
-from ..core.client import Msg
+from ..core.router import route
 from ..core.clock import rfc3339
 from ..core.subject import subjects_collide
 from .config import SECOND, StreamConfig
@@ -415,10 +415,8 @@ class Stream:
         c = self.js.client
         c.in_msgs += 1
         c.in_bytes += len(body)
-        if type(reply) is bytes:
-            c.account.route_raw(reply, None, None, body, c)
-        else:
-            c.account.route(Msg(reply, None, None, body, c))  # type: ignore[arg-type]
+        rb = reply if type(reply) is bytes else reply.encode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+        route(c.account, rb, None, None, (body,), c)
 
     def _reply_err(self, reply: str | bytes | None, err: JSError) -> None:
         self.last_error = err
@@ -473,7 +471,7 @@ class Stream:
                 bodies = [x[1] for x in acks[i:j]]
                 c.in_msgs += j - i
                 c.in_bytes += size * (j - i)
-                c.account.route_run(reply, None, bodies, c)
+                route(c.account, reply, None, None, bodies, c)
             else:
                 for k in range(i, j):
                     self._publish_reply(*acks[k])

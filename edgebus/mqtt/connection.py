@@ -43,7 +43,8 @@ from ..codec.mqtt import (Connect, Disconnect, MQTTParser, MQTTProtocolError, Pi
 from ..codec.mqtt_topics import (TopicError, parent_subject, subject_to_topic,
                                   subscription_subjects, topic_to_subject)
 from ..core.broker import AuthResult
-from ..core.client import CLIENT, Client, Msg
+from ..core.client import CLIENT, Client
+from ..core.router import route
 from .manager import SessionCollision
 from .persist import nuid
 from .session import PUB_HEADERS, Session
@@ -299,8 +300,9 @@ class MQTTConnection(Client):
                     n = len(data)
                     self.in_bytes += n
                     acc = self.account
+                    acc.in_msgs += 1
                     acc.in_bytes += n + len(hdr0)
-                    acc.route(Msg(ent[0], None, hdr0, data, self, ent[1]))
+                    route(acc, ent[1], None, hdr0, (data,), self)
                 else:
                     self._on_publish(p)
             elif t is PubAck:
@@ -488,8 +490,9 @@ class MQTTConnection(Client):
         else:  # the common case, inlined
             hdr = PUB_HEADERS[qos]
             acc = self.account
+            acc.in_msgs += 1
             acc.in_bytes += len(data) + len(hdr)
-            acc.route(Msg(ent[0], None, hdr, data, self, ent[1]))
+            route(acc, ent[1], None, hdr, (data,), self)
         if qos:
             pid = p.packet_id
             self.out += bytes((0x40, 2, pid >> 8, pid & 0xFF))
@@ -528,8 +531,9 @@ class MQTTConnection(Client):
             self.mgr.retain(key, subject_to_topic(key) if key != subject or topic is None else topic,
                             data, qos, self.user)
         hdr = PUB_HEADERS[qos]
+        acc.in_msgs += 1
         acc.in_bytes += len(data) + len(hdr)
-        acc.route(Msg(subject, None, hdr, data, self, subject_b))
+        route(acc, subject_b, None, hdr, (data,), self)
 
     # -- SUBSCRIBE / UNSUBSCRIBE ----------------------------------------------------------
     def _on_subscribe(self, p: Subscribe) -> None:

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import trio
 
 from ..codec.mqtt_topics import FilterSubjects, PARENT_SID_SUFFIX, subject_to_topic
-from ..core.client import CLIENT, Msg
+from ..core.client import CLIENT
 from ..core.sublist import Subscription
 from .persist import get_hash, header_block
 
@@ -132,11 +132,13 @@ class InboundQoS2:
 
 
 class Session:
-    """See the module docstring. Duck-types the core `Client` where subscriptions need it."""
+    """See the module docstring. The subscriber of its subscriptions (core.contract.Subscriber):
+    it outlives connections, so it is not a connection `Client`."""
 
     kind = CLIENT
     type = "mqtt"
     echo = True
+    internal = False
 
     def __init__(self, mgr: "AccountSessions", client_id: str, clean: bool) -> None:
         self.mgr = mgr
@@ -230,26 +232,29 @@ class Session:
         p = conn.permissions if conn is not None else None
         return p is not None and p.delivery_denied(subject)
 
-    # -- delivery (called by Account.route) -----------------------------------------------
-    def deliver(self, sub: Subscription, msg: Msg) -> None:
+    # -- delivery (the core.contract.Subscriber method, called by core.router.route) -------
+    def deliver(self, sub: Subscription, subject_b: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
         info = sub.extra
-        subject = msg.subject
-        if info.reserved and subject[:1] == "$":
+        if info.reserved and subject_b[:1] == b"$":
             return
-        hdr = msg.hdr
+        subject = subject_b.decode("utf-8", "surrogateescape")
         q = _QOS_OF_HEADER.get(hdr, 0) if type(hdr) is bytes else 0
         if info.qos < q:
             q = info.qos
-        if q == 0:
-            conn = self.conn
-            if conn is None or conn.closing:
-                return
-            if self.deny_filter and self._denied(subject):
-                return
-            tf = _TOPIC_FIELDS.get(subject) or topic_field_for(subject)
-            data = msg.data
-            out = conn.out
-            idle = not out  # the writer parks only on an empty buffer: wake it only then
+        if q:
+            for data in payloads:
+                self._deliver_qos(sub, subject, data, q)
+            return
+        conn = self.conn
+        if conn is None or conn.closing:
+            return
+        if self.deny_filter and self._denied(subject):
+            return
+        tf = _TOPIC_FIELDS.get(subject) or topic_field_for(subject)
+        out = conn.out
+        idle = not out  # the writer parks only on an empty buffer: wake it only then
+        for data in payloads:
             rl = len(tf) + len(data)
             if rl < 128:
                 out += _QOS0_HEAD[rl]
@@ -260,24 +265,21 @@ class Session:
             out += data
             conn.out_msgs += 1
             conn.out_bytes += len(data)
-            if len(out) + conn.inflight_bytes > conn.max_pending:
-                conn.slow_consumer()
-                return
-            if idle:
-                conn.wake()
+        if len(out) + conn.inflight_bytes > conn.max_pending:
+            conn.slow_consumer()
             return
-        self._deliver_qos(sub, msg, q)
+        if idle:
+            conn.wake()
 
-    def _deliver_qos(self, sub: Subscription, msg: Msg, qos: int) -> None:
-        subject = msg.subject
+    def _deliver_qos(self, sub: Subscription, subject: str, data: bytes, qos: int) -> None:
         if self.deny_filter and self._denied(subject):
             return
-        p = Pending(qos, subject, msg.data, sub.sid)
+        p = Pending(qos, subject, data, sub.sid)
         if not self.clean:
             hdr = header_block([("Nmqtt-Pub", str(qos)), ("Nmqtt-Subject", subject),
                                 ("Nmqtt-Sid", sub.sid.decode("utf-8", "surrogateescape"))])
             try:
-                p.seq = self.mgr.storage.pending.add(self.hash + ".out", hdr, msg.data)
+                p.seq = self.mgr.storage.pending.add(self.hash + ".out", hdr, data)
             except Exception:
                 log.exception("MQTT: storing a QoS %d delivery for session %r failed", qos, self.id)
         conn = self.conn

@@ -7,8 +7,8 @@ and the pinger. Deliveries from other clients append to the outbound buffer; not
 message path creates a task or sends on a channel.
 
 The hot path, in order: the reader reads the socket directly on plain TCP; the parser hands over
-runs of identical PUB lines as one operation, routed as a run (`Account.route_run`, one
-formatted append per subscriber); at the end of the read the reader writes the output it caused
+runs of identical PUB lines as one operation, routed as a run (`core.router.route` with several
+payloads, one formatted append per subscriber); at the end of the read the reader writes the output it caused
 straight to each idle receiver's socket, waking a writer task only for what the kernel did not
 take. Pending output counts against `max_pending` (slow consumer), and a publisher whose
 receivers are over 3/4 of it waits up to 10 ms per read for them (nats-server's stall).
@@ -21,15 +21,16 @@ import json
 import logging
 import os
 import random
-from typing import Any
+from typing import Any, Sequence
 
 import trio
 
 from .. import NATS_VERSION
 from ..codec import nats as proto
 from ..codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_PING, OP_PONG, OP_PUB, OP_PUBS, OP_SUB,
-                          OP_UNSUB, err_frame)
-from ..core.client import CLIENT, Client, Msg
+                          OP_UNSUB, append_msgs, err_frame)
+from ..core.client import CLIENT, Client
+from ..core.router import route
 from ..core.subject import valid_literal_subject, valid_subject
 from ..core.sublist import Subscription
 
@@ -360,35 +361,19 @@ class NatsConnection(Client):
         log.warning("Slow Consumer Detected: %s cid=%d", reason, self.cid)
         self.kill(reason)
 
-    # -- delivery (called by Account.route) -----------------------------------------------
-    def deliver(self, sub: Subscription, msg: Msg) -> None:
-        self.deliver_parts(sub, msg.subject_b, msg.reply_b, msg.hdr, msg.data, msg.src)
-
-    def deliver_parts(self, sub: Subscription, subject_b: bytes, reply: bytes | None,  # type: ignore[override]
-                      hdr: bytes | None, data: bytes, src: Any) -> None:
-        """Write one MSG/HMSG for `sub` (Account.route_raw calls this without a Msg)."""
+    # -- delivery (the core.contract.Subscriber method, called by core.router.route) -------
+    def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
+        """MSG/HMSG frames for `sub` (codec.nats.append_msgs) into the outbound buffer."""
         if self.closing:
             return
         if self.deny_filter and self.permissions is not None and self.permissions.delivery_denied(
-                subject_b.decode("utf-8", "surrogateescape"), sub.queue):
+                subject.decode("utf-8", "surrogateescape"), sub.queue):
             return
         out = self.out
-        if hdr is None or not self.headers:
-            size = len(data)
-            if reply:
-                out += b"MSG %s %s %s %d\r\n%s\r\n" % (subject_b, sub.sid, reply, size, data)
-            else:
-                out += b"MSG %s %s %d\r\n%s\r\n" % (subject_b, sub.sid, size, data)
-        else:
-            hl = len(hdr)
-            size = hl + len(data)
-            if reply:
-                out += b"HMSG %s %s %s %d %d\r\n%s%s\r\n" % (subject_b, sub.sid, reply, hl, size,
-                                                              hdr, data)
-            else:
-                out += b"HMSG %s %s %d %d\r\n%s%s\r\n" % (subject_b, sub.sid, hl, size, hdr, data)
-        self.out_msgs += 1
-        self.out_bytes += size
+        self.out_bytes += append_msgs(out, subject, sub.sid, reply,
+                                      hdr if self.headers else None, payloads)
+        self.out_msgs += len(payloads)
         if reply and self.permissions is not None and self.permissions.resp_max:
             self._grant_response(reply.decode("utf-8", "surrogateescape"))
         pending = len(out) + self.inflight
@@ -403,32 +388,9 @@ class NatsConnection(Client):
         if self._parked:
             self._wake(src)
 
-    def deliver_run(self, sub: Subscription, subject_b: bytes, reply_b: bytes | None,
-                    payloads: list[bytes], src: Any) -> None:
-        """Several messages for one subscription (see Account.route_run): one formatted
-        append when they have the same size, which runs from the NATS parser do."""
-        if self.closing:
-            return
-        size = len(payloads[0])
-        k = len(payloads)
-        if self.deny_filter or (reply_b and self.permissions is not None and
-                                self.permissions.resp_max) or sum(map(len, payloads)) != k * size:
-            for p in payloads:
-                self.deliver(sub, Msg(None, None, None, p, src, subject_b, reply_b))
-            return
-        if reply_b:
-            head = b"MSG %s %s %s %d\r\n" % (subject_b, sub.sid, reply_b, size)
-        else:
-            head = b"MSG %s %s %d\r\n" % (subject_b, sub.sid, size)
-        out = self.out
-        out += head
-        out += (b"\r\n" + head).join(payloads)
-        out += b"\r\n"
-        self.frames_done(k, k * size, src)
-
     def frames_done(self, n: int, nbytes: int, src: Any) -> None:
-        """`n` MSG/HMSG frames (`nbytes` of payload) were appended to `out` directly (a run,
-        a JetStream consumer's bulk path): count them and do what the end of `deliver` does."""
+        """`n` MSG/HMSG frames (`nbytes` of payload) were appended to `out` directly (a
+        JetStream consumer's bulk path): count them and do what the end of `deliver` does."""
         self.out_msgs += n
         self.out_bytes += nbytes
         pending = len(self.out) + self.inflight
@@ -637,8 +599,9 @@ class NatsConnection(Client):
                     return
         if self.verbose:
             self.enqueue(proto.OK)  # before any delivery, as nats-server orders it
+        acc.in_msgs += 1
         acc.in_bytes += size
-        n = acc.route_raw(subject_b, reply_b, hdr, data, self)
+        n = route(acc, subject_b, reply_b, hdr, (data,), self)
         if n == 0 and reply_b is not None and self.no_responders:
             self._send_no_responders(None, reply_b, subject_b)
 
@@ -664,8 +627,9 @@ class NatsConnection(Client):
         self.in_msgs += k
         self.in_bytes += size
         acc = self.account
+        acc.in_msgs += k
         acc.in_bytes += size
-        acc.route_run(subject_b, reply_b, payloads, self)
+        route(acc, subject_b, reply_b, None, payloads, self)
 
     def _pub_violation(self, subject_b: bytes) -> None:
         self.enqueue(err_frame('Permissions Violation for Publish to "%s"'
@@ -695,7 +659,7 @@ class NatsConnection(Client):
                     hdr = b"NATS/1.0 503\r\nNats-Subject: %s\r\n\r\n" % subject_b
                 else:
                     hdr = _NO_RESPONDERS_HDR
-                self.deliver(sub, Msg(None, None, hdr, b"", None, reply_b))
+                self.deliver(sub, reply_b, None, hdr, (b"",), None, None)
                 return
 
     def _sub(self, subject_b: bytes, queue_b: bytes | None, sid: bytes) -> None:
