@@ -40,7 +40,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Callable, Union
 
 __all__ = [
     "MAX_REMAINING_LENGTH",
@@ -548,7 +548,7 @@ class MQTTParser:
         raise AssertionError(f"unhandled packet type {ptype}")  # pragma: no cover
 
 
-_PID_PACKETS = {4: PubAck, 5: PubRec, 6: PubRel, 7: PubComp, 11: UnsubAck}
+_PID_PACKETS: dict[int, Callable[[int], Packet]] = {4: PubAck, 5: PubRec, 6: PubRel, 7: PubComp, 11: UnsubAck}
 
 
 def _parse_publish(buf: bytes, flags: int, p: int, end: int) -> Publish:

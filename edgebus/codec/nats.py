@@ -19,7 +19,7 @@ Operations are plain tuples, first element an int opcode, because they are built
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 OP_PUB = 1
 OP_SUB = 2
@@ -94,7 +94,7 @@ def msg_frame(subject: bytes, sid: bytes, reply: bytes | None, hdr: bytes | None
 
 
 def append_msgs(out: bytearray, subject: bytes, sid: bytes, reply: bytes | None,
-                hdr: bytes | None, payloads: "list[bytes] | tuple[bytes, ...]") -> int:
+                hdr: bytes | None, payloads: Sequence[bytes]) -> int:
     """Append one MSG (HMSG with `hdr`) per payload to `out`, all with the same subject, sid
     and reply: the delivery framing of every NATS client connection. A run of payloads of one
     size is formatted once and joined. Returns the bytes counted as delivered (headers and
@@ -207,7 +207,7 @@ class _Base:
     def __init__(self, max_control_line: int = 4096) -> None:
         self.buf = b""
         self.max_control_line = max_control_line
-        self._pending: tuple | None = None
+        self._pending: tuple[Any, ...] | None = None
 
 
 # How the bytes after an operation's name are read (nats-server's parser states):
@@ -233,7 +233,7 @@ _CLIENT_OPS = (
 )
 
 
-def _classify(buf: bytes, pos: int, limit: int, complete: bool) -> tuple | None:
+def _classify(buf: bytes, pos: int, limit: int, complete: bool) -> tuple[Any, ...] | None:
     """Which client operation starts at `pos`?
 
     `limit` is the index of the line's '\n' (complete line) or the end of the data so far.
@@ -289,14 +289,14 @@ class ServerParser(_Base):
         self._have = 0
         self._need = 0
         self._carry = b""
-        self._lines: dict[bytes, tuple] = {}  # recent PUB control lines, parsed
+        self._lines: dict[bytes, tuple[Any, ...]] = {}  # recent PUB control lines, parsed
 
-    def feed(self, data: bytes) -> list[tuple]:
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
         """Every complete operation in the bytes seen so far; raises ProtocolError.
 
         Operations before a violation are lost to the caller; connections use `feed_into`.
         """
-        ops: list[tuple] = []
+        ops: list[tuple[Any, ...]] = []
         err = self.feed_into(data, ops)
         while err is None and self.more:
             err = self.feed_into(b"", ops)
@@ -304,7 +304,7 @@ class ServerParser(_Base):
             raise err
         return ops
 
-    def feed_into(self, data: bytes, ops: list[tuple]) -> ProtocolError | None:
+    def feed_into(self, data: bytes | bytearray, ops: list[tuple[Any, ...]]) -> ProtocolError | None:
         """Append complete operations to `ops`; return the first ProtocolError instead of raising."""
         self.more = False
         if type(data) is not bytes:
@@ -395,7 +395,7 @@ class ServerParser(_Base):
             pos = npos
         return pos
 
-    def _pub_line(self, ctl: bytes) -> tuple | None:
+    def _pub_line(self, ctl: bytes) -> tuple[Any, ...] | None:
         """(subject, reply, size) of a plain `PUB` control line (without CRLF), or None when
         it is anything else or anything unusual — the precise path then decides. Lines without
         a reply are remembered: publishers tend to repeat a few of them."""
@@ -648,13 +648,13 @@ class ClientParser(_Base):
     def __init__(self, max_control_line: int = 64 * 1024) -> None:
         super().__init__(max_control_line)
 
-    def feed(self, data: bytes) -> list[tuple]:
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
         if type(data) is not bytes:
             data = bytes(data)
         buf = self.buf + data if self.buf else data
         pos = 0
         n = len(buf)
-        ops: list[tuple] = []
+        ops: list[tuple[Any, ...]] = []
         try:
             while pos < n:
                 pend = self._pending

@@ -10,6 +10,7 @@ sets `raw`).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import router
@@ -18,6 +19,7 @@ from .sublist import Subscription
 if TYPE_CHECKING:
     from .account import Account
     from .broker import Broker
+    from .contract import Subscriber
 
 # connection kinds, as /connz names them
 CLIENT = "Client"
@@ -84,8 +86,10 @@ class Msg:
         return f"<Msg {self.subject} reply={self.reply} {len(self.data)}B>"
 
 
-class Client:
-    """Base of every connection kind. Subclasses implement `deliver` and `close`."""
+class Client(ABC):
+    """Base of every connection kind: a `core.contract.Subscriber` with an account, an id and
+    counters. Subclasses implement `deliver` (abstract: a kind without it cannot be made, and
+    the type checker says so) and `close`."""
 
     kind = CLIENT
     type = "nats"
@@ -154,10 +158,10 @@ class Client:
                             reply.encode("utf-8", "surrogateescape") if reply else None,
                             hdr, (data,), self)
 
+    @abstractmethod
     def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
-                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
-        """The delivery contract (core.contract.Subscriber); a kind that receives overrides it."""
-        raise NotImplementedError(f"{type(self).__name__} takes no deliveries")
+                payloads: Sequence[bytes], src: "Subscriber | None", on: bytes | None) -> None:
+        """The delivery contract: see core.contract.Subscriber.deliver."""
 
     def close(self, reason: str = "Client Closed") -> None:
         raise NotImplementedError

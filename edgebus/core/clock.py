@@ -39,7 +39,7 @@ class Clock:
         if read is None:
             self._anchor()
             return self._wall0
-        return self._wall0 + int((read() - self._mono0) * 1e9)  # type: ignore[operator]
+        return self._wall0 + int((read() - self._mono0) * 1e9)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.now_ns() / 1e9, tz=timezone.utc)

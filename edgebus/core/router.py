@@ -157,9 +157,10 @@ def _deliver_all(acc: "Account", r: MatchResult, subject: bytes, reply: bytes | 
         for group in r.qsubs:
             if want is not None and group[0].queue not in want:
                 continue
-            sub = pick(group, src, no_echo or from_leaf)
-            if sub is None:
+            qsub = pick(group, src, no_echo or from_leaf)
+            if qsub is None:
                 continue
+            sub = qsub
             c = sub.client
             sub.delivered += 1
             n += 1

@@ -94,7 +94,7 @@ class MatchResult:
     def solo(self) -> Subscription | None:
         """The one subscription interested, when there is exactly one (no queue groups): a
         message can go to it without a delivery loop (core.router.route)."""
-        r = self._solo
+        r: Subscription | None = self._solo
         if r is _UNSET:
             r = self._solo = self.psubs[0] if not self.qsubs and len(self.psubs) == 1 else None
         return r
@@ -189,6 +189,7 @@ class Sublist:
                 node = node.children.get(tok)
             if node is None:
                 return False
+        assert node is not None  # (a subject has at least one token)
         if sub.queue is None:
             try:
                 node.psubs.remove(sub)

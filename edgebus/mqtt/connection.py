@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import trio
 
@@ -45,6 +45,7 @@ from ..codec.mqtt_topics import (TopicError, parent_subject, subject_to_topic,
 from ..core.broker import AuthResult
 from ..core.client import CLIENT, Client
 from ..core.router import route
+from ..core.sublist import Subscription
 from .manager import SessionCollision
 from .persist import nuid
 from .session import PUB_HEADERS, Session
@@ -215,6 +216,14 @@ class MQTTConnection(Client):
                               will.retain)
             except Exception:
                 log.exception("MQTT: publishing the Will of %r failed", self.client_id)
+
+    def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
+        """The subscriptions of an MQTT client belong to its session, which outlives the
+        connection: what is delivered here is the session's."""
+        s = self.session
+        if s is not None:
+            s.deliver(sub, subject, reply, hdr, payloads, src, on)
 
     # -- writer ---------------------------------------------------------------------------
     def wake(self) -> None:
@@ -479,6 +488,7 @@ class MQTTConnection(Client):
                 self.close("Protocol Violation")
                 return
             pid = p.packet_id
+            assert pid is not None  # (the codec requires one for QoS > 0)
             sess = self._own_session()
             if sess is not None:
                 sess.store_qos2(pid, ent[0], data, p.retain)
@@ -495,6 +505,7 @@ class MQTTConnection(Client):
             route(acc, ent[1], None, hdr, (data,), self)
         if qos:
             pid = p.packet_id
+            assert pid is not None
             self.out += bytes((0x40, 2, pid >> 8, pid & 0xFF))
             self.wake()
 

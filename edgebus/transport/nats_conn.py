@@ -193,7 +193,7 @@ class NatsConnection(Client):
             first = await sock.recv(1, _socket.MSG_PEEK)
         except OSError:
             return True
-        return first[:1] == b"\x16"
+        return bool(first[:1] == b"\x16")
 
     def make_info(self) -> dict[str, Any]:
         info = self.broker.info_base()
@@ -463,7 +463,7 @@ class NatsConnection(Client):
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.close("Client Closed")
 
-    async def _handle(self, data: bytes) -> bool:
+    async def _handle(self, data: bytes | bytearray) -> bool:
         """Parse and act on one read; True when the connection is done reading."""
         parser = self.parser
         while True:
