@@ -93,41 +93,60 @@ def msg_frame(subject: bytes, sid: bytes, reply: bytes | None, hdr: bytes | None
     return b"".join((head, hdr, payload, CRLF))
 
 
+# b"<n>\r\n" for the payload sizes most messages have: a table lookup, not a format
+_SIZE_LINES = [b"%d\r\n" % i for i in range(4096)]
+_HEADS_MAX = 1024  # control-line heads remembered per subscription
+
+
 def append_msgs(out: bytearray, subject: bytes, sid: bytes, reply: bytes | None,
-                hdr: bytes | None, payloads: Sequence[bytes]) -> int:
+                hdr: bytes | None, payloads: Sequence[bytes],
+                heads: dict[bytes, bytes] | None = None) -> int:
     """Append one MSG (HMSG with `hdr`) per payload to `out`, all with the same subject, sid
-    and reply: the delivery framing of every NATS client connection. A run of payloads of one
-    size is formatted once and joined. Returns the bytes counted as delivered (headers and
-    payloads, as nats-server counts out_bytes)."""
-    if len(payloads) == 1:
-        data = payloads[0]
-        if hdr is None:
-            if reply:
-                out += b"MSG %s %s %s %d\r\n%s\r\n" % (subject, sid, reply, len(data), data)
-            else:
-                out += b"MSG %s %s %d\r\n%s\r\n" % (subject, sid, len(data), data)
-            return len(data)
-        hl = len(hdr)
+    and reply: the delivery framing of every NATS client connection. `heads`, when given,
+    remembers the `MSG <subject> <sid> ` head per subject for replyless messages (a
+    subscription sees the same few subjects again and again). A run of payloads of one size is
+    formatted once and joined. Returns the bytes counted as delivered (headers and payloads,
+    as nats-server counts out_bytes)."""
+    if hdr is None:
+        if reply:
+            head = b"MSG %s %s %s " % (subject, sid, reply)
+        elif heads is not None:
+            h = heads.get(subject)
+            if h is None:
+                if len(heads) >= _HEADS_MAX:
+                    heads.clear()
+                h = heads[subject] = b"MSG %s %s " % (subject, sid)
+            head = h
+        else:
+            head = b"MSG %s %s " % (subject, sid)
+        if len(payloads) == 1:
+            data = payloads[0]
+            n = len(data)
+            out += b"".join((head, _SIZE_LINES[n] if n < 4096 else b"%d\r\n" % n, data, b"\r\n"))
+            return n
+        size = len(payloads[0])
+        k = len(payloads)
+        total = sum(map(len, payloads))
+        if total == k * size:
+            line = head + b"%d\r\n" % size
+            out += line
+            out += (b"\r\n" + line).join(payloads)
+            out += b"\r\n"
+            return total
+        for data in payloads:
+            n = len(data)
+            out += b"".join((head, b"%d\r\n" % n, data, b"\r\n"))
+        return total
+    hl = len(hdr)
+    total = 0
+    for data in payloads:
         size = hl + len(data)
         if reply:
             out += b"HMSG %s %s %s %d %d\r\n%s%s\r\n" % (subject, sid, reply, hl, size, hdr, data)
         else:
             out += b"HMSG %s %s %d %d\r\n%s%s\r\n" % (subject, sid, hl, size, hdr, data)
-        return size
-    size = len(payloads[0])
-    k = len(payloads)
-    total = sum(map(len, payloads))
-    if hdr is None and total == k * size:
-        head = (b"MSG %s %s %s %d\r\n" % (subject, sid, reply, size) if reply
-                else b"MSG %s %s %d\r\n" % (subject, sid, size))
-        out += head
-        out += (b"\r\n" + head).join(payloads)
-        out += b"\r\n"
-        return total
-    n = 0
-    for p in payloads:
-        n += append_msgs(out, subject, sid, reply, hdr, (p,))
-    return n
+        total += size
+    return total
 
 
 def pub_frame(subject: bytes, reply: bytes | None, hdr: bytes | None, payload: bytes) -> bytes:

@@ -130,6 +130,7 @@ class Broker:
         if self.clients.pop(client.cid, None) is None:
             return
         client.account.clients.discard(client)
+        client.account.client_gone(client)
         if client.kind == "Client":
             snap = client.info_for_connz()
             if snap:
@@ -138,6 +139,7 @@ class Broker:
             cb(client, reason)
 
     def move_account(self, client: Any, account: Account) -> None:
+        # (the client's figures so far go with it: it counts them itself)
         client.account.clients.discard(client)
         client.account = account
         account.clients.add(client)

@@ -93,7 +93,6 @@ class Client(ABC):
 
     kind = CLIENT
     type = "nats"
-    internal = False
 
     def __init__(self, broker: "Broker", account: "Account | None" = None) -> None:
         self.broker = broker
@@ -179,7 +178,6 @@ class InternalClient(Client):
 
     kind = SYSTEM
     type = "internal"
-    internal = True
 
     def __init__(self, broker: "Broker", account: "Account | None" = None, kind: str = SYSTEM,
                  name: str = "") -> None:

@@ -23,8 +23,6 @@ class Subscriber(Protocol):
     kind: str
     # False: never deliver a message back to the subscriber that published it
     echo: bool
-    # True for in-process receivers: their deliveries are not counted as server output
-    internal: bool
 
     def deliver(self, sub: "Subscription", subject: bytes, reply: bytes | None,
                 hdr: bytes | None, payloads: Sequence[bytes], src: "Subscriber | None",

@@ -13,7 +13,9 @@ in-process publish, a service import's forward. `route` applies, in order:
 5. leaf origin rules (nats-server's `processMsgResults`): a message that came over a link goes
    to no queue group unless the link named it (or this account's mapping changed its subject),
    and never back over that link;
-6. max deliveries (auto-unsubscribe) and the account's output counters.
+6. max deliveries (auto-unsubscribe).
+
+Nothing here counts traffic: each client counts its own (see `Account.in_msgs`).
 
 Each receiver gets one `Subscriber.deliver` call with the message as parts. A run goes to each
 subscriber as one call when that changes nothing anyone observes (no queue groups, no client
@@ -25,7 +27,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Sequence
 
-from .sublist import EMPTY_RESULT, MatchResult, Subscription
+from .sublist import _UNSET, EMPTY_RESULT, MatchResult, Subscription
 
 if TYPE_CHECKING:
     from .account import Account
@@ -70,33 +72,36 @@ def route(acc: "Account", subject: bytes, reply: bytes | None, hdr: bytes | None
     sl = acc.sublist
     target = subject if on is None else on
     r: MatchResult | None = None
-    sub = None
-    if sl.prefixed:
-        sub = sl.prefix_match(target)
+    sub = sl.prefix_match(target) if sl.prefixed else None
     if sub is None:
-        r = sl.match_bytes(target)
+        r = sl.cache.get(target)  # a cache hit, inlined (Sublist.match_bytes counts it)
+        if r is None:
+            r = sl.match_bytes(target)
+        else:
+            sl.matches += 1
+            sl.cache_hits += 1
         if r is EMPTY_RESULT:
             return 0
-        sub = r.solo
+        sub = r._solo  # (the property's cached value, read directly on this hot path)
+        if sub is _UNSET:
+            sub = r.solo
     if sub is not None:
         # one subscription is interested (the common case): no loop, no picking
         c = sub.client
         if c is src and not c.echo:
             return 0
         k = len(payloads)
-        if sub.max:
-            left = sub.max - sub.delivered
+        mx = sub.max
+        if mx:
+            left = mx - sub.delivered
             if left < k:
                 if left <= 0:
                     return 0
                 payloads = payloads[:left]
                 k = left
         sub.delivered += k
-        if not c.internal:
-            acc.out_msgs += k
-            acc.out_bytes += _size(hdr, payloads)
         c.deliver(sub, subject, reply, hdr, payloads, src, on)
-        if sub.max and sub.delivered >= sub.max:
+        if mx and sub.delivered >= mx:
             c.remove_sub(sub)
         return k
     assert r is not None
@@ -104,22 +109,12 @@ def route(acc: "Account", subject: bytes, reply: bytes | None, hdr: bytes | None
     if len(payloads) > 1 and not r.runs_ok:
         n = 0
         for p in payloads:
-            n += _deliver_all(acc, r, subject, reply, hdr, (p,), src, on, queues, from_leaf, mapped)
+            n += _deliver_all(r, subject, reply, hdr, (p,), src, on, queues, from_leaf, mapped)
         return n
-    return _deliver_all(acc, r, subject, reply, hdr, payloads, src, on, queues, from_leaf, mapped)
+    return _deliver_all(r, subject, reply, hdr, payloads, src, on, queues, from_leaf, mapped)
 
 
-def _size(hdr: bytes | None, payloads: Sequence[bytes]) -> int:
-    if len(payloads) == 1:
-        size = len(payloads[0])
-    else:
-        size = sum(map(len, payloads))
-    if hdr:
-        size += len(hdr) * len(payloads)
-    return size
-
-
-def _deliver_all(acc: "Account", r: MatchResult, subject: bytes, reply: bytes | None,
+def _deliver_all(r: MatchResult, subject: bytes, reply: bytes | None,
                  hdr: bytes | None, payloads: Sequence[bytes], src: "Subscriber | None",
                  on: bytes | None, queues: Sequence[bytes] | None, from_leaf: bool,
                  mapped: bool) -> int:
@@ -127,8 +122,6 @@ def _deliver_all(acc: "Account", r: MatchResult, subject: bytes, reply: bytes | 
     no_echo = src is not None and not src.echo
     n = 0
     k = len(payloads)
-    size = _size(hdr, payloads)
-    out_n = out_b = 0
     for sub in r.psubs:
         c = sub.client
         if no_echo and c is src:
@@ -143,9 +136,6 @@ def _deliver_all(acc: "Account", r: MatchResult, subject: bytes, reply: bytes | 
         j = len(ps)
         sub.delivered += j
         n += j
-        if not c.internal:
-            out_n += j
-            out_b += size if j == k else _size(hdr, ps)
         c.deliver(sub, subject, reply, hdr, ps, src, on)
         if sub.max and sub.delivered >= sub.max:
             c.remove_sub(sub)
@@ -164,15 +154,9 @@ def _deliver_all(acc: "Account", r: MatchResult, subject: bytes, reply: bytes | 
             c = sub.client
             sub.delivered += 1
             n += 1
-            if not c.internal:
-                out_n += 1
-                out_b += size
             c.deliver(sub, subject, reply, hdr, payloads, src, on)
             if sub.max and sub.delivered >= sub.max:
                 c.remove_sub(sub)
-    if out_n:
-        acc.out_msgs += out_n
-        acc.out_bytes += out_b
     return n
 
 

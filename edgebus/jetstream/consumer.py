@@ -1059,9 +1059,6 @@ class Consumer:
         c = self.client
         c.in_msgs += count
         c.in_bytes += nbytes
-        acc = self.account
-        acc.in_msgs += count
-        acc.out_msgs += count
         for t in used:
             if t.n:
                 t.sub.delivered += t.n

@@ -792,9 +792,6 @@ class LeafLink(Client):
             if not subject.startswith(_EXEMPT_IN) and not self._receive_allowed(subject):
                 self._perm_violation(True, subject)
                 return
-        acc = self.account
-        acc.in_msgs += 1
-        acc.in_bytes += size
         on = None
         if reply_b is not None:
             at = js_ack_deliver_idx(reply_b)
@@ -803,7 +800,7 @@ class LeafLink(Client):
                 # routed on the deliver subject, seen under the stored subject and plain reply
                 on = subject_b
                 subject_b, reply_b = reply_b[at + 1:], reply_b[:at]
-        route(acc, subject_b, reply_b, hdr, (data,), self, on, queues)
+        route(self.account, subject_b, reply_b, hdr, (data,), self, on, queues)
 
     def _receive_allowed(self, subject: str) -> bool:
         if self.is_spoke:

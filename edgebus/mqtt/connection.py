@@ -308,10 +308,7 @@ class MQTTConnection(Client):
                     self.in_msgs += 1
                     n = len(data)
                     self.in_bytes += n
-                    acc = self.account
-                    acc.in_msgs += 1
-                    acc.in_bytes += n + len(hdr0)
-                    route(acc, ent[1], None, hdr0, (data,), self)
+                    route(self.account, ent[1], None, hdr0, (data,), self)
                 else:
                     self._on_publish(p)
             elif t is PubAck:
@@ -498,11 +495,7 @@ class MQTTConnection(Client):
         if p.retain or self.permissions is not None:
             self._publish(ent[0], ent[1], p.topic, data, qos, p.retain)
         else:  # the common case, inlined
-            hdr = PUB_HEADERS[qos]
-            acc = self.account
-            acc.in_msgs += 1
-            acc.in_bytes += len(data) + len(hdr)
-            route(acc, ent[1], None, hdr, (data,), self)
+            route(self.account, ent[1], None, PUB_HEADERS[qos], (data,), self)
         if qos:
             pid = p.packet_id
             assert pid is not None
@@ -541,10 +534,7 @@ class MQTTConnection(Client):
                     key = mapped
             self.mgr.retain(key, subject_to_topic(key) if key != subject or topic is None else topic,
                             data, qos, self.user)
-        hdr = PUB_HEADERS[qos]
-        acc.in_msgs += 1
-        acc.in_bytes += len(data) + len(hdr)
-        route(acc, subject_b, None, hdr, (data,), self)
+        route(acc, subject_b, None, PUB_HEADERS[qos], (data,), self)
 
     # -- SUBSCRIBE / UNSUBSCRIBE ----------------------------------------------------------
     def _on_subscribe(self, p: Subscribe) -> None:

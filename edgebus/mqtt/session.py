@@ -138,7 +138,6 @@ class Session:
     kind = CLIENT
     type = "mqtt"
     echo = True
-    internal = False
 
     def __init__(self, mgr: "AccountSessions", client_id: str, clean: bool) -> None:
         self.mgr = mgr

@@ -367,14 +367,18 @@ class NatsConnection(Client):
         """MSG/HMSG frames for `sub` (codec.nats.append_msgs) into the outbound buffer."""
         if self.closing:
             return
-        if self.deny_filter and self.permissions is not None and self.permissions.delivery_denied(
+        perms = self.permissions
+        if perms is not None and self.deny_filter and perms.delivery_denied(
                 subject.decode("utf-8", "surrogateescape"), sub.queue):
             return
         out = self.out
+        heads = sub.extra  # (a NATS subscription's extra: its MSG heads per subject)
+        if heads is None:
+            heads = sub.extra = {}
         self.out_bytes += append_msgs(out, subject, sub.sid, reply,
-                                      hdr if self.headers else None, payloads)
+                                      hdr if self.headers else None, payloads, heads)
         self.out_msgs += len(payloads)
-        if reply and self.permissions is not None and self.permissions.resp_max:
+        if reply and perms is not None and perms.resp_max:
             self._grant_response(reply.decode("utf-8", "surrogateescape"))
         pending = len(out) + self.inflight
         if pending > self._stall_at:
@@ -385,7 +389,7 @@ class NatsConnection(Client):
             stalls = getattr(src, "_stall_targets", None)
             if stalls is not None:  # (its own writer is a separate task: self-stall works)
                 stalls.append(self)
-        if self._parked:
+        if self._parked and not self._flush_queued:
             self._wake(src)
 
     def frames_done(self, n: int, nbytes: int, src: Any) -> None:
@@ -473,14 +477,31 @@ class NatsConnection(Client):
                 # activity that spares the client a PING (a lone PONG is not)
                 self.last_rx = trio.current_time()
             pub = self._pub
+            # a PUB with nothing to check or answer goes straight to the router (the
+            # per-message path of mixed subjects); `plain` holds until an operation other
+            # than PUB (a CONNECT) may change what the connection checks
+            plain = self._plain_pubs()
+            acc = self.account
             for op in ops:
                 code = op[0]
-                if code == OP_PUBS and self.authed:
+                if code == OP_PUB:
+                    if plain and op[2] is None and not op[1].startswith(_RESERVED_SUBJECT_PREFIXES):
+                        hdr = op[3]
+                        payload = op[4]
+                        size = len(payload) if hdr is None else len(payload) + len(hdr)
+                        self.in_msgs += 1
+                        self.in_bytes += size
+                        route(acc, op[1], None, hdr, (payload,), self)
+                    elif self.authed:
+                        pub(op[1], op[2], op[3], op[4])
+                    else:
+                        self._process(op)
+                elif code == OP_PUBS and self.authed:
                     self._pub_run(op[1], op[2], op[3])
-                elif code == OP_PUB and self.authed:
-                    pub(op[1], op[2], op[3], op[4])
                 else:
                     self._process(op)
+                    plain = self._plain_pubs()
+                    acc = self.account
                 if self.closing:
                     return True
             if self._pending_auth is not None:
@@ -570,6 +591,11 @@ class NatsConnection(Client):
     def _auth_violation(self) -> None:
         self.close("Authentication Failure", proto.ERR_AUTH_VIOLATION)
 
+    def _plain_pubs(self) -> bool:
+        """Whether a PUB without reply needs nothing per message but routing: no pedantic
+        subject check, no +OK, no publish permissions (reserved subjects aside)."""
+        return self.authed and not (self.pedantic or self.verbose) and self.permissions is None
+
     def _pub(self, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None, data: bytes) -> None:
         size = len(data) if hdr is None else len(data) + len(hdr)
         self.in_msgs += 1
@@ -599,8 +625,6 @@ class NatsConnection(Client):
                     return
         if self.verbose:
             self.enqueue(proto.OK)  # before any delivery, as nats-server orders it
-        acc.in_msgs += 1
-        acc.in_bytes += size
         n = route(acc, subject_b, reply_b, hdr, (data,), self)
         if n == 0 and reply_b is not None and self.no_responders:
             self._send_no_responders(None, reply_b, subject_b)
@@ -626,10 +650,7 @@ class NatsConnection(Client):
         size = k * len(payloads[0])
         self.in_msgs += k
         self.in_bytes += size
-        acc = self.account
-        acc.in_msgs += k
-        acc.in_bytes += size
-        route(acc, subject_b, reply_b, None, payloads, self)
+        route(self.account, subject_b, reply_b, None, payloads, self)
 
     def _pub_violation(self, subject_b: bytes) -> None:
         self.enqueue(err_frame('Permissions Violation for Publish to "%s"'

@@ -1,8 +1,8 @@
 """core.router.route with in-memory subscribers, no sockets: the lone-subscriber shortcut, runs,
 queue groups, max deliveries, echo, mappings, JetStream-style routing on another subject, leaf
-origin rules, the exact-prefix registry, and the output counters.
+origin rules, and the exact-prefix registry.
 
-`Recorder` implements the delivery contract (core.contract.Subscriber) and keeps every call;
+Traffic counters are the clients' own (tests/interop/test_varz_counters.py). `Recorder` implements the delivery contract (core.contract.Subscriber) and keeps every call;
 `NatsConnection` over `trio.testing.memory_stream_pair` checks the wire framing of a run.
 """
 
@@ -25,9 +25,8 @@ from edgebus.options import Options
 class Recorder:
     """A subscriber that records each delivery call: (sid, subject, reply, hdr, payloads, on)."""
 
-    def __init__(self, acc: Account, kind: str = "Client", echo: bool = True,
-                 internal: bool = False) -> None:
-        self.acc, self.kind, self.echo, self.internal = acc, kind, echo, internal
+    def __init__(self, acc: Account, kind: str = "Client", echo: bool = True) -> None:
+        self.acc, self.kind, self.echo = acc, kind, echo
         self.calls: list[tuple[Any, ...]] = []
         self.subs: list[Subscription] = []
 
@@ -65,7 +64,6 @@ def test_lone_subscriber_gets_the_parts_and_counts() -> None:
     n = route(acc, b"cmd.valve.open", b"_INBOX.1", b"NATS/1.0\r\nA: b\r\n\r\n", (b"on",), None)
     assert n == 1
     assert r.calls == [(b"1", b"cmd.valve.open", b"_INBOX.1", b"NATS/1.0\r\nA: b\r\n\r\n", [b"on"], None)]
-    assert (acc.out_msgs, acc.out_bytes) == (1, 2 + 18)
     assert route(acc, b"other", None, None, (b"x",), None) == 0
 
 
@@ -190,13 +188,12 @@ def test_prefix_registry_routes_without_growing_the_cache() -> None:
     acc = Account("A")
     sl = acc.sublist
     sl.set_prefix_family(b"$JS.ACK.", 2, 5)
-    owner = Recorder(acc, internal=True)
+    owner = Recorder(acc)
     s = owner.sub("$JS.ACK.S.C.*.*.*.*.*")
     sl.add_prefix(b"$JS.ACK.S.C.", s)
     for i in range(50):
         assert route(acc, b"$JS.ACK.S.C.1.%d.1.1.0" % i, None, None, (b"",), None) == 1
     assert len(owner.calls) == 50 and not sl.cache
-    assert (acc.out_msgs, acc.out_bytes) == (0, 0)  # in-process deliveries are not output
     watcher = Recorder(acc)
     watcher.sub("$JS.ACK.>")
     assert route(acc, b"$JS.ACK.S.C.1.99.1.1.0", None, None, (b"",), None) == 2

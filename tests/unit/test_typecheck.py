@@ -36,7 +36,6 @@ def test_a_subscriber_without_deliver_fails_the_type_check(tmp_path: Path) -> No
         "class Gadget:\n"
         "    kind = 'Client'\n"
         "    echo = True\n"
-        "    internal = False\n"
         "    def remove_sub(self, sub: Subscription) -> None: ...\n"
         "Subscription(Gadget(), 'a.b')\n")
     r = _mypy(str(bad))
