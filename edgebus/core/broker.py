@@ -76,12 +76,6 @@ class Broker:
         self.closed_clients: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.total_connections = 0
         self.slow_consumers = 0
-        # the end-of-read flush list of the NATS connection whose read is being handled
-        # right now (transport/nats_conn.py); output made meanwhile is sent with it
-        self.reading: list[Any] | None = None
-        # called once when that read is handled, before its output is flushed (a stream
-        # completes the writes it held back and releases its PubAcks here)
-        self.read_end: list[Any] = []
         self.auth: Any = NoAuth(self)
         self.lame_duck = False
         self.shutting_down = False
@@ -96,16 +90,6 @@ class Broker:
         self.client_host = self.options.host
 
     # -- accounts -------------------------------------------------------------------------
-    def end_of_read(self) -> None:
-        """Run the read_end callbacks queued while handling a read."""
-        while self.read_end:
-            cbs, self.read_end = self.read_end, []
-            for cb in cbs:
-                try:
-                    cb()
-                except Exception:
-                    log.exception("end-of-read callback failed")
-
     def get_account(self, name: str, create: bool = False) -> Account:
         acc = self.accounts.get(name)
         if acc is None:

@@ -41,6 +41,7 @@ from ..codec.leaf import (OP_CONNECT, OP_ERR, OP_INFO, OP_LMSG, OP_LSUB, OP_LUNS
                           OP_PONG, LeafParser)
 from ..codec.nats import ProtocolError, info_frame
 from ..core.client import LEAF, Client
+from ..core.outbox import Outbox
 from ..core.router import route
 from ..core.permissions import Permissions, SubjectRules
 from ..core.subject import valid_subject
@@ -115,7 +116,7 @@ def _rules_json(rules: SubjectRules | None) -> dict[str, list[str]] | None:
     return rules.to_dict()
 
 
-class LeafLink(Client):
+class LeafLink(Client, Outbox):
     kind = LEAF
     type = "leafnode"
 
@@ -135,12 +136,10 @@ class LeafLink(Client):
         self.echo = False  # never back to the sender (Account.route honours echo)
         self.headers = False
         self.parser = LeafParser(o.max_payload, o.max_control_line)
-        self.out = bytearray()
+        self._outbox_init(o.max_pending)
         # what the writer will send, in order: protocol bytes and gathered messages
         self._items: list[Any] = []
         self._index: dict[int, list[Any]] = {}  # id(payloads) -> its gathered entry
-        self._lot = trio.lowlevel.ParkingLot()
-        self._parked = False
         self.closing = False
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
@@ -213,7 +212,7 @@ class LeafLink(Client):
         self.close_reason = reason
         if err:
             self._items.append(proto.err_frame(err))
-        self._wake()
+        self._release_writer()
 
     def kill(self, reason: str) -> None:
         """Close at once, dropping pending output."""
@@ -225,7 +224,7 @@ class LeafLink(Client):
         self.out = bytearray()
         if self._scope is not None:
             self._scope.cancel()
-        self._lot.unpark_all()
+        self._release_writer()
 
     async def _flush_now(self) -> None:
         """Send what is pending without the writer task (handshake failures)."""
@@ -238,15 +237,15 @@ class LeafLink(Client):
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
 
-    # -- output ---------------------------------------------------------------------------
+    # -- output (core.outbox.Outbox: buffer, wake-up, writer loop) -------------------------
+    _write_error_reason = "Write Error"
+
     def enqueue(self, data: bytes) -> None:
         self._items.append(data)
-        self._wake()
+        self.wake()
 
-    def _wake(self) -> None:
-        if self._parked:
-            self._parked = False
-            self._lot.unpark()
+    def _before_send(self) -> None:  # (core.outbox.Outbox: just before the writer sends)
+        self._serialize()
 
     def _serialize(self) -> None:
         items = self._items
@@ -272,32 +271,6 @@ class LeafLink(Client):
                 nb += len(data) + hl
         self.out_msgs += n
         self.out_bytes += nb
-
-    async def _writer(self) -> None:
-        wd = self.broker.options.write_deadline
-        try:
-            while True:
-                self._serialize()
-                if not self.out:
-                    if self.closing:
-                        break
-                    self._parked = True
-                    await self._lot.park()
-                    continue
-                data, self.out = self.out, bytearray()
-                with trio.move_on_after(wd) as cs:
-                    await self.stream.send_all(data)
-                if cs.cancelled_caught:
-                    self.broker.slow_consumers += 1
-                    log.warning("Slow Consumer Detected: WriteDeadline exceeded on leaf cid=%d", self.cid)
-                    self.kill("Slow Consumer (Write Deadline)")
-                    break
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            self.closing = True
-            if not self.close_reason:
-                self.close_reason = "Write Error"
-        if self._scope is not None:
-            self._scope.cancel()
 
     # -- delivery of local messages (core.contract.Subscriber, called by core.router.route)
     def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
@@ -328,7 +301,7 @@ class LeafLink(Client):
         e = [payloads, subject, reply, [queue.encode()] if queue is not None else [], hdr]
         self._index[key] = e
         self._items.append(e)
-        self._wake()
+        self.wake()
 
     # -- reader ---------------------------------------------------------------------------
     async def _reader(self) -> None:

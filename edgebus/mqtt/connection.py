@@ -44,6 +44,7 @@ from ..codec.mqtt_topics import (TopicError, parent_subject, subject_to_topic,
                                   subscription_subjects, topic_to_subject)
 from ..core.broker import AuthResult
 from ..core.client import CLIENT, Client
+from ..core.outbox import Outbox
 from ..core.router import route
 from ..core.sublist import Subscription
 from .manager import SessionCollision
@@ -77,7 +78,7 @@ def _looks_like_jwt(s: str) -> bool:
     return s.startswith("eyJ") and s.count(".") == 2
 
 
-class MQTTConnection(Client):
+class MQTTConnection(Client, Outbox):
     kind = CLIENT
     type = "mqtt"
 
@@ -96,12 +97,9 @@ class MQTTConnection(Client):
         self.peer_cert: Any = None
         # before CONNECT nats-server bounds a packet by max_payload
         self.parser = MQTTParser(our_role=Role.SERVER, max_packet_size=o.max_payload)
-        self.out = bytearray()
-        self._lot = trio.lowlevel.ParkingLot()
+        self._outbox_init(o.max_pending)
         self._timer_lot = trio.lowlevel.ParkingLot()
         self._timer_at = math.inf
-        self.inflight_bytes = 0
-        self.max_pending = o.max_pending
         self.max_payload = o.max_payload
         self.closing = False
         self.connected = False
@@ -184,7 +182,7 @@ class MQTTConnection(Client):
             return
         self.closing = True
         self.close_reason = reason
-        self._lot.unpark_all()
+        self._release_writer()
         self._timer_lot.unpark_all()
 
     def kill(self, reason: str) -> None:
@@ -195,14 +193,8 @@ class MQTTConnection(Client):
         self.out = bytearray()
         if self._scope is not None:
             self._scope.cancel()
-        self._lot.unpark_all()
+        self._release_writer()
         self._timer_lot.unpark_all()
-
-    def slow_consumer(self) -> None:
-        self.broker.slow_consumers += 1
-        self.account.slow_consumers += 1
-        log.warning("Slow Consumer Detected: MQTT client %r cid=%d", self.client_id, self.cid)
-        self.kill("Slow Consumer (Pending Bytes)")
 
     def _on_closed(self) -> None:
         sess, mgr = self.session, self.mgr
@@ -225,42 +217,12 @@ class MQTTConnection(Client):
         if s is not None:
             s.deliver(sub, subject, reply, hdr, payloads, src, on)
 
-    # -- writer ---------------------------------------------------------------------------
-    def wake(self) -> None:
-        if self._lot:
-            self._lot.unpark()
-
+    # -- output (core.outbox.Outbox: buffer, slow consumer rule, wake-up, writer loop) -----
     def wake_timer(self, due: float) -> None:
         """A QoS 1/2 delivery went out, due again at `due`: wake the timer task if it sleeps
         past that."""
         if due < self._timer_at and self._timer_lot:
             self._timer_lot.unpark()
-
-    async def _writer(self) -> None:
-        wd = self.broker.options.write_deadline
-        try:
-            while True:
-                if not self.out:
-                    if self.closing:
-                        break
-                    await self._lot.park()
-                    continue
-                data = self.out
-                self.out = bytearray()
-                self.inflight_bytes = len(data)
-                with trio.move_on_after(wd) as cs:
-                    await self.stream.send_all(data)
-                self.inflight_bytes = 0
-                if cs.cancelled_caught:
-                    self.broker.slow_consumers += 1
-                    self.kill("Slow Consumer (Write Deadline)")
-                    break
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            self.closing = True
-            if not self.close_reason:
-                self.close_reason = "Client Closed"
-        if self._scope is not None:
-            self._scope.cancel()
 
     # -- reader ---------------------------------------------------------------------------
     async def _reader(self) -> None:

@@ -252,7 +252,6 @@ class Session:
             return
         tf = _TOPIC_FIELDS.get(subject) or topic_field_for(subject)
         out = conn.out
-        idle = not out  # the writer parks only on an empty buffer: wake it only then
         for data in payloads:
             rl = len(tf) + len(data)
             if rl < 128:
@@ -264,11 +263,7 @@ class Session:
             out += data
             conn.out_msgs += 1
             conn.out_bytes += len(data)
-        if len(out) + conn.inflight_bytes > conn.max_pending:
-            conn.slow_consumer()
-            return
-        if idle:
-            conn.wake()
+        conn._after_append()  # the slow consumer rule, the stall, the wake-up
 
     def _deliver_qos(self, sub: Subscription, subject: str, data: bytes, qos: int) -> None:
         if self.deny_filter and self._denied(subject):

@@ -30,6 +30,7 @@ from ..codec import nats as proto
 from ..codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_PING, OP_PONG, OP_PUB, OP_PUBS, OP_SUB,
                           OP_UNSUB, append_msgs, err_frame)
 from ..core.client import CLIENT, Client
+from ..core.outbox import Outbox, ReadBatch
 from ..core.router import route
 from ..core.subject import valid_literal_subject, valid_subject
 from ..core.sublist import Subscription
@@ -53,7 +54,7 @@ _RESERVED_REPLY_PREFIXES = (b"_R_.", b"$JS.ACK.", b"_GR_.")
 _RESERVED_SUBJECT_PREFIXES = (b"_GR_.", b"$NRG.")
 
 
-class NatsConnection(Client):
+class NatsConnection(Client, Outbox):
     kind = CLIENT
 
     def __init__(self, broker: Any, stream: trio.abc.Stream, *, conn_type: str = "nats",
@@ -74,17 +75,9 @@ class NatsConnection(Client):
         self.no_auth_user = no_auth_user
         self.parser = proto.ServerParser(o.max_payload, o.max_control_line)
         self.parser.batch = True  # runs of identical PUB lines arrive as one OP_PUBS
-        self.out = bytearray()
-        self._lot = trio.lowlevel.ParkingLot()
-        self._parked = False  # the writer waits in _lot for output
-        self.inflight = 0
-        self.max_pending = o.max_pending
-        self._piece = max(16384, min(1 << 20, o.max_pending // 4))  # bytes per send_all
-        # fast-producer stall, as nats-server: a subscriber with more than 3/4 of max_pending
-        # queued makes the publishing connection wait (at most 10 ms per read) for it to drain
-        self._stall_at = o.max_pending * 3 // 4
-        self._stall_targets: list[NatsConnection] = []
-        self._drained: trio.Event | None = None
+        # the outbox; fast-producer stall, as nats-server: a subscriber with more than 3/4 of
+        # max_pending queued makes the publishing connection wait (at most 10 ms per read)
+        self._outbox_init(o.max_pending)
         self.verbose = True
         self.pedantic = True
         self.headers = False
@@ -224,11 +217,8 @@ class NatsConnection(Client):
         self.close_reason = reason
         if err:
             self.out += err_frame(err)
-        self._parked = False
-        self._lot.unpark_all()
-        if self._scope is None:
-            return
         # the writer flushes and then cancels the nursery
+        self._release_writer()
 
     def kill(self, reason: str) -> None:
         """Close at once, dropping pending output (slow consumer, shutdown)."""
@@ -238,128 +228,12 @@ class NatsConnection(Client):
         self.out = bytearray()
         if self._scope is not None:
             self._scope.cancel()
-        self._parked = False
-        self._lot.unpark_all()
+        self._release_writer()
 
-    # -- writer ---------------------------------------------------------------------------
+    # -- output (core.outbox.Outbox: buffer, slow consumer rule, wake-up, writer loop) -----
     def enqueue(self, data: bytes) -> None:
         self.out += data
-        if self._parked:
-            self._wake(self)
-
-    def _wake(self, src: Any) -> None:
-        """Output is waiting and the writer is idle. If the producing connection's reader is
-        in the middle of a read, it flushes us when done (one direct send for everything the
-        read produced, no task switch); otherwise the writer task is woken."""
-        later = getattr(src, "_flush_later", None)
-        if later is None:
-            # produced by an in-process client (a PubAck, a $SYS reply) while some reader is
-            # handling a read: that reader's end-of-read flush sends it too
-            later = self.broker.reading
-        if later is not None:
-            if not self._flush_queued:
-                self._flush_queued = True
-                later.append(self)
-        else:
-            self._parked = False
-            self._lot.unpark()
-
-    def _flush(self) -> None:
-        """Called by a reader at the end of its read for the connections it gave output to."""
-        self._flush_queued = False
-        if not self._parked:
-            return  # the writer is already busy and will see the new output
-        out = self.out
-        sock = self._raw_socket()
-        if sock is not None and out and not self.closing:
-            try:
-                sent = sock.send(out)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                sent = 0  # the writer will meet the error and close
-            if sent == len(out):
-                self.out = bytearray()
-                return  # all taken by the kernel; the writer stays parked
-            if sent:
-                del out[:sent]
-        self._parked = False
-        self._lot.unpark()
-
-    def _raw_socket(self) -> Any:
-        """The non-blocking stdlib socket under a plain TCP stream (not TLS or WebSocket),
-        for direct sends while the writer task is idle."""
-        st = self.stream
-        if st is not self._raw_for:
-            self._raw_for = st
-            self._raw = None
-            if type(st) is trio.SocketStream:
-                self._raw = getattr(st.socket, "_sock", None)
-        return self._raw
-
-    _raw_for: Any = None
-    _raw: Any = None
-    _flush_queued = False
-    _flush_later: list | None = None  # set while this connection's reader handles a read
-
-    async def _writer(self) -> None:
-        wd = self.broker.options.write_deadline
-        try:
-            while True:
-                if not self.out:
-                    if self.closing:
-                        break
-                    self._parked = True
-                    await self._lot.park()
-                    continue
-                data = self.out
-                self.out = bytearray()
-                # hand the buffer to the stream in pieces, so `inflight` (counted as pending
-                # against max_pending) is what the kernel has not taken yet, not all of it
-                total = len(data)
-                piece = self._piece
-                with memoryview(data) as view:
-                    off = 0
-                    while off < total:
-                        self.inflight = total - off
-                        with trio.move_on_after(wd) as cs:
-                            await self.stream.send_all(view[off:off + piece])
-                        if cs.cancelled_caught:
-                            break
-                        off += piece
-                        if self._drained is not None and \
-                                len(self.out) + total - off <= self._stall_at:
-                            self._drained.set()  # release stalled publishers
-                            self._drained = None
-                self.inflight = 0
-                if cs.cancelled_caught:
-                    self._slow_consumer("Slow Consumer (Write Deadline)")
-                    break
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            self.closing = True
-            if not self.close_reason:
-                self.close_reason = "Client Closed"
-        if self._scope is not None:
-            self._scope.cancel()
-
-    async def _stall(self) -> None:
-        """Wait (10 ms at most per read, like nats-server) for the subscribers this read's
-        messages pushed past 3/4 of their max_pending to drain below it."""
-        targets = self._stall_targets
-        self._stall_targets = []
-        with trio.move_on_after(0.010):
-            for t in dict.fromkeys(targets):
-                while not t.closing and len(t.out) + t.inflight > t._stall_at:
-                    if t._drained is None:
-                        t._drained = trio.Event()
-                    await t._drained.wait()
-
-    def _slow_consumer(self, reason: str) -> None:
-        b = self.broker
-        b.slow_consumers += 1
-        self.account.slow_consumers += 1
-        log.warning("Slow Consumer Detected: %s cid=%d", reason, self.cid)
-        self.kill(reason)
+        self.wake()
 
     # -- delivery (the core.contract.Subscriber method, called by core.router.route) -------
     def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
@@ -380,33 +254,14 @@ class NatsConnection(Client):
         self.out_msgs += len(payloads)
         if reply and perms is not None and perms.resp_max:
             self._grant_response(reply.decode("utf-8", "surrogateescape"))
-        pending = len(out) + self.inflight
-        if pending > self._stall_at:
-            if pending > self.max_pending:
-                self._slow_consumer("Slow Consumer (Pending Bytes)")
-                return
-            # falling behind: the publishing connection waits a little for us (stall)
-            stalls = getattr(src, "_stall_targets", None)
-            if stalls is not None:  # (its own writer is a separate task: self-stall works)
-                stalls.append(self)
-        if self._parked and not self._flush_queued:
-            self._wake(src)
+        self._after_append()
 
     def frames_done(self, n: int, nbytes: int, src: Any) -> None:
         """`n` MSG/HMSG frames (`nbytes` of payload) were appended to `out` directly (a
         JetStream consumer's bulk path): count them and do what the end of `deliver` does."""
         self.out_msgs += n
         self.out_bytes += nbytes
-        pending = len(self.out) + self.inflight
-        if pending > self._stall_at:
-            if pending > self.max_pending:
-                self._slow_consumer("Slow Consumer (Pending Bytes)")
-                return
-            stalls = getattr(src, "_stall_targets", None)
-            if stalls is not None:
-                stalls.append(self)
-        if self._parked:
-            self._wake(src)
+        self._after_append()
 
     def _grant_response(self, reply: str) -> None:
         p = self.permissions
@@ -450,20 +305,15 @@ class NatsConnection(Client):
                 if len(data) == size and size < top:
                     size *= 2
                 self.last_activity_ns = self.broker.clock.now_ns()
-                b = self.broker
-                later = self._flush_later = b.reading = []
+                batch = ReadBatch.begin()
                 try:
                     stop = await self._handle(data)
                 finally:
-                    if b.read_end:
-                        b.end_of_read()
-                    self._flush_later = b.reading = None
-                    for c in later:
-                        c._flush()
+                    batch.end()
                 if stop:
                     return
-                if self._stall_targets:
-                    await self._stall()
+                if batch.stall:
+                    await batch.wait_stalled()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.close("Client Closed")
 
@@ -506,11 +356,12 @@ class NatsConnection(Client):
                     return True
             if self._pending_auth is not None:
                 # other readers run meanwhile: output made then is not this read's to flush
-                if self.broker.read_end:
-                    self.broker.end_of_read()
-                self.broker.reading = None
+                batch = ReadBatch.current
+                if batch is not None:
+                    batch.suspend()
                 await self._await_auth()
-                self.broker.reading = self._flush_later
+                if batch is not None:
+                    batch.resume()
                 if self.closing:
                     return True
             if err is not None:
