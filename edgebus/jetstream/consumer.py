@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import trio
 
 from ..codec.headers import build_headers
+from ..core.client import CLIENT, LEAF
 from ..core.router import route
 from ..core.clock import rfc3339
 from ..core.subject import is_literal, subject_matches
@@ -125,21 +126,21 @@ ACK_FAMILY = b"$JS.ACK."
 
 
 class _Target:
-    """A connection taking a fast burst's frames, and what the burst gave it."""
+    """The one subscriber a fast burst delivers to on one deliver subject (through the
+    delivery contract, core.contract.Subscriber), and how many it got."""
 
-    __slots__ = ("client", "sub", "sid", "out", "headers", "n", "nbytes")
+    __slots__ = ("deliver", "sub", "on", "n")
 
-    def __init__(self, client: Any, sub: Any) -> None:
-        self.client = client
+    def __init__(self, sub: Any, on: bytes) -> None:
+        self.deliver = sub.client.deliver
         self.sub = sub
-        self.sid = sub.sid
-        self.out = client.out
-        self.headers = client.headers
+        self.on = on
         self.n = 0
-        self.nbytes = 0
 
 
 _MISSING: Any = object()
+# subscriber kinds a fast burst hands messages to itself (see Consumer._fast_target)
+_BURST_KINDS = (CLIENT, LEAF)
 
 
 class PullRequest:
@@ -920,26 +921,23 @@ class Consumer:
         return self.account.mappings is None and hasattr(self.store, "load_next_msgs")
 
     def _fast_target(self, dsubj: str) -> "_Target | None":
-        """The one connection a delivery to `dsubj` goes to, when it can take formatted
-        frames straight into its output buffer (a NATS client connection with a single plain
-        subscription matching, no delivery filter, no auto-unsubscribe); else None."""
+        """The one subscription a delivery to `dsubj` goes to, when the burst may hand it
+        messages itself, as the router would (a single plain subscription, no auto-unsubscribe)
+        and nothing can re-enter this consumer during the burst (a client connection or a
+        leaf link, not an in-process subscriber whose callback might ack); else None."""
         sub = self.account.sublist.match(dsubj).solo
-        if sub is None:
+        if sub is None or sub.max or sub.client.kind not in _BURST_KINDS:
             return None
-        c = sub.client
-        if sub.max or c is self.client or getattr(c, "frames_done", None) is None or \
-                c.closing or c.deny_filter or \
-                (c.permissions is not None and c.permissions.resp_max):
-            return None
-        return _Target(c, sub)
+        return _Target(sub, dsubj.encode("utf-8", "surrogateescape"))
 
     def _burst_fast(self, limit: int, now: float, now_ns: int, retention: str) -> int:
-        """Deliver up to `limit` fresh messages the way `_deliver_burst` would, formatting each
-        straight into its connection's output buffer: one subscriber lookup per deliver
+        """Deliver up to `limit` fresh messages the way `_deliver_burst` would, each handed to
+        its subscriber through the delivery contract: one subscriber lookup per deliver
         subject per burst instead of a route per message, and the burst's state (timers,
         dirty mark, flush) settled once at the end. Stops (to let the general loop decide)
         at the first message or request that needs anything more. Returns the count."""
         cfg = self.cfg
+        c = self.client
         store = self.store
         push = bool(cfg.deliver_subject)
         acking = cfg.ack_policy != "none"
@@ -995,17 +993,12 @@ class Consumer:
                     sb = subj.encode("utf-8", "surrogateescape")
                 npc -= 1
                 pend = npc if npc > 0 else 0
-                if hdr is None or not t.headers:
-                    size = len(data)
-                    t.out += b"MSG %s %s %s1.%d.%d.%d.%d %d\r\n%s\r\n" % (
-                        sb, t.sid, prefix, seq, dseq, ts, pend, size, data)
-                else:
-                    hl = len(hdr)
-                    size = hl + len(data)
-                    t.out += b"HMSG %s %s %s1.%d.%d.%d.%d %d %d\r\n%s%s\r\n" % (
-                        sb, t.sid, prefix, seq, dseq, ts, pend, hl, size, hdr, data)
+                size = len(data) if hdr is None else len(hdr) + len(data)
+                # the delivery contract, as the router calls it: seen under the stored
+                # subject, routed on the deliver subject, the ack subject as reply
+                t.deliver(t.sub, sb, b"%s1.%d.%d.%d.%d" % (prefix, seq, dseq, ts, pend), hdr,
+                          (data,), c, t.on)
                 t.n += 1
-                t.nbytes += size
                 nbytes += size
                 if acking:
                     p = pending_map.get(seq)
@@ -1060,9 +1053,7 @@ class Consumer:
         c.in_msgs += count
         c.in_bytes += nbytes
         for t in used:
-            if t.n:
-                t.sub.delivered += t.n
-                t.client.frames_done(t.n, t.nbytes, c)
+            t.sub.delivered += t.n
         return count
 
     def _get_next_msg(self) -> tuple[Any, int] | str | None:

@@ -256,13 +256,6 @@ class NatsConnection(Client, Outbox):
             self._grant_response(reply.decode("utf-8", "surrogateescape"))
         self._after_append()
 
-    def frames_done(self, n: int, nbytes: int, src: Any) -> None:
-        """`n` MSG/HMSG frames (`nbytes` of payload) were appended to `out` directly (a
-        JetStream consumer's bulk path): count them and do what the end of `deliver` does."""
-        self.out_msgs += n
-        self.out_bytes += nbytes
-        self._after_append()
-
     def _grant_response(self, reply: str) -> None:
         p = self.permissions
         # negative max / expires mean unlimited (nats-server ResponsePermission)
