@@ -3,8 +3,8 @@
 Messages are routed in an account by `core.router.route` (the one delivery path). Imports and
 exports plug in as subscriptions of internal forwarding clients, so routing itself never needs
 to know about them. The counters are what /varz and /accstatz report: `in_*` what clients
-published into the account (counted by the front-ends), `out_*` what the router delivered to
-clients (not to in-process subscribers); they outlive the clients.
+published into the account, `out_*` what was sent to them (not to in-process subscribers);
+they outlive the clients.
 """
 
 from __future__ import annotations
@@ -28,12 +28,17 @@ class Account:
         self.jetstream: Any = None  # per-account JetStream state, set by jetstream/
         self.js_limits: Any = None
         self.is_system = False
-        self.clients: set[Any] = set()
-        # counters of the clients that left this account (the live ones keep their own)
-        self.gone_in_msgs = 0
-        self.gone_in_bytes = 0
-        self.gone_out_msgs = 0
-        self.gone_out_bytes = 0
+        self.clients: set[Any] = set()  # (add_client / remove_client keep the counts)
+        self._conns = 0
+        self._leafs = 0
+        # what the account's clients published and were sent, as /varz and /accstatz report
+        # it: each client counts its own traffic per message and adds it here per read and
+        # per write (Client.settle), so routing does no account bookkeeping per message.
+        # In-process clients (JetStream, $SYS) are not counted, as in nats-server.
+        self.in_msgs = 0
+        self.in_bytes = 0
+        self.out_msgs = 0
+        self.out_bytes = 0
         self.slow_consumers = 0
         self.exports: Any = None
         self.imports: Any = None
@@ -51,35 +56,25 @@ class Account:
         return router.route(self, msg.subject_b, msg.reply_b, msg.hdr, (msg.data,), msg.src,
                             on.encode("utf-8", "surrogateescape") if on is not None else None)
 
-    # What the account's clients published and were sent, as /varz and /accstatz report it:
-    # each client counts its own traffic on its path (nothing per message here), and a client
-    # that leaves hands its figures over (`client_gone`). In-process clients (JetStream, $SYS)
-    # are not among `clients`: the server's own traffic is not counted, as in nats-server.
-    @property
-    def in_msgs(self) -> int:
-        return self.gone_in_msgs + sum(int(c.in_msgs) for c in self.clients)
+    # -- the account's clients (registered connections: NATS, MQTT, leaf) ------------------
+    def add_client(self, c: Any) -> None:
+        if c not in self.clients:
+            self.clients.add(c)
+            if c.kind == "Client":
+                self._conns += 1
+            elif c.kind == "Leafnode":
+                self._leafs += 1
 
-    @property
-    def in_bytes(self) -> int:
-        return self.gone_in_bytes + sum(int(c.in_bytes) for c in self.clients)
-
-    @property
-    def out_msgs(self) -> int:
-        return self.gone_out_msgs + sum(int(c.out_msgs) for c in self.clients)
-
-    @property
-    def out_bytes(self) -> int:
-        return self.gone_out_bytes + sum(int(c.out_bytes) for c in self.clients)
-
-    def client_gone(self, c: Any) -> None:
-        """`c` leaves the account (closed, or moved to another): keep its figures here."""
-        self.gone_in_msgs += c.in_msgs
-        self.gone_in_bytes += c.in_bytes
-        self.gone_out_msgs += c.out_msgs
-        self.gone_out_bytes += c.out_bytes
+    def remove_client(self, c: Any) -> None:
+        if c in self.clients:
+            self.clients.discard(c)
+            if c.kind == "Client":
+                self._conns -= 1
+            elif c.kind == "Leafnode":
+                self._leafs -= 1
 
     def num_connections(self) -> int:
-        return sum(1 for c in self.clients if c.kind == "Client")
+        return self._conns
 
     def num_leafnodes(self) -> int:
-        return sum(1 for c in self.clients if c.kind == "Leafnode")
+        return self._leafs

@@ -72,6 +72,7 @@ class Broker:
                                                create=True)
         self.system_account.is_system = True
         self._cid = 0
+        self._n_client_conns = 0
         self.clients: dict[int, Any] = {}
         self.closed_clients: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.total_connections = 0
@@ -106,16 +107,18 @@ class Broker:
 
     def register(self, client: Any) -> None:
         self.clients[client.cid] = client
-        client.account.clients.add(client)
+        client.account.add_client(client)
         if client.kind == "Client":
             self.total_connections += 1
+            self._n_client_conns += 1
 
     def unregister(self, client: Any, reason: str) -> None:
         if self.clients.pop(client.cid, None) is None:
             return
-        client.account.clients.discard(client)
-        client.account.client_gone(client)
+        client.settle()
+        client.account.remove_client(client)
         if client.kind == "Client":
+            self._n_client_conns -= 1
             snap = client.info_for_connz()
             if snap:
                 self.closed_clients.append(snap)
@@ -123,13 +126,16 @@ class Broker:
             cb(client, reason)
 
     def move_account(self, client: Any, account: Account) -> None:
-        # (the client's figures so far go with it: it counts them itself)
-        client.account.clients.discard(client)
+        registered = client in client.account.clients
+        if registered:
+            client.settle()  # its figures so far stay with the old account
+            client.account.remove_client(client)
         client.account = account
-        account.clients.add(client)
+        if registered:
+            account.add_client(client)
 
     def num_client_connections(self) -> int:
-        return sum(1 for c in self.clients.values() if c.kind == "Client")
+        return self._n_client_conns
 
     # -- INFO -----------------------------------------------------------------------------
     def info_base(self) -> dict[str, Any]:

@@ -141,6 +141,29 @@ class Client(ABC):
         else:
             self.remove_sub(sub)
 
+    # -- traffic figures ------------------------------------------------------------------
+    _settled_in_msgs = 0
+    _settled_in_bytes = 0
+    _settled_out_msgs = 0
+    _settled_out_bytes = 0
+
+    def settle(self) -> None:
+        """Add this client's traffic since the last call to its account's figures (called
+        per read, per write and on leaving, not per message)."""
+        acc = self.account
+        d = self.in_msgs - self._settled_in_msgs
+        if d:
+            acc.in_msgs += d
+            acc.in_bytes += self.in_bytes - self._settled_in_bytes
+            self._settled_in_msgs = self.in_msgs
+            self._settled_in_bytes = self.in_bytes
+        d = self.out_msgs - self._settled_out_msgs
+        if d:
+            acc.out_msgs += d
+            acc.out_bytes += self.out_bytes - self._settled_out_bytes
+            self._settled_out_msgs = self.out_msgs
+            self._settled_out_bytes = self.out_bytes
+
     def drop_all_subs(self) -> None:
         subs = list(self.subs.values())
         self.subs.clear()

@@ -142,6 +142,9 @@ class Outbox:
     def kill(self, reason: str) -> None:
         raise NotImplementedError
 
+    def settle(self) -> None:
+        """Add the traffic counted so far to the account's figures (core.client.Client)."""
+
     def _before_send(self) -> None:
         """Turn what the kind gathered into bytes in `out` (the leaf link's LMSGs)."""
 
@@ -182,6 +185,7 @@ class Outbox:
         if not self._parked:
             return  # the writer is already busy and will see the new output
         self._before_send()
+        self.settle()
         out = self.out
         sock = self._raw_socket()
         if sock is not None and out and not self.closing:
@@ -231,6 +235,7 @@ class Outbox:
                     self._parked = True
                     await self._lot.park()
                     continue
+                self.settle()
                 data = self.out
                 self.out = bytearray()
                 # hand the buffer to the stream in pieces, so `inflight` (counted as pending

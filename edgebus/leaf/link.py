@@ -319,6 +319,7 @@ class LeafLink(Client, Outbox):
                         self._process(op)
                     if self.closing:
                         return
+                self.settle()  # this read's traffic into the account's figures
                 if err is not None:
                     log.debug("leaf cid=%d protocol error: %s", self.cid, err)
                     self.close(err.reason if err.err else "Protocol Violation", err.err)

@@ -250,6 +250,7 @@ class MQTTConnection(Client, Outbox):
                     return
                 if packets:
                     await self._handle(packets)
+                    self.settle()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.close("Client Closed")
 

@@ -303,6 +303,7 @@ class NatsConnection(Client, Outbox):
                     stop = await self._handle(data)
                 finally:
                     batch.end()
+                    self.settle()
                 if stop:
                     return
                 if batch.stall:

@@ -13,7 +13,9 @@ Loads (the shared raw-socket generator, tests/bench/nats_pubsub.py = /work/share
 All with `--count marker`. For each load the servers take turns (nats-server, edgebus, ...),
 each run on a fresh server process, so both see the same machine load; the median of the
 runs counts and "ratio" is edgebus / nats-server. Other developers share the machine: read
-ratios, not absolute figures.
+ratios, not absolute figures. "per CPU-s" divides each run's rate by the server's CPU use
+(messages per second of server CPU): steadier than the rate when the machine is busy, and
+the same ratio when both servers could use what they needed.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def start(kind: str, root: Path) -> tuple[subprocess.Popen[bytes], int]:
     return p, port
 
 
-def run(kind: str, root: Path, args: str, n: int) -> float:
+def run(kind: str, root: Path, args: str, n: int) -> tuple[float, float]:
+    """(msgs/s, msgs per second of server CPU) of one run on a fresh server."""
     p, port = start(kind, root)
     try:
         out = subprocess.run([sys.executable, str(HERE / "nats_pubsub.py"), "--port", str(port),
@@ -84,7 +87,9 @@ def run(kind: str, root: Path, args: str, n: int) -> float:
     for line in out.splitlines():
         if line.startswith("RESULT"):
             kv = dict(t.split("=", 1) for t in line.split()[1:] if "=" in t)
-            return float(kv["msgs_per_s"])
+            rate = float(kv["msgs_per_s"])
+            cpu = float(kv.get("srv_cpu_pct", "0") or 0) / 100
+            return rate, (rate / cpu if cpu > 0 else 0.0)
     raise RuntimeError(f"no RESULT from the generator: {out!r}")
 
 
@@ -97,20 +102,24 @@ def main() -> int:
     a = ap.parse_args()
     root = Path(a.edgebus_root)
     only = {x for x in a.only.split(",") if x}
-    print("| load | edgebus | nats-server | ratio | runs (edgebus / nats-server) |")
-    print("|---|---|---|---|---|")
+    print("| load | edgebus | nats-server | ratio | ratio per CPU-s | runs (edgebus / nats-server) |")
+    print("|---|---|---|---|---|---|")
     for name, args in LOADS:
         if only and name not in only:
             continue
-        got: dict[str, list[float]] = {"edgebus": [], "nats-server": []}
+        got: dict[str, list[tuple[float, float]]] = {"edgebus": [], "nats-server": []}
         for _ in range(a.repeat):
             for kind in ("nats-server", "edgebus"):
                 got[kind].append(run(kind, root, args, a.n))
-        eb, ns = statistics.median(got["edgebus"]), statistics.median(got["nats-server"])
-        runs = " ".join(f"{x / 1e3:.0f}k" for x in got["edgebus"]) + " / " + \
-            " ".join(f"{x / 1e3:.0f}k" for x in got["nats-server"])
-        print(f"| {name} | {eb / 1e3:,.0f} k/s | {ns / 1e3:,.0f} k/s | {eb / ns:.2f}x | {runs} |",
-              flush=True)
+        eb = statistics.median(r for r, _ in got["edgebus"])
+        ns = statistics.median(r for r, _ in got["nats-server"])
+        ebc = statistics.median(c for _, c in got["edgebus"])
+        nsc = statistics.median(c for _, c in got["nats-server"])
+        runs = " ".join(f"{x / 1e3:.0f}k" for x, _ in got["edgebus"]) + " / " + \
+            " ".join(f"{x / 1e3:.0f}k" for x, _ in got["nats-server"])
+        per_cpu = f"{ebc / nsc:.2f}x" if nsc else "-"
+        print(f"| {name} | {eb / 1e3:,.0f} k/s | {ns / 1e3:,.0f} k/s | {eb / ns:.2f}x | {per_cpu} "
+              f"| {runs} |", flush=True)
     return 0
 
 
