@@ -126,18 +126,21 @@ def _deliver_all(r: MatchResult, subject: bytes, reply: bytes | None,
         c = sub.client
         if no_echo and c is src:
             continue
-        ps = payloads
-        if sub.max:
-            left = sub.max - sub.delivered
-            if left < k:
-                if left <= 0:
-                    continue
-                ps = payloads[:left]
+        mx = sub.max
+        if not mx:
+            sub.delivered += k
+            n += k
+            c.deliver(sub, subject, reply, hdr, payloads, src, on)
+            continue
+        left = mx - sub.delivered
+        if left <= 0:
+            continue
+        ps = payloads if left >= k else payloads[:left]
         j = len(ps)
         sub.delivered += j
         n += j
         c.deliver(sub, subject, reply, hdr, ps, src, on)
-        if sub.max and sub.delivered >= sub.max:
+        if sub.delivered >= mx:
             c.remove_sub(sub)
     if r.qsubs and (not from_leaf or queues or mapped):
         # (a run never reaches here with queue groups: runs_ok is False for them)

@@ -254,7 +254,10 @@ class NatsConnection(Client, Outbox):
         self.out_msgs += len(payloads)
         if reply and perms is not None and perms.resp_max:
             self._grant_response(reply.decode("utf-8", "surrogateescape"))
-        self._after_append()
+        if len(out) + self.inflight > self._stall_at:
+            self._after_append()  # the slow consumer rule and the stall (core.outbox)
+        elif self._parked and not self._flush_queued:
+            self._wake()
 
     def _grant_response(self, reply: str) -> None:
         p = self.permissions
