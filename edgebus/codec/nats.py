@@ -109,6 +109,10 @@ def append_msgs(out: bytearray, subject: bytes, sid: bytes, reply: bytes | None,
     as nats-server counts out_bytes)."""
     if hdr is None:
         if reply:
+            if len(payloads) == 1:  # (replies differ per message: one format, no head kept)
+                data = payloads[0]
+                out += b"MSG %s %s %s %d\r\n%s\r\n" % (subject, sid, reply, len(data), data)
+                return len(data)
             head = b"MSG %s %s %s " % (subject, sid, reply)
         elif heads is not None:
             h = heads.get(subject)
