@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import trio
 
+from ..codec.mqtt import append_qos0, publish_for_field
 from ..codec.mqtt_topics import FilterSubjects, PARENT_SID_SUFFIX, subject_to_topic
 from ..core.client import CLIENT
 from ..core.sublist import Subscription
@@ -49,9 +50,6 @@ PUB_HEADERS = (b"NATS/1.0\r\nNmqtt-Pub:0\r\n\r\n",
                b"NATS/1.0\r\nNmqtt-Pub:2\r\n\r\n")
 _QOS_OF_HEADER = {h: q for q, h in enumerate(PUB_HEADERS)}
 
-# PUBLISH fixed header for QoS 0 without flags and a one-byte remaining length
-_QOS0_HEAD = [bytes((0x30, n)) for n in range(128)]
-
 # subject -> length-prefixed MQTT topic (shared: a pure function of the subject)
 _TOPIC_FIELDS: dict[str, bytes] = {}
 _TOPIC_CACHE_MAX = 50_000
@@ -66,28 +64,6 @@ def topic_field_for(subject: str) -> bytes:
             _TOPIC_FIELDS.clear()
         _TOPIC_FIELDS[subject] = tf
     return tf
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        d = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(d | 0x80)
-        else:
-            out.append(d)
-            return bytes(out)
-
-
-def publish_frame(tf: bytes, data: bytes, qos: int, pid: int, dup: bool, retain: bool) -> bytes:
-    """A whole PUBLISH packet for a precomputed topic field."""
-    first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
-    rl = len(tf) + len(data) + (2 if qos else 0)
-    head = bytes((first, rl)) if rl < 128 else bytes((first,)) + varint(rl)
-    if qos:
-        return head + tf + pid.to_bytes(2, "big") + data
-    return head + tf + data
 
 
 class SubInfo:
@@ -251,18 +227,8 @@ class Session:
         if self.deny_filter and self._denied(subject):
             return
         tf = _TOPIC_FIELDS.get(subject) or topic_field_for(subject)
-        out = conn.out
-        for data in payloads:
-            rl = len(tf) + len(data)
-            if rl < 128:
-                out += _QOS0_HEAD[rl]
-            else:
-                out.append(0x30)
-                out += varint(rl)
-            out += tf
-            out += data
-            conn.out_msgs += 1
-            conn.out_bytes += len(data)
+        conn.out_bytes += append_qos0(conn.out, tf, payloads)
+        conn.out_msgs += len(payloads)
         conn._after_append()  # the slow consumer rule, the stall, the wake-up
 
     def _deliver_qos(self, sub: Subscription, subject: str, data: bytes, qos: int) -> None:
@@ -326,7 +292,7 @@ class Session:
         tf = p.tf or _TOPIC_FIELDS.get(p.subject) or topic_field_for(p.subject)
         out = conn.out
         idle = not out
-        out += publish_frame(tf, data, p.qos, pid, p.dup, p.retain)
+        out += publish_for_field(tf, data, p.qos, pid, p.dup, p.retain)
         conn.out_msgs += 1
         conn.out_bytes += len(data)
         if not self.clean:
@@ -347,12 +313,12 @@ class Session:
                 p.pid = pid
                 p.sent = trio.current_time()
                 self.inflight[pid] = p
-                conn.out += publish_frame(rm.tf, rm.data, qos, pid, False, True)
+                conn.out += publish_for_field(rm.tf, rm.data, qos, pid, False, True)
                 conn.out_msgs += 1
                 conn.out_bytes += len(rm.data)
                 conn.wake_timer(p.sent + self.mgr.ack_wait)
                 return
-        conn.out += publish_frame(rm.tf, rm.data, 0, 0, False, True)
+        conn.out += publish_for_field(rm.tf, rm.data, 0, 0, False, True)
         conn.out_msgs += 1
         conn.out_bytes += len(rm.data)
 
@@ -465,7 +431,7 @@ class Session:
         p.dup = True
         self.inflight[p.pid] = p
         tf = p.tf or _TOPIC_FIELDS.get(p.subject) or topic_field_for(p.subject)
-        conn.out += publish_frame(tf, data, p.qos, p.pid, True, p.retain)
+        conn.out += publish_for_field(tf, data, p.qos, p.pid, True, p.retain)
 
     def next_due(self, ack_wait: float) -> float | None:
         """When the oldest unacknowledged PUBLISH or PUBREL is due again (trio time)."""
