@@ -469,6 +469,7 @@ class ServerParser(_Base):
         batch = self.batch
         ops = append.__self__
         line = self._pub_line
+        known = self._lines  # (what _pub_line remembers, looked up here without a call)
         prev = None
         size = 0
         subject = reply = None
@@ -476,7 +477,7 @@ class ServerParser(_Base):
         count = 0
         for ctl, payload in zip(parts[0:2 * npairs:2], parts[1:2 * npairs:2]):
             if ctl != prev:
-                hit = line(ctl)
+                hit = known.get(ctl) or line(ctl)
                 if hit is None:
                     break
                 subject, reply, size = hit
