@@ -148,6 +148,15 @@ class Outbox:
     def _before_send(self) -> None:
         """Turn what the kind gathered into bytes in `out` (the leaf link's LMSGs)."""
 
+    def _stop_writing(self) -> bool:
+        """True when nothing more may be written (a TLS client's close_notify was seen)."""
+        return False
+
+    async def _ready_to_write(self) -> bool:
+        """Called before each write; False to look again first (the NATS connection lets its
+        reader see a TLS close_notify that arrived meanwhile)."""
+        return True
+
     # -- after an append ------------------------------------------------------------------
     def _after_append(self) -> None:
         """The slow consumer rule, the stall, and the wake-up, after output was appended."""
@@ -228,12 +237,16 @@ class Outbox:
         late = False
         try:
             while True:
+                if self._stop_writing():
+                    break
                 self._before_send()
                 if not self.out:
                     if self.closing:
                         break
                     self._parked = True
                     await self._lot.park()
+                    continue
+                if not await self._ready_to_write():
                     continue
                 self.settle()
                 data = self.out
