@@ -33,7 +33,8 @@ class Subscriber(Protocol):
         message was routed on, which differs for a JetStream delivery (matched on its deliver
         subject or a pull request's inbox, seen under its stored subject). `src` published
         it (None: the server itself). The router has already counted the deliveries on `sub`
-        and applied echo, queue groups, permissions of the source, and the max."""
+        and applied echo, queue groups and the max; the publisher's permissions were checked
+        where it published, and the subscriber applies its own delivery permissions."""
         ...
 
     def remove_sub(self, sub: "Subscription") -> None:

@@ -134,7 +134,7 @@ class LeafLink(Client, Outbox):
         self.is_spoke = self.solicited and not remote.opts.hub  # type: ignore[union-attr]
         self.peer = peer
         self.ws = ws
-        self.echo = False  # never back to the sender (Account.route honours echo)
+        self.echo = False  # never back to the sender (core.router.route honours echo)
         self.headers = False
         self.parser = LeafParser(o.max_payload, o.max_control_line)
         self._outbox_init(o.max_pending)
