@@ -128,7 +128,7 @@ def append_msgs(out: bytearray, subject: bytes, sid: bytes, reply: bytes | None,
         if len(payloads) == 1:
             data = payloads[0]
             n = len(data)
-            out += b"".join((head, _SIZE_LINES[n] if n < 4096 else b"%d\r\n" % n, data, b"\r\n"))
+            out += head + (_SIZE_LINES[n] if n < 4096 else b"%d\r\n" % n) + data + b"\r\n"
             return n
         size = len(payloads[0])
         k = len(payloads)

@@ -390,15 +390,15 @@ class NatsConnection(Client, Outbox):
             # than PUB (a CONNECT) may change what the connection checks
             plain = self._plain_pubs()
             acc = self.account
+            reserved = _RESERVED_SUBJECT_PREFIXES
             for op in ops:
                 code = op[0]
                 if code == OP_PUB:
-                    if plain and op[2] is None and not op[1].startswith(_RESERVED_SUBJECT_PREFIXES):
+                    if plain and op[2] is None and not op[1].startswith(reserved):
                         hdr = op[3]
                         payload = op[4]
-                        size = len(payload) if hdr is None else len(payload) + len(hdr)
                         self.in_msgs += 1
-                        self.in_bytes += size
+                        self.in_bytes += len(payload) if hdr is None else len(payload) + len(hdr)
                         route(acc, op[1], None, hdr, (payload,), self)
                     elif self.authed:
                         pub(op[1], op[2], op[3], op[4])
