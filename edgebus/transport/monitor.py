@@ -12,13 +12,15 @@ import logging
 import os
 import time
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import h11
 import trio
 
 from .. import NATS_VERSION
 from ..core.clock import rfc3339
+from ..core.subject import valid_literal_subject
+from .monitor_query import QueryError, check as check_query, parse as parse_query
 from .nats_tcp import normalize_port
 
 log = logging.getLogger("edgebus")
@@ -56,7 +58,8 @@ def _q(query: dict[str, list[str]], key: str, default: str = "") -> str:
 
 
 def _qbool(query: dict[str, list[str]], key: str) -> bool:
-    return _q(query, key).lower() in ("1", "true", "yes", "detail")
+    # lenient: HTTP queries were checked by monitor_query already; $SYS options come from JSON
+    return _q(query, key).lower() in ("1", "t", "true", "yes")
 
 
 def _qint(query: dict[str, list[str]], key: str, default: int) -> int:
@@ -186,14 +189,24 @@ def connz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
     b = server.broker
     now = b.clock.now_ns()
     state = _q(query, "state", "open").lower()
+    sort = _q(query, "sort", "cid")
+    if sort not in _SORT_KEYS:
+        raise QueryError(f"invalid sorting option: {sort}")
+    if sort in ("stop", "reason") and state != "closed":
+        raise QueryError(f"sort by {sort} only valid on closed connections")
     infos: list[dict[str, Any]] = []
     if state in ("open", "any", "all"):
         infos += [c.info_for_connz() for c in b.clients.values() if c.kind == "Client"]
     if state in ("closed", "any", "all"):
         infos += list(b.closed_clients)
-    cid = _q(query, "cid")
-    if cid:
-        infos = [i for i in infos if str(i.get("cid")) == cid]
+    offset = max(_qint(query, "offset", 0), 0)
+    limit = _qint(query, "limit", 0)
+    if limit <= 0:
+        limit = 1024
+    cid = _qint(query, "cid", 0)
+    if cid > 0:
+        infos = [i for i in infos if i.get("cid") == cid]
+        limit = 1
     acc = _q(query, "acc")
     if acc:
         infos = [i for i in infos if i.get("account") == acc]
@@ -203,12 +216,7 @@ def connz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
     mqtt_client = _q(query, "mqtt_client")
     if mqtt_client:
         infos = [i for i in infos if i.get("mqtt_client") == mqtt_client]
-    sort = _q(query, "sort", "cid")
-    if sort not in _SORT_KEYS:
-        return 400, {"error": f"invalid sorting option: {sort}"}
     infos.sort(key=_SORT_KEYS[sort])
-    offset = _qint(query, "offset", 0)
-    limit = _qint(query, "limit", 1024)
     total = len(infos)
     page = infos[offset:offset + limit]
     subs_q = _q(query, "subs").lower()
@@ -222,7 +230,7 @@ def connz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
         i["uptime"] = i.get("uptime") or ""
         if subs_q == "detail":
             i["subscriptions_list_detail"] = detail
-        elif subs_q in ("1", "true"):
+        elif subs_q in ("1", "t", "true", "yes"):
             i["subscriptions_list"] = subs
         if not auth:
             i.pop("authorized_user", None)
@@ -264,10 +272,14 @@ def subsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
     if stats["num_matches"]:
         stats["cache_hit_rate"] = hits / stats["num_matches"]
     d: dict[str, Any] = {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()), **stats}
-    offset = _qint(query, "offset", 0)
-    limit = _qint(query, "limit", 1024)
+    offset = max(_qint(query, "offset", 0), 0)
+    limit = _qint(query, "limit", 0)
+    if limit <= 0:
+        limit = 1024
     test = _q(query, "test")
-    if _qbool(query, "subs") or test:
+    if test and not valid_literal_subject(test):
+        raise QueryError(f"invalid test subject, must be valid publish subject: {test}")
+    if _qbool(query, "subs"):
         lst = []
         for a in accounts:
             if test:
@@ -293,6 +305,16 @@ def subsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
 
 def healthz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
     o = server.options
+    # nats-server's request checks come first, answered 400 in the health document's shape
+    bad = ""
+    if _q(query, "stream") and not _q(query, "account"):
+        bad = '"account" must not be empty when checking stream health'
+    elif _q(query, "consumer") and not _q(query, "stream"):
+        bad = '"stream" must not be empty when checking consumer health'
+    if bad:
+        if _qbool(query, "details"):
+            return 400, {"status": "error", "errors": [{"type": "BAD_REQUEST", "error": bad}]}
+        return 400, {"status": "error", "error": bad}
     js_only = _qbool(query, "js-enabled-only") or _qbool(query, "js-enabled")
     if js_only and not o.jetstream.enabled:
         return 503, {"status": "unavailable", "status_code": 503, "error": "JetStream not enabled"}
@@ -334,6 +356,8 @@ def jsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         _jsz = None  # type: ignore[assignment]
     b = server.broker
     if _jsz is None or not server.options.jetstream.enabled:
+        if _qbool(query, "leader-only"):  # no JetStream, so not its leader (nats-server)
+            raise QueryError("filtered response: not leader")
         return 200, {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()),
                      "disabled": not server.options.jetstream.enabled}
     flat = {k: v[0] for k, v in query.items() if v}
@@ -342,7 +366,11 @@ def jsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
 
 def accountz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
     from ..security.monitor_acc import accountz as _accountz
-    return 200, _accountz(server, {k: v[0] for k, v in query.items() if v})
+    doc = _accountz(server, {k: v[0] for k, v in query.items() if v})
+    name = _q(query, "acc")
+    if name and "account_detail" not in doc:
+        raise QueryError(f"Account {name} does not exist")
+    return 200, doc
 
 
 def accstatz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
@@ -374,7 +402,8 @@ def handle_request(server: Any, target: str) -> tuple[int, str, bytes]:
     """(status, content type, body) for one GET; the h11 loop below only moves bytes."""
     parts = urlsplit(target)
     path = parts.path.rstrip("/") or "/"
-    query = parse_qs(parts.query)
+    # Go's Values.Get: an empty first value is no value
+    query = {k: v for k, v in parse_query(parts.query).items() if v[0]}
     stats = server.__dict__.setdefault("http_req_stats", {})
     if path == "/":
         stats["/"] = stats.get("/", 0) + 1
@@ -385,7 +414,10 @@ def handle_request(server: Any, target: str) -> tuple[int, str, bytes]:
         return 404, "text/plain; charset=utf-8", b"404 page not found\n"
     stats[path] = stats.get(path, 0) + 1
     try:
+        check_query(path, query)
         status, body = fn(server, query)
+    except QueryError as e:  # nats-server answers these in plain text
+        return 400, "text/plain; charset=utf-8", e.text.encode("utf-8", "surrogateescape")
     except Exception as e:  # a monitoring bug must not break the server
         log.exception("monitoring %s failed", path)
         status, body = 500, {"error": str(e)}
@@ -418,6 +450,8 @@ async def _serve_http_conn(server: Any, stream: trio.SocketStream) -> None:
                     status, ctype, body = handle_request(server, target)
                 headers = [("Content-Type", ctype), ("Content-Length", str(len(body))),
                            ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))]
+                if ctype == "application/json":
+                    headers.append(("Access-Control-Allow-Origin", "*"))  # as nats-server
                 await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
                 if event.method != b"HEAD":
                     await stream.send_all(conn.send(h11.Data(data=body)))

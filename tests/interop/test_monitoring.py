@@ -16,7 +16,10 @@ def get(base: str, path: str) -> tuple[int, dict]:
         with urllib.request.urlopen(base + path, timeout=5) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        body = e.read()
+        if not e.headers.get("Content-Type", "").startswith("application/json"):
+            return e.code, {"text": body.decode()}  # nats-server answers bad requests in text
+        return e.code, json.loads(body or b"{}")
 
 
 @pytest.fixture

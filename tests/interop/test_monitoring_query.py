@@ -1,0 +1,89 @@
+"""Malformed monitoring queries: edgebus answers each as the real nats-server does (same status,
+same body), side by side. nats-server decodes an endpoint's typed parameters in a fixed order
+and answers the first bad one with a plain-text 400 (monitor.go `decodeBool`, `decodeInt`, ...)."""
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+# (path and query, what it probes); each one is sent to both servers
+CASES = [
+    "/connz?limit=99999999999999999999",
+    "/connz?limit=abc",
+    "/connz?limit=+5",
+    "/connz?limit=1_0",
+    "/connz?offset=0x10",
+    "/connz?cid=abc",
+    "/connz?cid=-1",
+    "/connz?cid=18446744073709551616",
+    "/connz?state=bogus",
+    "/connz?auth=yes",
+    "/connz?auth=%E2%82%AC",
+    "/connz?auth=a%00b",
+    "/connz?subs=sometimes",
+    "/connz?sort=bogus",
+    "/connz?sort=bogus&auth=x",  # the typed parameters are decoded before the sort
+    "/connz?auth=x&limit=y",  # the first bad one in nats-server's order is reported
+    "/connz?sort=stop",
+    "/connz?sort=reason&state=any",
+    "/connz?auth=%ZZ",  # a pair with a bad escape is dropped, as Go's url.ParseQuery does
+    "/connz?auth=a;b",  # so is a pair holding ';'
+    "/connz?auth=&limit=",
+    "/connz?subs=DETAIL&auth=T&state=ALL&offset=-4&limit=-3&cid=0",
+    "/routez?subs=x",
+    "/gatewayz?subs=x",
+    "/gatewayz?accs=2",
+    "/leafz?subs=maybe",
+    "/subsz?subs=x",
+    "/subsz?offset=1.5",
+    "/subsz?limit=--1",
+    "/subsz?test=a..b",
+    "/subsz?test=a.*",
+    "/subsz?test=a.>",
+    "/subsz?test=a.b&subs=1",
+    "/subscriptionsz?limit=z",
+    "/accountz?acc=nope",
+    "/accountz?acc=$G",
+    "/accstatz?unused=x",
+    "/jsz?accounts=x",
+    "/jsz?streams=1&consumers=nope",
+    "/jsz?limit=9223372036854775808",
+    "/jsz?leader-only=true",
+    "/jsz?raft=?",
+    "/jsz?stream-leader-only=2",
+    "/healthz?js-enabled=x",
+    "/healthz?details=nah",
+    "/healthz?stream=s",
+    "/healthz?stream=s&details=true",
+    "/healthz?consumer=c&account=a",
+    "/varz?limit=whatever",  # /varz takes no parameters
+]
+
+
+def fetch(port: int, path: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
+
+
+@pytest.mark.edgebus(http_port=-1)
+def test_malformed_queries_answered_as_nats_server(edgebus_server, real_nats_server):
+    ref = real_nats_server()
+    diffs = []
+    for path in CASES:
+        theirs = fetch(ref.http_port, path)
+        ours = fetch(edgebus_server.server.http_port, path)
+        if theirs[0] != ours[0]:
+            diffs.append((path, "status", theirs[0], ours[0], theirs[2][:120], ours[2][:120]))
+        elif theirs[0] != 200:
+            if theirs[1].startswith("application/json"):
+                same = json.loads(theirs[2]) == json.loads(ours[2])
+            else:
+                same = theirs[2] == ours[2]
+            if not same or theirs[1] != ours[1]:
+                diffs.append((path, "body", theirs[1], ours[1], theirs[2], ours[2]))
+    assert diffs == []
