@@ -237,6 +237,12 @@ class LeafLink(Client):
                     pass
 
     # -- output ---------------------------------------------------------------------------
+    @property
+    def pending_bytes(self) -> int:
+        """Payload and frame bytes waiting to be written (the status page's backlog)."""
+        return len(self.out) + sum(len(i) if isinstance(i, (bytes, bytearray)) else len(i[5])
+                                   for i in self._items)
+
     def enqueue(self, data: bytes) -> None:
         self._items.append(data)
         self._wake()

@@ -59,6 +59,11 @@ class RemoteCfg:
                 self.tls = True
         self.connect_delay = 0.0
         self.perms: Any = None  # set from remote deny lists by the link
+        # for the status page (/dashz): failed dials in a row, the last dial error, and when
+        # the last link to this remote went down (0: never connected)
+        self.attempts = 0
+        self.last_error = ""
+        self.down_since_ns = 0
 
     @property
     def account_name(self) -> str | None:

@@ -1,5 +1,8 @@
 """HTTP monitoring (h11): /varz, /connz, /subsz, /healthz, /routez, /gatewayz, /leafz, /jsz,
-/accountz, /accstatz and the / index, with nats-server's JSON field names.
+/accountz, /accstatz with nats-server's JSON field names, edgebus's /dashz and /logz
+(monitor_edgebus.py), and at / the status page (transport/dashboard; a plain index of the
+endpoints with `--no-dashboard`). Query strings are checked as nats-server checks them
+(monitor_query.py).
 
 Each endpoint is a plain function `(server, query) -> (status, body dict)` so the same data
 can be served over `$SYS.REQ.SERVER.*` by the system account.
@@ -17,9 +20,11 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-from .. import NATS_VERSION
+from .. import NATS_VERSION, logring
 from ..core.clock import rfc3339
 from ..core.subject import valid_literal_subject
+from . import dashboard
+from .monitor_edgebus import dashz, logz
 from .monitor_query import QueryError, check as check_query, parse as parse_query
 from .nats_tcp import normalize_port
 
@@ -390,6 +395,8 @@ ENDPOINTS: dict[str, Callable[[Any, dict[str, list[str]]], tuple[int, dict[str, 
     "/jsz": jsz,
     "/accountz": accountz,
     "/accstatz": accstatz,
+    "/dashz": dashz,  # edgebus's own (monitor_edgebus.py)
+    "/logz": logz,
 }
 
 _INDEX = """<html><head><title>edgebus monitoring</title></head><body>
@@ -405,6 +412,11 @@ def handle_request(server: Any, target: str) -> tuple[int, str, bytes]:
     # Go's Values.Get: an empty first value is no value
     query = {k: v for k, v in parse_query(parts.query).items() if v[0]}
     stats = server.__dict__.setdefault("http_req_stats", {})
+    page = dashboard.asset(path) if getattr(server.options, "dashboard", True) else None
+    if page is not None:
+        if path == "/":
+            stats["/"] = stats.get("/", 0) + 1
+        return 200, page[0], page[1]
     if path == "/":
         stats["/"] = stats.get("/", 0) + 1
         links = "\n".join(f'<li><a href="{p}">{p}</a></li>' for p in ENDPOINTS)
@@ -452,6 +464,8 @@ async def _serve_http_conn(server: Any, stream: trio.SocketStream) -> None:
                            ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))]
                 if ctype == "application/json":
                     headers.append(("Access-Control-Allow-Origin", "*"))  # as nats-server
+                elif ctype.startswith(("text/html", "text/css", "text/javascript")):
+                    headers += dashboard.SECURITY_HEADERS
                 await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
                 if event.method != b"HEAD":
                     await stream.send_all(conn.send(h11.Data(data=body)))
@@ -489,6 +503,7 @@ async def serve_monitor(server: Any, *, task_status: trio.TaskStatus = trio.TASK
     h = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     server.ports["monitoring"] = [f"http://{h}:{server.http_port}"]
     log.info("Starting http monitor on %s:%d", host, server.http_port)
+    logring.install()  # recent warnings/errors for /logz (the CLI installs it earlier)
     async with trio.open_nursery() as n:
         task_status.started()
         await trio.serve_listeners(lambda s: _serve_http_conn(server, s), listeners, handler_nursery=n)

@@ -34,6 +34,7 @@ PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
              ("direct-consumers", "bool"), ("config", "bool"), ("offset", "int"),
              ("limit", "int"), ("leader-only", "bool"), ("raft", "bool"),
              ("stream-leader-only", "bool")),
+    "/logz": (("limit", "int"),),  # edgebus's own
     "/healthz": (("js-enabled", "bool"), ("js-enabled-only", "bool"), ("js-server-only", "bool"),
                  ("js-meta-only", "bool"), ("details", "bool")),
 }

@@ -1,0 +1,259 @@
+// edgebus status page: polls the monitoring JSON once a second and redraws. The rate plots
+// are kept here, in the page (the server keeps no history: it does nothing while no one looks).
+// Text from the server is only ever set with textContent, never parsed as HTML.
+"use strict";
+
+const POLL_MS = 1000;
+const HISTORY = 300; // points per plot: five minutes at one a second
+
+const hist = { inMsgs: [], outMsgs: [], inBytes: [], outBytes: [] };
+let prev = null; // last {t, cpu, varz} sample, for rates
+let busy = false;
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else e.setAttribute(k, v);
+  }
+  for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  return e;
+}
+
+function setText(id, text, value) {
+  const e = $(id);
+  if (!e) return;
+  e.textContent = text;
+  if (value !== undefined) e.dataset.value = String(value);
+}
+
+const int = (n) => Math.round(n).toLocaleString("en-US");
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? int(n) : n.toFixed(n < 10 ? 2 : 1)) + " " + units[i];
+}
+
+function rate(n) {
+  if (n >= 1e6) return (n / 1e6).toFixed(2) + "M";
+  if (n >= 1e4) return (n / 1e3).toFixed(1) + "k";
+  return n >= 100 || n === 0 ? int(n) : n.toFixed(1);
+}
+
+function ago(rfc) {
+  const t = Date.parse(rfc);
+  if (!t || t < 86400000) return "";
+  return new Date(t).toLocaleTimeString("en-GB");
+}
+
+async function getJSON(path) {
+  const r = await fetch(path, { cache: "no-store" });
+  if (!r.ok) throw new Error(path + ": HTTP " + r.status);
+  return r.json();
+}
+
+function push(arr, v) {
+  arr.push(v);
+  if (arr.length > HISTORY) arr.shift();
+}
+
+function plot(id, data) {
+  const svg = $(id);
+  const max = Math.max(1, ...data);
+  // the x axis grows with the history, from one minute up to HISTORY points
+  const span = Math.min(HISTORY, Math.max(60, data.length));
+  const n = span - 1;
+  const off = span - data.length;
+  const pts = data.map((v, i) => `${((off + i) * 300 / n).toFixed(1)},${(58 - v / max * 54).toFixed(1)}`);
+  const ns = "http://www.w3.org/2000/svg";
+  svg.replaceChildren();
+  if (pts.length > 1) {
+    const area = document.createElementNS(ns, "polygon");
+    area.setAttribute("points", `${pts[0].split(",")[0]},60 ${pts.join(" ")} 300,60`);
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", pts.join(" "));
+    svg.append(area, line);
+  }
+  const label = document.createElementNS(ns, "text");
+  label.setAttribute("x", "2");
+  label.setAttribute("y", "9");
+  label.textContent = "max " + rate(max) + "/s";
+  svg.append(label);
+}
+
+function renderServer(varz, dashz) {
+  document.title = varz.server_name + " · edgebus";
+  setText("server-name", varz.server_name);
+  setText("server-id", varz.server_id);
+  setText("edgebus-version", "edgebus " + dashz.edgebus_version);
+  setText("version", varz.version, varz.version);
+  setText("uptime", varz.uptime);
+  setText("mem", bytes(varz.mem), varz.mem);
+  for (const k of ["nats", "websocket", "mqtt", "leaf"]) {
+    setText("conn-" + k, int(dashz.connections[k]), dashz.connections[k]);
+  }
+  setText("connections", int(varz.connections), varz.connections);
+  setText("subscriptions", int(varz.subscriptions), varz.subscriptions);
+  setText("slow-consumers", int(varz.slow_consumers), varz.slow_consumers);
+  setText("in-msgs", int(varz.in_msgs), varz.in_msgs);
+  setText("out-msgs", int(varz.out_msgs), varz.out_msgs);
+  setText("in-bytes", bytes(varz.in_bytes), varz.in_bytes);
+  setText("out-bytes", bytes(varz.out_bytes), varz.out_bytes);
+}
+
+function renderTraffic(varz, dashz) {
+  const t = dashz.now_ns / 1e9;
+  if (prev && t > prev.t && varz.server_id === prev.varz.server_id) {
+    const dt = t - prev.t;
+    const r = (k) => Math.max(0, varz[k] - prev.varz[k]) / dt; // a counter reset is no traffic
+    const now = { inMsgs: r("in_msgs"), outMsgs: r("out_msgs"), inBytes: r("in_bytes"), outBytes: r("out_bytes") };
+    for (const k of Object.keys(hist)) push(hist[k], now[k]);
+    setText("rate-in-msgs", rate(now.inMsgs) + " msg/s", now.inMsgs);
+    setText("rate-out-msgs", rate(now.outMsgs) + " msg/s", now.outMsgs);
+    setText("rate-in-bytes", bytes(now.inBytes) + "/s", now.inBytes);
+    setText("rate-out-bytes", bytes(now.outBytes) + "/s", now.outBytes);
+    const cpu = Math.max(0, dashz.cpu_ns - prev.cpu) / (dt * 1e9) * 100;
+    setText("cpu", cpu.toFixed(1) + " %", cpu);
+    setText("traffic-window", `last ${Math.round(hist.inMsgs.length * POLL_MS / 1000)} s`);
+  }
+  plot("plot-in-msgs", hist.inMsgs);
+  plot("plot-out-msgs", hist.outMsgs);
+  plot("plot-in-bytes", hist.inBytes);
+  plot("plot-out-bytes", hist.outBytes);
+  prev = { t, cpu: dashz.cpu_ns, varz };
+}
+
+function figure(label, value, text, key) {
+  return el("div", {}, el("dt", {}, label), el("dd", { "data-k": key, "data-value": String(value) }, text));
+}
+
+function sourceRow(kind, s) {
+  const active = s.active >= 0 && s.active !== undefined;
+  const state = s.error ? "error: " + (s.error.description || "") : active ? "active" : "inactive";
+  return el("tr", { "data-source": s.name },
+    el("td", {}, kind + " " + s.name + (s.external && s.external.api ? " (" + s.external.api + ")" : "")),
+    el("td", { class: "num", "data-k": "lag", "data-value": String(s.lag) }, int(s.lag || 0)),
+    el("td", { class: "state " + (active ? "connected" : "inactive") }, state),
+    el("td", { class: "num" }, active ? (s.active / 1e9).toFixed(1) + " s ago" : "–"));
+}
+
+function renderStreams(jsz) {
+  const box = $("streams");
+  if (!jsz || jsz.disabled) {
+    setText("js-summary", "(not enabled)");
+    box.replaceChildren(el("p", { class: "empty" }, "JetStream is not enabled on this server."));
+    return;
+  }
+  setText("js-summary", `${int(jsz.streams)} streams · ${int(jsz.consumers)} consumers · ${int(jsz.messages)} msgs · ${bytes(jsz.bytes)}`);
+  const cards = [];
+  const all = [];
+  for (const acc of jsz.account_details || []) {
+    for (const s of acc.stream_detail || []) all.push([acc, s]);
+  }
+  // edgebus's own streams ($MQTT_...) after the user's
+  all.sort(([, a], [, b]) => (a.name[0] === "$") - (b.name[0] === "$"));
+  for (const [acc, s] of all) {
+    const st = s.state || {};
+    const internal = s.name[0] === "$";
+    const card = el("article", { class: "stream" + (internal ? " internal" : ""), "data-stream": s.name, "data-account": acc.name },
+      el("h3", {}, s.name, el("small", {}, (acc.name !== "$G" ? "  · account " + acc.name : "") + (internal ? "  · internal" : ""))),
+      el("dl", { class: "figures" },
+        figure("Messages", st.messages, int(st.messages || 0), "messages"),
+        figure("Bytes", st.bytes, bytes(st.bytes || 0), "bytes"),
+        figure("First seq", st.first_seq, int(st.first_seq || 0), "first_seq"),
+        figure("Last seq", st.last_seq, int(st.last_seq || 0), "last_seq")));
+    const cons = s.consumer_detail || [];
+    if (cons.length) {
+      card.append(el("div", { class: "scroll" }, el("table", {},
+        el("thead", {}, el("tr", {}, el("th", {}, "Consumer"), el("th", { class: "num" }, "Pending"),
+          el("th", { class: "num" }, "Ack pending"), el("th", { class: "num" }, "Redelivered"))),
+        el("tbody", {}, ...cons.map((c) => el("tr", { "data-consumer": c.name },
+          el("td", {}, c.name),
+          el("td", { class: "num", "data-k": "num_pending", "data-value": String(c.num_pending) }, int(c.num_pending || 0)),
+          el("td", { class: "num", "data-k": "num_ack_pending", "data-value": String(c.num_ack_pending) }, int(c.num_ack_pending || 0)),
+          el("td", { class: "num" }, int(c.num_redelivered || 0))))))));
+    } else {
+      card.append(el("p", { class: "note" }, "no consumers"));
+    }
+    const srcs = [];
+    if (s.mirror) srcs.push(sourceRow("mirror of", s.mirror));
+    for (const src of s.sources || []) srcs.push(sourceRow("source", src));
+    if (srcs.length) {
+      card.append(el("div", { class: "scroll" }, el("table", {},
+        el("thead", {}, el("tr", {}, el("th", {}, "Origin"), el("th", { class: "num" }, "Lag"),
+          el("th", {}, "State"), el("th", { class: "num" }, "Last seen"))),
+        el("tbody", {}, ...srcs))));
+    }
+    cards.push(card);
+  }
+  box.replaceChildren(...(cards.length ? cards : [el("p", { class: "empty" }, "No streams.")]));
+}
+
+function renderLeaf(dashz, leafz) {
+  const rows = (dashz.leaf_remotes || []).map((r) => {
+    let state = r.state;
+    if (r.state === "retrying") state += r.attempts ? ` (attempt ${r.attempts})` : "";
+    const since = ago(r.since);
+    const row = el("tr", { "data-remote": r.url, "data-state": r.state },
+      el("td", { class: "url" }, r.url + (r.hub ? " → " + r.hub : "")),
+      el("td", { class: "state " + r.state, title: r.last_error || "" }, state,
+        el("span", { class: "since" }, since ? "since " + since : "")),
+      el("td", { class: "num" }, r.rtt || "–"),
+      el("td", { class: "num", "data-k": "backlog", "data-value": String(r.backlog_bytes) }, bytes(r.backlog_bytes)));
+    return row;
+  });
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "4", class: "empty" }, "No remotes configured.")));
+  $("leaf-remotes").replaceChildren(...rows);
+  const accepted = (leafz.leafs || []).filter((l) => !l.is_spoke).length;
+  const hubs = (leafz.leafs || []).filter((l) => !l.is_spoke).map((l) => `${l.name || l.ip} (rtt ${l.rtt})`);
+  setText("leaf-accepted", accepted ? `Accepted leaf connections: ${hubs.join(", ")}` : "");
+}
+
+function renderMQTT(dashz) {
+  const m = dashz.mqtt;
+  $("mqtt").hidden = false;
+  for (const [id, k] of [["mqtt-clients", "clients"], ["mqtt-sessions", "sessions"],
+                         ["mqtt-persistent", "persistent_sessions"], ["mqtt-retained", "retained"]]) {
+    if (m) setText(id, int(m[k]), m[k]); else setText(id, "off");
+  }
+}
+
+function renderLog(logz) {
+  const items = (logz.lines || []).slice(-20).reverse().map((l) =>
+    el("li", { class: l.level }, el("span", { class: "lvl" }, "[" + l.level + "]"), " ",
+      ago(l.time), " ", l.text));
+  if (!items.length) items.push(el("li", { class: "empty" }, "Nothing logged at warning level or above."));
+  $("log-lines").replaceChildren(...items);
+}
+
+async function poll() {
+  if (busy) return; // a slow answer: skip a tick rather than pile up requests
+  busy = true;
+  try {
+    const [varz, dashz, leafz, logz] = await Promise.all(
+      [getJSON("varz"), getJSON("dashz"), getJSON("leafz"), getJSON("logz?limit=20")]);
+    const jsz = dashz.jetstream ? await getJSON("jsz?streams=true&consumers=true") : null;
+    renderServer(varz, dashz);
+    renderTraffic(varz, dashz);
+    renderStreams(jsz);
+    renderLeaf(dashz, leafz);
+    renderMQTT(dashz);
+    renderLog(logz);
+    const live = $("live");
+    live.textContent = "live · " + new Date().toLocaleTimeString("en-GB");
+    live.className = "live ok";
+    document.body.dataset.updated = String(Date.now());
+  } catch (e) {
+    const live = $("live");
+    live.textContent = "NO CONNECTION to server (" + e.message + ")";
+    live.className = "live down";
+  } finally {
+    busy = false;
+  }
+}
+
+poll();
+setInterval(poll, POLL_MS);
