@@ -408,7 +408,7 @@ _INDEX = """<html><head><title>edgebus monitoring</title></head><body>
 def handle_request(server: Any, target: str) -> tuple[int, str, bytes]:
     """(status, content type, body) for one GET; the h11 loop below only moves bytes."""
     parts = urlsplit(target)
-    path = parts.path.rstrip("/") or "/"
+    path = parts.path or "/"  # exact, as nats-server's mux: "/varz/" is not "/varz"
     # Go's Values.Get: an empty first value is no value
     query = {k: v for k, v in parse_query(parts.query).items() if v[0]}
     stats = server.__dict__.setdefault("http_req_stats", {})

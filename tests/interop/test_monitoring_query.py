@@ -59,6 +59,9 @@ CASES = [
     "/healthz?stream=s&details=true",
     "/healthz?consumer=c&account=a",
     "/varz?limit=whatever",  # /varz takes no parameters
+    "/varz/",  # paths are exact
+    "/connz/x",
+    "/nope",
 ]
 
 
