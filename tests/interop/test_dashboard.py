@@ -267,6 +267,26 @@ def test_page_shows_traffic_rate_and_stream_growth(gateway: Gateway, browser: An
     screenshot(browser, "dashboard.png")
 
 
+def test_page_fits_a_phone_screen(gateway: Gateway, browser: Any) -> None:
+    """At a phone's width (375 CSS px) nothing sticks out sideways: one column, tables wrap or
+    scroll inside their own box."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 375, "height": 800, "deviceScaleFactor": 2, "mobile": True})
+    try:
+        browser.get(gateway.base)
+        wait_for(browser, lambda d: stream_value(d, "SENSORS", "messages") is not None
+                 and d.find_elements("css selector", "tr[data-remote]"), "page loaded")
+        widths = browser.execute_script("""
+            return {page: document.documentElement.scrollWidth, view: window.innerWidth,
+                    widest: Math.max(...[...document.querySelectorAll("section")].map(
+                        s => s.getBoundingClientRect().right))};""")
+        assert widths["view"] == 375
+        assert widths["page"] <= widths["view"] and widths["widest"] <= widths["view"], widths
+        screenshot(browser, "dashboard-phone.png")
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 def test_page_shows_leaf_link_retrying_after_cut(gateway: Gateway, browser: Any) -> None:
     hub_row = f'tr[data-remote="nats-leaf://127.0.0.1:{gateway.hub_leaf_port}"]'
     state = lambda d: d.execute_script(  # noqa: E731

@@ -43,7 +43,7 @@ function rate(n) {
   return n >= 100 || n === 0 ? int(n) : n.toFixed(1);
 }
 
-function ago(rfc) {
+function clock(rfc) {
   const t = Date.parse(rfc);
   if (!t || t < 86400000) return "";
   return new Date(t).toLocaleTimeString("en-GB");
@@ -60,7 +60,7 @@ function push(arr, v) {
   if (arr.length > HISTORY) arr.shift();
 }
 
-function plot(id, data) {
+function plot(id, data, unit) {
   const svg = $(id);
   const max = Math.max(1, ...data);
   // the x axis grows with the history, from one minute up to HISTORY points
@@ -77,11 +77,8 @@ function plot(id, data) {
     line.setAttribute("points", pts.join(" "));
     svg.append(area, line);
   }
-  const label = document.createElementNS(ns, "text");
-  label.setAttribute("x", "2");
-  label.setAttribute("y", "9");
-  label.textContent = "max " + rate(max) + "/s";
-  svg.append(label);
+  // the scale in HTML beside the caption: text inside a stretched SVG would be distorted
+  setText(id.replace("plot-", "peak-"), data.length ? "peak " + unit(Math.max(...data)) : "");
 }
 
 function renderServer(varz, dashz) {
@@ -119,10 +116,12 @@ function renderTraffic(varz, dashz) {
     setText("cpu", cpu.toFixed(1) + " %", cpu);
     setText("traffic-window", `last ${Math.round(hist.inMsgs.length * POLL_MS / 1000)} s`);
   }
-  plot("plot-in-msgs", hist.inMsgs);
-  plot("plot-out-msgs", hist.outMsgs);
-  plot("plot-in-bytes", hist.inBytes);
-  plot("plot-out-bytes", hist.outBytes);
+  const msgs = (v) => rate(v) + "/s";
+  const byts = (v) => bytes(v) + "/s";
+  plot("plot-in-msgs", hist.inMsgs, msgs);
+  plot("plot-out-msgs", hist.outMsgs, msgs);
+  plot("plot-in-bytes", hist.inBytes, byts);
+  plot("plot-out-bytes", hist.outBytes, byts);
   prev = { t, cpu: dashz.cpu_ns, varz };
 }
 
@@ -196,7 +195,7 @@ function renderLeaf(dashz, leafz) {
   const rows = (dashz.leaf_remotes || []).map((r) => {
     let state = r.state;
     if (r.state === "retrying") state += r.attempts ? ` (attempt ${r.attempts})` : "";
-    const since = ago(r.since);
+    const since = clock(r.since);
     const row = el("tr", { "data-remote": r.url, "data-state": r.state },
       el("td", { class: "url" }, r.url + (r.hub ? " → " + r.hub : "")),
       el("td", { class: "state " + r.state, title: r.last_error || "" }, state,
@@ -224,13 +223,14 @@ function renderMQTT(dashz) {
 function renderLog(logz) {
   const items = (logz.lines || []).slice(-20).reverse().map((l) =>
     el("li", { class: l.level }, el("span", { class: "lvl" }, "[" + l.level + "]"), " ",
-      ago(l.time), " ", l.text));
+      clock(l.time), " ", l.text));
   if (!items.length) items.push(el("li", { class: "empty" }, "Nothing logged at warning level or above."));
   $("log-lines").replaceChildren(...items);
 }
 
 async function poll() {
-  if (busy) return; // a slow answer: skip a tick rather than pile up requests
+  // a slow answer: skip a tick rather than pile up requests; a hidden tab asks nothing
+  if (busy || document.hidden) return;
   busy = true;
   try {
     const [varz, dashz, leafz, logz] = await Promise.all(
@@ -257,3 +257,4 @@ async function poll() {
 
 poll();
 setInterval(poll, POLL_MS);
+document.addEventListener("visibilitychange", poll);
