@@ -6,7 +6,10 @@ import json
 import urllib.error
 import urllib.request
 
+import nats
 import pytest
+
+from conftest import run_async
 
 # (path and query, what it probes); each one is sent to both servers
 CASES = [
@@ -90,3 +93,28 @@ def test_malformed_queries_answered_as_nats_server(edgebus_server, real_nats_ser
             if not same or theirs[1] != ours[1]:
                 diffs.append((path, "body", theirs[1], ours[1], theirs[2], ours[2]))
     assert diffs == []
+
+
+SYS_CONFIG = """
+accounts { SYS { users [ { user: sys, password: sys } ] }, APP { users [ { user: a, password: a } ] } }
+system_account: SYS
+"""
+
+
+@pytest.mark.edgebus(config="port: -1\n" + SYS_CONFIG)
+def test_bad_sys_request_options_answered_as_nats_server(edgebus_server, real_nats_server):
+    """The same checks answer `$SYS.REQ.SERVER.PING.CONNZ` (an error object, code 500)."""
+    ref = real_nats_server(config=SYS_CONFIG)
+
+    async def ask(url: str) -> dict:
+        nc = await nats.connect(url, user="sys", password="sys")
+        try:
+            msg = await nc.request("$SYS.REQ.SERVER.PING.CONNZ", b'{"sort": "bogus"}', timeout=5)
+            return json.loads(msg.data)
+        finally:
+            await nc.close()
+
+    theirs = run_async(ask, ref.client_url)
+    ours = run_async(ask, edgebus_server.client_url)
+    assert theirs["error"] == {"code": 500, "description": "invalid sorting option: bogus"}
+    assert ours.get("error") == theirs["error"]
