@@ -25,7 +25,7 @@ from ..core.clock import rfc3339
 from ..core.subject import valid_literal_subject
 from . import dashboard
 from .monitor_edgebus import dashz, logz
-from .monitor_query import QueryError, check as check_query, parse as parse_query
+from .monitor_query import QueryError, check as check_query, go_quote, parse as parse_query
 from .nats_tcp import normalize_port
 
 log = logging.getLogger("edgebus")
@@ -327,11 +327,39 @@ def healthz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, An
         return 500, {"status": "unavailable", "status_code": 500,
                      "error": "server not ready for connections"}
     js = server.services.get("jetstream")
+    if js is not None and not js_only and not _qbool(query, "js-server-only"):
+        missing = _missing_asset(js, _q(query, "account"), _q(query, "stream"), _q(query, "consumer"))
+        if missing:
+            if _qbool(query, "details"):
+                return 404, {"status": "error", "errors": [missing]}
+            return 404, {"status": "unavailable", "error": missing["error"]}
     if js is not None and hasattr(js, "healthz"):
         err = js.healthz(query)
         if err:
             return 503, {"status": "unavailable", "status_code": 503, "error": err}
     return 200, {"status": "ok", "status_code": 200}
+
+
+def _missing_asset(js: Any, account: str, stream: str, consumer: str) -> dict[str, str] | None:
+    """nats-server's 404 for a /healthz `account`, `stream` or `consumer` that does not exist
+    (as a HealthzError); an account counts once it has a stream, as nats-server finds accounts
+    by their directories in the store."""
+    if not account:
+        return None
+    jsa = js.accounts.get(account)
+    if jsa is None or not jsa.streams:
+        return {"type": "ACCOUNT", "account": account,
+                "error": f"JetStream account {go_quote(account)} not found"}
+    s = jsa.streams.get(stream) if stream else None
+    if stream and s is None:
+        return {"type": "STREAM", "account": account, "stream": stream,
+                "error": f"JetStream stream {go_quote(stream)} not found on account "
+                         f"{go_quote(account)}"}
+    if consumer and s is not None and consumer not in s.consumers:
+        return {"type": "CONSUMER", "account": account, "stream": stream, "consumer": consumer,
+                "error": f"JetStream consumer {go_quote(consumer)} not found for stream "
+                         f"{go_quote(stream)} on account {go_quote(account)}"}
+    return None
 
 
 def routez(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:

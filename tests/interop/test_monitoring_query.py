@@ -118,3 +118,44 @@ def test_bad_sys_request_options_answered_as_nats_server(edgebus_server, real_na
     ours = run_async(ask, edgebus_server.client_url)
     assert theirs["error"] == {"code": 500, "description": "invalid sorting option: bogus"}
     assert ours.get("error") == theirs["error"]
+
+
+JS_CASES = [
+    "/healthz?account=nope",
+    "/healthz?account=$G",  # an account without streams is not found either
+    "/healthz?account=$G&stream=nope",
+    "/healthz?account=$G&stream=nope&details=true",
+    "/healthz?account=$G&stream=S",
+    "/healthz?account=$G&stream=S&consumer=nope",
+    "/healthz?account=$G&stream=S&consumer=nope&details=1",
+    "/healthz?account=$G&stream=S&consumer=C",
+    "/healthz?details=true&account=nope",
+    "/healthz?js-enabled-only=true&account=nope",  # only asks whether JetStream is on
+    "/healthz?js-server-only=true&account=nope",
+    "/jsz?leader-only=true",  # a single server leads its JetStream
+]
+
+
+@pytest.mark.edgebus(http_port=-1, jetstream=True)
+def test_healthz_assets_answered_as_nats_server(edgebus_server, real_nats_server):
+    """/healthz's `account`, `stream` and `consumer`: 404 for what does not exist."""
+    ref = real_nats_server(jetstream=True)
+
+    async def make(url: str) -> None:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        await js.add_stream(name="S", subjects=["s.>"])
+        await js.add_consumer("S", durable_name="C")
+        await nc.close()
+
+    run_async(make, ref.client_url)
+    run_async(make, edgebus_server.client_url)
+    diffs = []
+    for path in JS_CASES:
+        theirs = fetch(ref.http_port, path)
+        ours = fetch(edgebus_server.server.http_port, path)
+        if theirs[0] != ours[0]:
+            diffs.append((path, "status", theirs[0], ours[0], theirs[2][:160], ours[2][:160]))
+        elif theirs[0] != 200 and json.loads(theirs[2]) != json.loads(ours[2]):
+            diffs.append((path, "body", theirs[2], ours[2]))
+    assert diffs == []
