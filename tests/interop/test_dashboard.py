@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import time
 import urllib.error
 import urllib.request
 from typing import Any, Iterator
@@ -171,6 +172,11 @@ def test_page_figures_match_varz_and_jsz(gateway: Gateway, browser: Any) -> None
     ws = ws_nats_client(gateway.server.server.ws_port)
     try:
         m.publish("cabinet/temp", "21.5", qos=1, retain=True).wait_for_publish(10)
+        # the setup connection has gone: only the MQTT and the WebSocket client remain
+        deadline = time.monotonic() + WAIT
+        while get_json(gateway.base, "varz")["connections"] != 2:
+            assert time.monotonic() < deadline, "the server never settled at 2 clients"
+            time.sleep(0.05)
         browser.get(gateway.base)
         wait_for(browser, lambda d: page_value(d, "#conn-mqtt") == "1"
                  and page_value(d, "#conn-websocket") == "1"
