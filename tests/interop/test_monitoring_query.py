@@ -25,6 +25,8 @@ CASES = [
     "/connz?auth=yes",
     "/connz?auth=%E2%82%AC",
     "/connz?auth=a%00b",
+    "/connz?auth=%7F%C3%28",  # not UTF-8: Go quotes the bytes
+    "/connz?limit=99999999999999999999x",  # Go reports the overflow before the bad digit
     "/connz?subs=sometimes",
     "/connz?sort=bogus",
     "/connz?sort=bogus&auth=x",  # the typed parameters are decoded before the sort
