@@ -355,3 +355,56 @@ def test_logz_keeps_recent_warnings_and_errors(edgebus_server: Any) -> None:
     assert mine == [("WRN", f"{marker} warning line"), ("ERR", f"{marker} error line")]
     assert len(doc["lines"]) <= 5 and doc["total"] >= 2
     assert get_raw(base, "logz?limit=x")[0] == 400
+
+
+def test_page_renders_mirrors_and_sources_as_nats_server_reports_them(
+        gateway: Gateway, browser: Any, real_nats_server: Any) -> None:
+    """The page reads mirrors and sources (lag, last heard from) in nats-server's /jsz shape:
+    a real nats-server's document for a mirror and a sourcing stream, given to the page's own
+    renderer (edgebus's /jsz carries the same fields)."""
+    ref = real_nats_server(jetstream=True)
+
+    async def make() -> None:
+        nc = await nats.connect(ref.client_url)
+        js = nc.jetstream()
+        await js.add_stream(name="ORIGIN", subjects=["o.>"])
+        for i in range(5):
+            await js.publish("o.x", b"m")
+        from nats.js.api import StreamSource
+        await js.add_stream(name="COPY", mirror=StreamSource(name="ORIGIN"))
+        await js.add_stream(name="AGG", sources=[StreamSource(name="ORIGIN"),
+                                                 StreamSource(name="GONE")])
+        await nc.close()
+
+    run_async(make)
+    ref_base = f"http://127.0.0.1:{ref.http_port}/"
+
+    def caught_up() -> dict | None:
+        doc = get_json(ref_base, "jsz?streams=true&consumers=true")
+        [acc] = doc["account_details"]
+        by = {s["name"]: s for s in acc["stream_detail"]}
+        if by["COPY"]["state"]["messages"] == 5 and by["AGG"]["state"]["messages"] == 5:
+            return doc
+        return None
+
+    deadline = time.monotonic() + WAIT
+    while (doc := caught_up()) is None:
+        assert time.monotonic() < deadline, "nats-server's mirror and source never caught up"
+        time.sleep(0.05)
+    browser.get(gateway.base)
+    wait_for(browser, lambda d: d.execute_script("return typeof renderStreams === 'function'"),
+             "the page's script is loaded")
+    # render and read in one script call: the page's own poll must not redraw in between
+    rows = browser.execute_script("""
+        renderStreams(arguments[0]);
+        return [...document.querySelectorAll("tr[data-source]")].map(r => ({
+            stream: r.closest("article").dataset.stream, origin: r.dataset.source,
+            kind: r.dataset.kind, state: r.dataset.state,
+            lag: r.querySelector("[data-k=lag]").dataset.value, text: r.textContent}));""", doc)
+    by = {(r["stream"], r["origin"]): r for r in rows}
+    assert by[("COPY", "ORIGIN")]["kind"] == "mirror"
+    assert by[("COPY", "ORIGIN")]["state"] == "active" and by[("COPY", "ORIGIN")]["lag"] == "0"
+    assert by[("AGG", "ORIGIN")]["kind"] == "source" and by[("AGG", "ORIGIN")]["state"] == "active"
+    gone = by[("AGG", "GONE")]  # a source whose origin does not exist: never heard from
+    assert gone["state"] == "inactive" and "never" in gone["text"]
+    screenshot(browser, "dashboard-sources.png")

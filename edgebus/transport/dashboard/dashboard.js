@@ -129,14 +129,20 @@ function figure(label, value, text, key) {
   return el("div", {}, el("dt", {}, label), el("dd", { "data-k": key, "data-value": String(value) }, text));
 }
 
+// A mirror or source as nats-server's StreamSourceInfo gives it: `active` is how long ago (ns)
+// the origin was last heard from, -1 for never; a minute of silence counts as inactive.
+const SOURCE_SILENT_NS = 60e9;
+
 function sourceRow(kind, s) {
-  const active = s.active >= 0 && s.active !== undefined;
-  const state = s.error ? "error: " + (s.error.description || "") : active ? "active" : "inactive";
-  return el("tr", { "data-source": s.name },
+  const heard = typeof s.active === "number" && s.active >= 0;
+  const active = heard && s.active < SOURCE_SILENT_NS && !s.error;
+  const err = s.error && (typeof s.error === "string" ? s.error : s.error.description || "error");
+  const state = err ? "error: " + err : active ? "active" : "inactive";
+  return el("tr", { "data-source": s.name, "data-kind": kind, "data-state": active ? "active" : "inactive" },
     el("td", {}, kind + " " + s.name + (s.external && s.external.api ? " (" + s.external.api + ")" : "")),
     el("td", { class: "num", "data-k": "lag", "data-value": String(s.lag) }, int(s.lag || 0)),
     el("td", { class: "state " + (active ? "connected" : "inactive") }, state),
-    el("td", { class: "num" }, active ? (s.active / 1e9).toFixed(1) + " s ago" : "–"));
+    el("td", { class: "num" }, heard ? (s.active / 1e9).toFixed(1) + " s ago" : "never"));
 }
 
 function renderStreams(jsz) {
@@ -178,7 +184,7 @@ function renderStreams(jsz) {
       card.append(el("p", { class: "note" }, "no consumers"));
     }
     const srcs = [];
-    if (s.mirror) srcs.push(sourceRow("mirror of", s.mirror));
+    if (s.mirror) srcs.push(sourceRow("mirror", s.mirror));
     for (const src of s.sources || []) srcs.push(sourceRow("source", src));
     if (srcs.length) {
       card.append(el("div", { class: "scroll" }, el("table", {},
