@@ -198,7 +198,12 @@ function renderStreams(jsz) {
 }
 
 function renderLeaf(dashz, leafz) {
-  const rows = (dashz.leaf_remotes || []).map((r) => {
+  // /leafz `remotes` (where present) lists the same remotes in the same order, with the
+  // stream syncs over each: what waits to go up is their lag
+  const syncs = (leafz.remotes || []).map((r) => (r.sync || []).filter((x) => x.direction === "up"));
+  const rows = (dashz.leaf_remotes || []).map((r, i) => {
+    const up = syncs[i] || [];
+    const waiting = up.reduce((n, x) => n + (x.lag || 0), 0);
     let state = r.state;
     if (r.state === "retrying") state += r.attempts ? ` (attempt ${r.attempts})` : "";
     const since = clock(r.since);
@@ -207,7 +212,8 @@ function renderLeaf(dashz, leafz) {
       el("td", { class: "state " + r.state, title: r.last_error || "" }, state,
         el("span", { class: "since" }, since ? "since " + since : "")),
       el("td", { class: "num" }, r.rtt || "–"),
-      el("td", { class: "num", "data-k": "backlog", "data-value": String(r.backlog_bytes) }, bytes(r.backlog_bytes)));
+      el("td", { class: "num", "data-k": "backlog", "data-value": String(r.backlog_bytes), "data-msgs": String(waiting) },
+        bytes(r.backlog_bytes), up.length ? el("span", { class: "since" }, int(waiting) + " msgs to sync") : ""));
     return row;
   });
   if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "4", class: "empty" }, "No remotes configured.")));
