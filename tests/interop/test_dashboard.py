@@ -308,6 +308,22 @@ def test_page_shows_leaf_link_retrying_after_cut(gateway: Gateway, browser: Any)
     screenshot(browser, "dashboard-leaf-down.png")
 
 
+def test_page_says_when_the_server_is_gone(browser: Any) -> None:
+    """Stale figures are never shown as live: when the server stops answering, the page says so
+    in words (not only by colour)."""
+    srv = EmbeddedServer(http_port=-1).start()
+    try:
+        browser.get(f"http://127.0.0.1:{srv.server.http_port}/")
+        live = lambda d: d.execute_script(  # noqa: E731
+            "const e = document.getElementById('live'); return e.className + ' ' + e.textContent")
+        wait_for(browser, lambda d: live(d).startswith("live ok"), "the page is live")
+        srv.stop()
+        wait_for(browser, lambda d: "NO CONNECTION" in live(d), "the page says the server is gone")
+        assert "down" in live(browser)
+    finally:
+        srv.close()
+
+
 # -- without a browser ------------------------------------------------------------------------
 
 JSON_PATHS = ["varz", "connz", "subsz", "routez", "gatewayz", "leafz", "jsz", "accountz",
