@@ -12,6 +12,7 @@ from JSON). Pure functions: no trio, no server.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 #: Go's `strconv.ParseBool` spellings.
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -203,8 +204,9 @@ def decode_subs(query: dict[str, list[str]], param: str = "subs") -> str:
     return "list" if decode_bool(query, param) else ""
 
 
-_DECODERS = {"bool": decode_bool, "int": decode_int, "uint64": decode_uint64,
-             "state": decode_state, "subs": decode_subs}
+_DECODERS: dict[str, Callable[[dict[str, list[str]], str], object]] = {
+    "bool": decode_bool, "int": decode_int, "uint64": decode_uint64,
+    "state": decode_state, "subs": decode_subs}
 
 
 def check(path: str, query: dict[str, list[str]]) -> None:
