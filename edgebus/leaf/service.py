@@ -212,6 +212,7 @@ class LeafService:
                             ws=is_ws(u))
             await self._run_link(link)
             cfg.down_since_ns = self.broker.clock.now_ns()
+            cfg.last_error = link.close_reason
             if not self._stopping:
                 await trio.sleep(lo.reconnect)
 
