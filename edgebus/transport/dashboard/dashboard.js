@@ -209,8 +209,9 @@ function renderLeaf(dashz, leafz) {
     const since = clock(r.since);
     const row = el("tr", { "data-remote": r.url, "data-state": r.state },
       el("td", { class: "url" }, r.url + (r.hub ? " → " + r.hub : "")),
-      el("td", { class: "state " + r.state, title: r.last_error || "" }, state,
-        el("span", { class: "since" }, since ? "since " + since : "")),
+      el("td", { class: "state " + r.state }, state,
+        el("span", { class: "since" }, since ? "since " + since : ""),
+        r.state !== "connected" && r.last_error ? el("span", { class: "since error" }, r.last_error) : ""),
       el("td", { class: "num" }, r.rtt || "–"),
       el("td", { class: "num", "data-k": "backlog", "data-value": String(r.backlog_bytes), "data-msgs": String(waiting) },
         bytes(r.backlog_bytes), up.length ? el("span", { class: "since" }, int(waiting) + " msgs to sync") : ""));
