@@ -241,6 +241,12 @@ function renderLog(logz) {
   $("log-lines").replaceChildren(...items);
 }
 
+function setLive(text, cls) {
+  const live = $("live");
+  if (live.textContent !== text) live.textContent = text;
+  live.className = cls;
+}
+
 async function poll() {
   // a slow answer: skip a tick rather than pile up requests; a hidden tab asks nothing
   if (busy || document.hidden) return;
@@ -255,14 +261,12 @@ async function poll() {
     renderLeaf(dashz, leafz);
     renderMQTT(dashz);
     renderLog(logz);
-    const live = $("live");
-    live.textContent = "live · " + new Date().toLocaleTimeString("en-GB");
-    live.className = "live ok";
+    // the status text changes only when the state does (a screen reader announces changes)
+    setLive("live", "live ok");
+    setText("updated", "updated " + new Date().toLocaleTimeString("en-GB"));
     document.body.dataset.updated = String(Date.now());
   } catch (e) {
-    const live = $("live");
-    live.textContent = "NO CONNECTION to server (" + e.message + ")";
-    live.className = "live down";
+    setLive("NO CONNECTION to server (" + e.message + ")", "live down");
   } finally {
     busy = false;
   }
