@@ -64,6 +64,8 @@ def setup_logging(o: Options) -> logging.Handler:
     handler.setFormatter(NatsFormatter(o.logtime))
     root.addHandler(handler)
     root.setLevel(5 if o.trace else logging.DEBUG if o.debug else logging.INFO)
+    from . import logring
+    logring.install()  # the status page's recent warnings/errors, from the first line on
     return handler
 
 

@@ -145,6 +145,7 @@ _FLAG_SPECS: list[tuple[tuple[str, ...], str, str]] = [
     (("client_advertise",), "str", "client_advertise"),
     (("m", "http_port"), "port", "http_port"),
     (("ms", "https_port"), "port", "https_port"),
+    (("no-dashboard", "no_dashboard"), "bool", "@no_dashboard"),
     (("P", "pid"), "str", "pid_file"),
     (("ports_file_dir",), "str", "ports_file_dir"),
     (("l", "log"), "str", "log_file"),
@@ -302,6 +303,8 @@ def parse_args(argv: Sequence[str]) -> CliResult:
         elif dest == "@signal":
             actions.signal = parse_signal(converted) if converted else None
             actions.signal_spec = converted or None
+        elif dest == "@no_dashboard":
+            result.overrides["dashboard"] = not converted
         elif dest in ("@DV", "@VV", "@DVV"):
             composite.append((dest[1:], bool(converted)))
         else:
@@ -438,6 +441,7 @@ Server:
     -n, --name, --server_name <name>  Server name (default: generated)
     -m, --http_port <port>            Serve monitoring (/varz, /connz, ...) on this port
     -ms, --https_port <port>          Same, over HTTPS
+    --no-dashboard                    Monitoring port serves JSON only, no status page at /
     -c, --config <file>               Read settings from this config file
     -t                                Check the config file and exit
     -P, --pid <file>                  Write the process id to this file

@@ -157,6 +157,7 @@ class Options:
     pid_file: str | None = None
     client_advertise: str | None = None  # URL given to clients in connect_urls
     http_base_path: str = ""
+    dashboard: bool = True  # edgebus's status page at / on the monitoring port (else JSON only)
     prof_port: int = 0  # accepted for compatibility; edgebus has no profiler
     # logging
     log_file: str | None = None

@@ -65,6 +65,7 @@ class _Mapper(AuthMapper, BlocksMapper):
             (("http_port", "monitor_port"), "http_port", s.int_),
             (("https_port",), "https_port", s.int_),
             (("http_base_path",), "http_base_path", s.str_),
+            (("dashboard",), "dashboard", s.bool_),  # edgebus's own: the status page at /
             (("logfile", "log_file"), "log_file", s.str_),
             (("logfile_size_limit", "log_size_limit"), "log_size_limit", s.int_),
             (("logfile_max_num", "log_max_num"), "log_max_num", s.int_),

@@ -241,6 +241,14 @@ class LeafLink(Client, Outbox):
     # -- output (core.outbox.Outbox: buffer, wake-up, writer loop) -------------------------
     _write_error_reason = "Write Error"
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes waiting to go out: framed, in flight, and payloads not yet framed (the status
+        page's backlog)."""
+        return len(self.out) + self.inflight + sum(
+            len(i) if isinstance(i, (bytes, bytearray)) else sum(len(p) for p in i[0])
+            for i in self._items)
+
     def enqueue(self, data: bytes) -> None:
         self._items.append(data)
         self.wake()

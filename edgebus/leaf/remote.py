@@ -44,6 +44,11 @@ class RemoteCfg:
     def __init__(self, opts: LeafRemote, index: int = 0) -> None:
         self.opts = opts
         self.index = index
+        # for the status page (/dashz): failed dials in a row, the last dial error, and when
+        # the last link to this remote went down (0: never connected)
+        self.attempts = 0
+        self.last_error = ""
+        self.down_since_ns = 0
         self.configured = [urlsplit(u if "://" in u else "nats-leaf://" + u) for u in opts.urls]
         self.urls = list(self.configured)
         if not opts.no_randomize:

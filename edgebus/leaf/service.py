@@ -210,15 +210,18 @@ class LeafService:
                 stream = await self._dial(cfg, u)
             except (OSError, trio.TooSlowError, trio.BrokenResourceError) as e:
                 attempts += 1
+                cfg.attempts, cfg.last_error = attempts, str(e)
                 level = logging.ERROR if attempts == 1 or attempts % REPORT_ATTEMPTS == 0 else logging.DEBUG
                 log.log(level, "Error trying to connect as leafnode to remote server %r (attempt %d): %s",
                         "%s:%d" % hostport(u), attempts, e)
                 await trio.sleep(lo.reconnect + random.uniform(0, lo.reconnect))
                 continue
-            attempts = 0
+            attempts = cfg.attempts = 0
             link = LeafLink(self, stream, account=acc, remote=cfg, url=u, peer=hostport(u),
                             ws=is_ws(u))
             await self._run_link(link)
+            cfg.down_since_ns = self.broker.clock.now_ns()
+            cfg.last_error = link.close_reason
             if not self._stopping:
                 await trio.sleep(lo.reconnect)
 

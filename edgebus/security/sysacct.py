@@ -299,7 +299,9 @@ class SystemService:
             try:
                 data = self.z(name, _opts(msg.data))
             except Exception as e:  # report, never crash the delivering publisher
-                log.exception("$SYS %s request failed", name)
+                from ..transport.monitor_query import QueryError
+                if not isinstance(e, QueryError):  # a bad option is the requester's, not a bug
+                    log.exception("$SYS %s request failed", name)
                 self._respond(msg, error=(500, str(e)))
                 return
             if name == "STATSZ" and msg.reply:

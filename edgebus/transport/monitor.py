@@ -1,5 +1,8 @@
 """HTTP monitoring (h11): /varz, /connz, /subsz, /healthz, /routez, /gatewayz, /leafz, /jsz,
-/accountz, /accstatz and the / index, with nats-server's JSON field names.
+/accountz, /accstatz with nats-server's JSON field names, edgebus's /dashz and /logz
+(monitor_edgebus.py), and at / the status page (transport/dashboard; a plain index of the
+endpoints with `--no-dashboard`). Query strings are checked as nats-server checks them
+(monitor_query.py).
 
 Each endpoint is a plain function `(server, query) -> (status, body dict)` so the same data
 can be served over `$SYS.REQ.SERVER.*` by the system account.
@@ -12,14 +15,17 @@ import logging
 import os
 import time
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import h11
 import trio
 
-from .. import NATS_VERSION
+from .. import NATS_VERSION, logring
 from ..core.clock import rfc3339
-from . import listen
+from ..core.subject import valid_literal_subject
+from . import dashboard, listen
+from .monitor_edgebus import dashz, logz
+from .monitor_query import QueryError, check as check_query, go_quote, parse as parse_query
 
 log = logging.getLogger("edgebus")
 
@@ -56,7 +62,8 @@ def _q(query: dict[str, list[str]], key: str, default: str = "") -> str:
 
 
 def _qbool(query: dict[str, list[str]], key: str) -> bool:
-    return _q(query, key).lower() in ("1", "true", "yes", "detail")
+    # lenient: HTTP queries were checked by monitor_query already; $SYS options come from JSON
+    return _q(query, key).lower() in ("1", "t", "true", "yes")
 
 
 def _qint(query: dict[str, list[str]], key: str, default: int) -> int:
@@ -192,14 +199,24 @@ def connz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
     b = server.broker
     now = b.clock.now_ns()
     state = _q(query, "state", "open").lower()
+    sort = _q(query, "sort", "cid")
+    if sort not in _SORT_KEYS:
+        raise QueryError(f"invalid sorting option: {sort}")
+    if sort in ("stop", "reason") and state != "closed":
+        raise QueryError(f"sort by {sort} only valid on closed connections")
     infos: list[dict[str, Any]] = []
     if state in ("open", "any", "all"):
         infos += [c.info_for_connz() for c in b.clients.values() if c.kind == "Client"]
     if state in ("closed", "any", "all"):
         infos += list(b.closed_clients)
-    cid = _q(query, "cid")
-    if cid:
-        infos = [i for i in infos if str(i.get("cid")) == cid]
+    offset = max(_qint(query, "offset", 0), 0)
+    limit = _qint(query, "limit", 0)
+    if limit <= 0:
+        limit = 1024
+    cid = _qint(query, "cid", 0)
+    if cid > 0:
+        infos = [i for i in infos if i.get("cid") == cid]
+        limit = 1
     acc = _q(query, "acc")
     if acc:
         infos = [i for i in infos if i.get("account") == acc]
@@ -209,12 +226,7 @@ def connz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
     mqtt_client = _q(query, "mqtt_client")
     if mqtt_client:
         infos = [i for i in infos if i.get("mqtt_client") == mqtt_client]
-    sort = _q(query, "sort", "cid")
-    if sort not in _SORT_KEYS:
-        return 400, {"error": f"invalid sorting option: {sort}"}
     infos.sort(key=_SORT_KEYS[sort])
-    offset = _qint(query, "offset", 0)
-    limit = _qint(query, "limit", 1024)
     total = len(infos)
     page = infos[offset:offset + limit]
     subs_q = _q(query, "subs").lower()
@@ -228,7 +240,7 @@ def connz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
         i["uptime"] = i.get("uptime") or ""
         if subs_q == "detail":
             i["subscriptions_list_detail"] = detail
-        elif subs_q in ("1", "true"):
+        elif subs_q in ("1", "t", "true", "yes"):
             i["subscriptions_list"] = subs
         if not auth:
             i.pop("authorized_user", None)
@@ -270,10 +282,14 @@ def subsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
     if stats["num_matches"]:
         stats["cache_hit_rate"] = hits / stats["num_matches"]
     d: dict[str, Any] = {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()), **stats}
-    offset = _qint(query, "offset", 0)
-    limit = _qint(query, "limit", 1024)
+    offset = max(_qint(query, "offset", 0), 0)
+    limit = _qint(query, "limit", 0)
+    if limit <= 0:
+        limit = 1024
     test = _q(query, "test")
-    if _qbool(query, "subs") or test:
+    if test and not valid_literal_subject(test):
+        raise QueryError(f"invalid test subject, must be valid publish subject: {test}")
+    if _qbool(query, "subs"):
         lst = []
         for a in accounts:
             if test:
@@ -299,18 +315,55 @@ def subsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
 
 def healthz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
     o = server.options
+    # nats-server's request checks come first, answered 400 in the health document's shape
+    bad = ""
+    if _q(query, "stream") and not _q(query, "account"):
+        bad = '"account" must not be empty when checking stream health'
+    elif _q(query, "consumer") and not _q(query, "stream"):
+        bad = '"stream" must not be empty when checking consumer health'
+    if bad:
+        if _qbool(query, "details"):
+            return 400, {"status": "error", "errors": [{"type": "BAD_REQUEST", "error": bad}]}
+        return 400, {"status": "error", "error": bad}
     js_only = _qbool(query, "js-enabled-only") or _qbool(query, "js-enabled")
-    if js_only and not o.jetstream.enabled:
-        return 503, {"status": "unavailable", "status_code": 503, "error": "JetStream not enabled"}
     if not server.running:
         return 500, {"status": "unavailable", "status_code": 500,
                      "error": "server not ready for connections"}
-    js = server.services.get("jetstream")
+    # nats-server: JetStream off in the config is healthy, even for js-enabled-only
+    js = server.services.get("jetstream") if o.jetstream.enabled else None
+    if js is not None and not js_only and not _qbool(query, "js-server-only"):
+        missing = _missing_asset(js, _q(query, "account"), _q(query, "stream"), _q(query, "consumer"))
+        if missing:
+            if _qbool(query, "details"):
+                return 404, {"status": "error", "errors": [missing]}
+            return 404, {"status": "unavailable", "error": missing["error"]}
     if js is not None and hasattr(js, "healthz"):
         err = js.healthz(query)
         if err:
             return 503, {"status": "unavailable", "status_code": 503, "error": err}
     return 200, {"status": "ok", "status_code": 200}
+
+
+def _missing_asset(js: Any, account: str, stream: str, consumer: str) -> dict[str, str] | None:
+    """nats-server's 404 for a /healthz `account`, `stream` or `consumer` that does not exist
+    (as a HealthzError); an account counts once it has a stream, as nats-server finds accounts
+    by their directories in the store."""
+    if not account:
+        return None
+    jsa = js.accounts.get(account)
+    if jsa is None or not jsa.streams:
+        return {"type": "ACCOUNT", "account": account,
+                "error": f"JetStream account {go_quote(account)} not found"}
+    s = jsa.streams.get(stream) if stream else None
+    if stream and s is None:
+        return {"type": "STREAM", "account": account, "stream": stream,
+                "error": f"JetStream stream {go_quote(stream)} not found on account "
+                         f"{go_quote(account)}"}
+    if consumer and s is not None and consumer not in s.consumers:
+        return {"type": "CONSUMER", "account": account, "stream": stream, "consumer": consumer,
+                "error": f"JetStream consumer {go_quote(consumer)} not found for stream "
+                         f"{go_quote(stream)} on account {go_quote(account)}"}
+    return None
 
 
 def routez(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
@@ -340,6 +393,8 @@ def jsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         _jsz = None  # type: ignore[assignment]
     b = server.broker
     if _jsz is None or not server.options.jetstream.enabled:
+        if _qbool(query, "leader-only"):  # no JetStream, so not its leader (nats-server)
+            raise QueryError("filtered response: not leader")
         return 200, {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()),
                      "disabled": not server.options.jetstream.enabled}
     flat = {k: v[0] for k, v in query.items() if v}
@@ -348,7 +403,11 @@ def jsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
 
 def accountz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
     from ..security.monitor_acc import accountz as _accountz
-    return 200, _accountz(server, {k: v[0] for k, v in query.items() if v})
+    doc = _accountz(server, {k: v[0] for k, v in query.items() if v})
+    name = _q(query, "acc")
+    if name and "account_detail" not in doc:
+        raise QueryError(f"Account {name} does not exist")
+    return 200, doc
 
 
 def accstatz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
@@ -368,6 +427,8 @@ ENDPOINTS: dict[str, Callable[[Any, dict[str, list[str]]], tuple[int, dict[str, 
     "/jsz": jsz,
     "/accountz": accountz,
     "/accstatz": accstatz,
+    "/dashz": dashz,  # edgebus's own (monitor_edgebus.py)
+    "/logz": logz,
 }
 
 _INDEX = """<html><head><title>edgebus monitoring</title></head><body>
@@ -379,9 +440,15 @@ _INDEX = """<html><head><title>edgebus monitoring</title></head><body>
 def handle_request(server: Any, target: str) -> tuple[int, str, bytes]:
     """(status, content type, body) for one GET; the h11 loop below only moves bytes."""
     parts = urlsplit(target)
-    path = parts.path.rstrip("/") or "/"
-    query = parse_qs(parts.query)
+    path = parts.path or "/"  # exact, as nats-server's mux: "/varz/" is not "/varz"
+    # Go's Values.Get: an empty first value is no value
+    query = {k: v for k, v in parse_query(parts.query).items() if v[0]}
     stats = server.__dict__.setdefault("http_req_stats", {})
+    page = dashboard.asset(path) if getattr(server.options, "dashboard", True) else None
+    if page is not None:
+        if path == "/":
+            stats["/"] = stats.get("/", 0) + 1
+        return 200, page[0], page[1]
     if path == "/":
         stats["/"] = stats.get("/", 0) + 1
         links = "\n".join(f'<li><a href="{p}">{p}</a></li>' for p in ENDPOINTS)
@@ -391,11 +458,20 @@ def handle_request(server: Any, target: str) -> tuple[int, str, bytes]:
         return 404, "text/plain; charset=utf-8", b"404 page not found\n"
     stats[path] = stats.get(path, 0) + 1
     try:
+        check_query(path, query)
         status, body = fn(server, query)
+    except QueryError as e:  # nats-server answers these in plain text
+        return 400, "text/plain; charset=utf-8", e.text.encode("utf-8", "surrogateescape")
     except Exception as e:  # a monitoring bug must not break the server
         log.exception("monitoring %s failed", path)
         status, body = 500, {"error": str(e)}
-    text = json.dumps(body, indent=2)
+    if path == "/healthz":
+        # over HTTP nats-server leaves the status out of the document (it is the response's)
+        # and writes it compact; $SYS answers keep it
+        body.pop("status_code", None)
+        text = json.dumps(body, separators=(",", ":"))
+    else:
+        text = json.dumps(body, indent=2)
     cb = _q(query, "callback")
     if cb:
         return status, "application/javascript", f"{cb}({text})".encode()
@@ -424,6 +500,10 @@ async def _serve_http_conn(server: Any, stream: trio.SocketStream) -> None:
                     status, ctype, body = handle_request(server, target)
                 headers = [("Content-Type", ctype), ("Content-Length", str(len(body))),
                            ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))]
+                if ctype == "application/json":
+                    headers.append(("Access-Control-Allow-Origin", "*"))  # as nats-server
+                elif ctype.startswith(("text/html", "text/css", "text/javascript")):
+                    headers += dashboard.SECURITY_HEADERS
                 await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
                 if event.method != b"HEAD":
                     await stream.send_all(conn.send(h11.Data(data=body)))
@@ -459,6 +539,7 @@ async def serve_monitor(server: Any, *, task_status: trio.TaskStatus = trio.TASK
     listeners = listen.trio_listeners(listen.take(server, listen.MONITORING))
     server.http_port = listen.bound_port([ln.socket for ln in listeners])
     log.info("Starting http monitor on %s:%d", host, server.http_port)
+    logring.install()  # recent warnings/errors for /logz (the CLI installs it earlier)
     async with trio.open_nursery() as n:
         task_status.started()
         await trio.serve_listeners(lambda s: _serve_http_conn(server, s), listeners, handler_nursery=n)
