@@ -214,6 +214,8 @@ def handle_create(js: Any, subject: str, data: bytes) -> dict[str, Any] | None:
         if not isinstance(stream_in_req, str):
             raise ValueError("json: cannot unmarshal into Go struct field CreateConsumerRequest.stream_name of type string")
         cfg = ConsumerConfig.from_json(req.get("config"))
+        raw_cfg = req.get("config")
+        sourcing = isinstance(raw_cfg, dict) and raw_cfg.get("sourcing") is True
         pedantic = bool(req.get("pedantic") or False)
     except ValueError as e:
         raise err("JSInvalidJSONErr", err=str(e)) from None
@@ -258,6 +260,15 @@ def handle_create(js: Any, subject: str, data: bytes) -> dict[str, Any] | None:
         raise err("JSStreamReplicasNotSupportedErr")
 
     stream = _lookup_stream(js, stream_name)
+    if cfg.direct and sourcing and cfg.name:
+        # A stream sourcing this one (nats-server 2.14+) names its consumer stably,
+        # JS_SRC_<hash>, and asks again with a new start sequence after every cut or gap. As
+        # nats-server does, each such request gets a consumer of its own (a random suffix),
+        # so a re-create never meets the previous one (which expires after its inactive
+        # threshold) and is never refused with 10012: the sourcing side resumes at once.
+        # (nats-server turns it into an ack-flow-control durable on an interest stream;
+        # edgebus has no such ack policy and keeps the direct consumer there too.)
+        cfg.name = f"{cfg.name}-{server_hash(nuid())}"
     cname = cfg.durable_name or cfg.name
     existing = stream.consumers.get(cname) if cname else None
     if existing is not None and not existing.closed:

@@ -441,7 +441,11 @@ class LeafLink(Client):
     async def _first_info(self, info: dict[str, Any]) -> bool:
         cfg = self.remote
         assert cfg is not None
-        if not info.get("client_id") or info.get("leafnode_urls") is None:
+        # nats-server's wrong-port test: a leaf port's INFO has a client id and either
+        # `leafnode_urls` or `info_on_connect` (a hub with `no_advertise` sends no URLs,
+        # nats-server 2.15+); a client port's INFO has neither of the latter two
+        if not info.get("client_id") or (info.get("leafnode_urls") is None
+                                         and not info.get("info_on_connect")):
             log.error("Leafnode %s: %s", cfg.describe(), ERR_WRONG_PORT)
             self.close_reason = "Wrong Port"
             return False

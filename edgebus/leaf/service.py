@@ -176,7 +176,8 @@ class LeafService:
         if extra:
             info.update(extra)
         info["info_on_connect"] = True
-        info["leafnode_urls"] = [f"{host}:{port}"]
+        if not lo.no_advertise:  # nats-server 2.15: no_advertise keeps our URL to ourselves
+            info["leafnode_urls"] = [f"{host}:{port}"]
         return info
 
     # -- dialing --------------------------------------------------------------------------
