@@ -189,6 +189,48 @@ async def _eq(coro: Any, n: int) -> bool:
     return (await coro) == n
 
 
+def test_cut_in_the_middle_of_a_transfer(rig: Rig) -> None:
+    """The hub's source loses messages in flight, sees the gap and re-creates its consumer
+    at once; the edge must answer that as nats-server does (before: 10012, and the hub backed
+    off for 10 s and more)."""
+    N = 300
+    big = b"x" * 65536
+
+    async def go() -> None:
+        h, e = await setup_streams(rig)
+        js = e.jetstream()
+        loop = asyncio.get_running_loop()
+
+        async def publish() -> None:
+            for i in range(0, N, 20):
+                await asyncio.gather(*[js.publish("edge.big", b"%d " % k + big)
+                                       for k in range(i, min(i + 20, N))])
+        pub = asyncio.ensure_future(publish())
+        await until(lambda: _ge(msg_count(h, "CLOUD"), N // 4), "the transfer to be under way", 30,
+                    every=0.005)
+        await loop.run_in_executor(None, rig.proxy.cut)
+        mid = await _hub_count(rig, "CLOUD")
+        assert mid < N, "the transfer finished before the cut: nothing was tested"
+        await pub
+        rig.proxy.restore()
+        await until(lambda: _ge(msg_count(h, "CLOUD"), N), "CLOUD to catch up", 60)
+        got = [m.split(b" ", 1)[0] for m in await read_all(h, "CLOUD")]
+        t = tally(list(range(N)), got)
+        assert (t["lost"], t["doubled"], t["in_order"]) == (0, 0, True), t
+        assert "10012" not in _hub_log(rig)
+        await h.close()
+        await e.close()
+    run_async(go, timeout=120)
+
+
+async def _hub_count(rig: Rig, stream: str) -> int:
+    nc = await nats.connect(rig.hub.url)
+    try:
+        return await msg_count(nc, stream)
+    finally:
+        await nc.close()
+
+
 @pytest.mark.slow
 def test_twenty_second_outage(rig: Rig) -> None:
     """The long one: the hub's own source gives up for a while (its create request is lost
