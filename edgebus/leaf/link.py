@@ -571,13 +571,17 @@ class LeafLink(Client):
         frame = info_frame(svc.leaf_info(self, nonce=self.nonce))
         ctx = None if self.ws else svc.tls_context
         if ctx is not None:
+            lo = self.broker.options.leafnodes
+            first = bool(lo and lo.tls and lo.tls.handshake_first)
             try:
-                await self.stream.send_all(frame)
+                if not first:  # handshake_first: TLS before anything, the INFO inside it
+                    await self.stream.send_all(frame)
                 ssl_stream = trio.SSLStream(self.stream, ctx, server_side=True)
-                lo = self.broker.options.leafnodes
                 with trio.fail_after(lo.tls.timeout if lo and lo.tls else 2.0):
                     await ssl_stream.do_handshake()
                 self.stream = ssl_stream
+                if first:
+                    await ssl_stream.send_all(frame)
             except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError,
                     OSError) as e:
                 log.debug("leaf cid=%d TLS handshake failed: %s", self.cid, e)

@@ -108,7 +108,7 @@ def main() -> None:
     for pname in chosen:
         label, plan = plans[pname]
         for kind in leaves:
-            for uplink in ([False, True] if (a.uplink and kind == "edgebus") else [False]):
+            for uplink in ([True] if (a.uplink and kind == "edgebus") else [False]):
                 rig = Rig(kind, uplink=uplink).start()
                 try:
                     r = asyncio.run(run_plan(rig, plan, a.rate))
