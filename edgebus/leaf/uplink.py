@@ -8,7 +8,7 @@ edgebus option of a remote (`uplinks: [{stream, subject_prefix, hub_stream}]`, s
 firmware-notes/leaf-sync.md):
 
 - every message of the local stream is published, in stream order, as
-  `<subject_prefix>.<subject>` with `Nats-Msg-Id: <server>.<stream>.<created>:<seq>` (the
+  `<subject_prefix>.<subject>` with `Nats-Msg-Id: <server>.<stream>.<created>:<seq>.<ts>` (the
   publisher's own id and `Nats-Expected-*` headers are dropped; `Nats-Expected-Stream:
   <hub_stream>` is added when set), and a reply subject on which the hub's stream answers
   with its PubAck;
@@ -20,7 +20,8 @@ firmware-notes/leaf-sync.md):
   `ack_wait`, sending starts again after the acked floor: the hub's duplicate window drops
   what it already stored (a PubAck with `duplicate`), so nothing is doubled, and a TCP link
   loses only a tail of what was sent, so the order is kept;
-- after a restart (even a SIGKILL) it resumes from the saved floor; what was acked after the
+- after a restart (even a SIGKILL) it resumes from the saved floor (at most the stream's last
+  sequence); what was acked after the
   last save is sent again and dropped as duplicates (the hub's duplicate window, 2 minutes by
   default, must outlast the edge's restart).
 
@@ -219,7 +220,9 @@ class Uplink:
                 self.next += 1
                 continue
             hdr = _strip(m.hdr)
-            hdr = set_header(hdr, "Nats-Msg-Id", self._id_prefix + str(seq))
+            # the stored timestamp too: a sequence reused after the edge lost unsynced data
+            # (a power cut) is a new message, not a duplicate of what the hub already has
+            hdr = set_header(hdr, "Nats-Msg-Id", f"{self._id_prefix}{seq}.{m.ts}")
             if hub_stream:
                 hdr = set_header(hdr, "Nats-Expected-Stream", hub_stream)
             if not client.publish(f"{prefix}.{m.subject}", self._inbox + str(seq), hdr, m.data):
@@ -276,7 +279,8 @@ class Uplink:
             if raw:
                 d = json.loads(raw)
                 if d.get("created") == self.stream.created:
-                    return int(d.get("acked", 0))
+                    # never past what the stream holds (it may have lost an unsynced tail)
+                    return min(int(d.get("acked", 0)), self.stream.lseq)
         except (OSError, ValueError, TypeError, AttributeError):
             log.warning("uplink %s: unreadable saved position, starting from the beginning",
                         self.opts.stream)

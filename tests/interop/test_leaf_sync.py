@@ -305,3 +305,17 @@ def test_hub_restart(rig: Rig) -> None:
         await h.close()
         await e.close()
     run_async(go, timeout=120)
+
+
+# -- item 6: the example runs as firmware-notes/leaf-sync.md says --------------------------------
+def test_leaf_sync_example_runs() -> None:
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, os.path.join(root, "examples", "leaf_sync.py")],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "edge /leafz while cut: uplink EDGE lag 100" in out.stdout, out.stdout
+    assert "caught up: CLOUD" in out.stdout, out.stdout
