@@ -338,10 +338,15 @@ class LeafService:
                     ci = c.info()
                 except Exception:  # monitoring must never break anything
                     continue
+                last = ci.get("delivered", {}).get("stream_seq", 0)
+                lag = ci.get("num_pending", 0)
+                lag_ns = 0
+                if lag:  # the age of the oldest message still to deliver
+                    m = s.store.load_next_msg(c.cfg.filter_subject or ">", last + 1)[0]
+                    if m is not None:
+                        lag_ns = max(0, now - m.ts)
                 out.append({"direction": "up", "kind": "source consumer", "stream": s.name,
-                            "consumer": c.name,
-                            "last_seq": ci.get("delivered", {}).get("stream_seq", 0),
-                            "lag": ci.get("num_pending", 0)})
+                            "consumer": c.name, "last_seq": last, "lag": lag, "lag_ns": lag_ns})
             src = getattr(s, "sourcing", None)
             if src is None:
                 continue

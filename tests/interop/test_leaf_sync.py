@@ -162,6 +162,8 @@ def test_short_cuts_lose_and_double_nothing(rig: Rig) -> None:
             assert remotes[0]["connected"] is False
             await until(lambda: _true(len(up.acked) >= n0 + 10), "publishing during the cut")
             await until(lambda: _gt(_uplink_lag(rig), 0), "the uplink backlog to show")
+            if cut == 1.5:
+                await until(lambda: _true(_jsz_backlog(rig)), "the backlog in /jsz and /leafz")
             await asyncio.sleep(cut)  # the outage itself: the thing under test, not a wait
             rig.proxy.restore()
         await up.stop()
@@ -175,6 +177,23 @@ def test_short_cuts_lose_and_double_nothing(rig: Rig) -> None:
         await h.close()
         await e.close()
     run_async(go, timeout=120)
+
+
+def _jsz_backlog(rig: Rig) -> bool:
+    """During a cut: the hub's source consumer under direct_consumer_detail with messages
+    pending, the edge mirror's lag/active, the uplink's lag, and /leafz's view of the same."""
+    jsz = rig.leaf.get("/jsz?streams=true&consumers=true&direct-consumers=true")
+    detail = {s["name"]: s for s in jsz["account_details"][0]["stream_detail"]}
+    edge, mirror = detail["EDGE"], detail["CMDS_M"]
+    assert "consumer_detail" not in edge  # a direct consumer is not a public one
+    direct = edge.get("direct_consumer_detail") or []
+    assert set(mirror["mirror"]) >= {"name", "external", "lag", "active"}
+    ups = edge.get("uplinks") or []
+    sync = _leafz(rig)["remotes"][0]["sync"]
+    kinds = {x["kind"] for x in sync}
+    return (bool(direct) and direct[0]["num_pending"] > 0 and ups and ups[0]["lag"] > 0
+            and {"uplink", "source consumer", "mirror"} <= kinds
+            and all(x["lag"] > 0 and x["lag_ns"] > 0 for x in sync if x["direction"] == "up"))
 
 
 async def _true(v: bool) -> bool:
