@@ -50,6 +50,7 @@ log = logging.getLogger("edgebus.leaf")
 
 SAVE_EVERY = 1.0          # seconds between saves of the acked floor (an fsync on a file store)
 NO_INTEREST_RETRY = 0.05  # a publish reached no one while the link is up: the hub's interest is on its way
+NO_INTEREST_WARN = 5.0    # ... and if it still reaches no one after this long, say so once
 STREAM_POLL = 1.0         # the configured stream does not exist (yet)
 _B62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _DROP_PREFIXES = (b"Nats-Expected-", b"Nats-Batch-")
@@ -98,6 +99,8 @@ class Uplink:
         self.last_ack_at = 0.0
         self.down_since: float | None = None
         self._saved = -1
+        self._no_interest_since: float | None = None
+        self._warned = False
         self._wake = trio.Event()
         self._client: InternalClient | None = None
         self._sub: Subscription | None = None
@@ -226,8 +229,17 @@ class Uplink:
             if hub_stream:
                 hdr = set_header(hdr, "Nats-Expected-Stream", hub_stream)
             if not client.publish(f"{prefix}.{m.subject}", self._inbox + str(seq), hdr, m.data):
-                # nobody (yet) listens for it: the hub's stream interest is still on its way
+                # nobody (yet) listens for it: the hub's stream interest is still on its way,
+                # or no hub stream takes these subjects (said once, after a while)
+                if self._no_interest_since is None:
+                    self._no_interest_since = now
+                elif now - self._no_interest_since > NO_INTEREST_WARN and not self._warned:
+                    self._warned = True
+                    log.warning("Uplink of stream %r: nothing on the hub takes %s.> (is the hub "
+                                "stream's subject %s.> ?)", stream.name, prefix, prefix)
                 return NO_INTEREST_RETRY
+            self._no_interest_since = None
+            self._warned = False
             self.sent[seq] = now
             self.sent_total += 1
             self.next += 1

@@ -98,6 +98,33 @@ def test_wss_remote_to_a_nats_server_hub(tmp_path):
         hub.stop()
 
 
+def test_nats_server_leaf_over_wss_to_an_edgebus_hub(tmp_path):
+    ca, cert, key = _pki(tmp_path)
+    wp = free_port()
+    hub = EmbeddedServer(config=(
+        f'server_name: EHUB\nport: -1\nleafnodes {{ port: -1 }}\nwebsocket {{ listen: "127.0.0.1:{wp}", '
+        f'tls {{ cert_file: "{cert}", key_file: "{key}" }} }}\n')).start()
+    leaf = RealNatsServer(f'server_name: NLEAF\nleafnodes {{ remotes: [ {{ url: "wss://localhost:{wp}", '
+                          f'tls {{ ca_file: "{ca}" }} }} ] }}\n').start()
+    try:
+        wait_until(lambda: edge_leafz(hub), "the wss leaf to connect")
+
+        async def go():
+            h = await nats.connect(hub.client_url)
+            e = await nats.connect(leaf.client_url)
+            got = Collector()
+            await e.subscribe("wss.down", cb=got.cb)
+            await eventually(lambda: "wss.down" in edge_leafz(hub)[0]["subscriptions_list"], "wss.down")
+            await h.publish("wss.down", b"ok")
+            await got.until(b"ok")
+            await h.close()
+            await e.close()
+        run_async(go)
+    finally:
+        leaf.stop()
+        hub.close()
+
+
 def test_several_urls_fail_over_to_the_next_hub():
     """The remote lists a hub that is down, hub A and hub B: the leaf reaches A, and when A
     goes away it moves to B on its own (reconnect: 0.2s)."""
