@@ -91,9 +91,11 @@ def test_source_consumer_recreate_gets_a_consumer_of_its_own(js_target: Any) -> 
         assert all(n.startswith("JS_SRC_abcdefgh-") for n in names) and names[0] != names[1]
         assert again["config"]["opt_start_seq"] == 4
         assert again["config"]["deliver_subject"] == "$JS.S.bbbbbbbb"
-        # direct consumers are not listed, by either server
+        # direct consumers are neither listed nor counted, by either server
         r = await api(nc, "$JS.API.CONSUMER.NAMES.EDGE")
         assert r["consumers"] == [] and r["total"] == 0
+        si = await api(nc, "$JS.API.STREAM.INFO.EDGE")
+        assert si["state"]["consumer_count"] == 0
         await nc.close()
     run_async(go)
 
