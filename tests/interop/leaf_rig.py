@@ -117,6 +117,7 @@ class Rig:
     """A hub, a leaf behind a cutting proxy, and the streams of both directions."""
     leaf_kind: str
     uplink: bool = False
+    uplink_opts: str = ""  # more keys for the uplink entry, e.g. ", max_pending: 100"
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="leafflap-"))
     hub: Any = None
     leaf: Any = None
@@ -129,7 +130,7 @@ class Rig:
         self.proxy = LinkProxy(lp).start()
         extra_remote = ""
         if self.uplink:
-            extra_remote = 'uplinks: [ { stream: EDGE, subject_prefix: up, hub_stream: UP } ]'
+            extra_remote = f'uplinks: [ {{ stream: EDGE, subject_prefix: up, hub_stream: UP{self.uplink_opts} }} ]'
         self.leaf = Proc(self.leaf_kind, leaf_conf(self.proxy.port, os.path.join(self.workdir, "edge-js"),
                                                    extra_remote=extra_remote), self.workdir, "leaf").start()
         return self
