@@ -297,27 +297,6 @@ class LeafService:
                         link.close_reason, self.backlog_text(acc))
 
     # -- backlog --------------------------------------------------------------------------
-    def backlog(self, account: str) -> list[dict[str, Any]]:
-        """What waits on this server for the far side of the account's links: each uplink, and
-        each consumer a hub's source or mirror made here (direct consumers) — their lag."""
-        out: list[dict[str, Any]] = []
-        for up in self.uplinks:
-            if up.account_name == account and up.stream is not None:
-                out.append({"kind": "uplink", "stream": up.opts.stream, "lag": up.backlog()})
-        js = self.server.services.get("jetstream")
-        jsa = js.accounts.get(account) if js is not None else None
-        if jsa is not None:
-            for s in list(jsa.streams.values()):
-                for c in list(s.consumers.values()):
-                    if c.cfg.direct and not c.closed:
-                        try:
-                            lag = int(c.info().get("num_pending", 0))
-                        except Exception:  # monitoring must never break the link's handling
-                            continue
-                        out.append({"kind": "source consumer", "stream": s.name,
-                                    "consumer": c.name, "lag": lag})
-        return out
-
     def sync_state(self, account: str) -> list[dict[str, Any]]:
         """Every stream sync that runs over the account's links, both ways, for /leafz:
         uplinks and hub-made source consumers (up), mirrors/sources with `external` (down)."""
@@ -350,7 +329,7 @@ class LeafService:
             src = getattr(s, "sourcing", None)
             if src is None:
                 continue
-            for si in src._all():
+            for si in src.all():
                 if not si.external:
                     continue
                 d = si.info_json(now)
@@ -378,7 +357,8 @@ class LeafService:
         return out
 
     def backlog_text(self, account: str) -> str:
-        items = self.backlog(account)
+        """For the link down / back log lines: what waits here to go to the hub."""
+        items = [i for i in self.sync_state(account) if i["direction"] == "up"]
         total = sum(i["lag"] for i in items)
         if not items:
             return "no stream is synced over it"
