@@ -150,7 +150,7 @@ class Uplink:
         finally:
             with trio.CancelScope(shield=True):
                 try:
-                    stream.new_msg_listeners.remove(self._on_new_msg)
+                    self.stream.new_msg_listeners.remove(self._on_new_msg)
                 except ValueError:
                     pass
                 self._client.close()
@@ -179,6 +179,7 @@ class Uplink:
                 self.stream.new_msg_listeners.append(self._on_new_msg)
                 self._id_prefix = f"{self.broker.server_name}.{self.stream.name}.{self.stream.created}:"
                 self.acked = self._load_floor()
+                self._saved = -1
                 self._rewind()
                 continue
             self._advance_floor()
@@ -193,7 +194,7 @@ class Uplink:
                 await self._wake.wait()
             self._wake = trio.Event()
             if self.sent and self.link_up:
-                oldest = min(self.sent.values())
+                oldest = next(iter(self.sent.values()))  # sent in order: the first is the oldest
                 if trio.current_time() - max(oldest, self.last_ack_at) >= self.opts.ack_wait:
                     log.debug("uplink %s: no ack for %.1fs, sending again after %d",
                               stream.name, self.opts.ack_wait, self.acked)
