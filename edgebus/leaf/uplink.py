@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..codec.headers import set_header
 from ..core.client import InternalClient, Msg
 from ..core.sublist import Subscription
 from ..options import LeafUplink
@@ -209,8 +208,12 @@ class Uplink:
         last = stream.lseq
         client = self._client
         assert client is not None
-        prefix = self.opts.subject_prefix
+        prefix = self.opts.subject_prefix + "."
+        inbox = self._inbox
+        # the headers we add, as bytes once per call (this loop runs for every message)
+        id_key = b"Nats-Msg-Id: " + self._id_prefix.encode()
         hub_stream = self.opts.hub_stream
+        expected = (b"Nats-Expected-Stream: " + hub_stream.encode() + b"\r\n" if hub_stream else b"") + b"\r\n"
         limit = self.acked + self.opts.max_pending
         now = trio.current_time()
         while self.next <= last and self.next <= limit:
@@ -223,21 +226,20 @@ class Uplink:
                 self.done.add(seq)
                 self.next += 1
                 continue
-            hdr = _strip(m.hdr)
+            base = _strip(m.hdr) if m.hdr else None
             # the stored timestamp too: a sequence reused after the edge lost unsynced data
             # (a power cut) is a new message, not a duplicate of what the hub already has
-            hdr = set_header(hdr, "Nats-Msg-Id", f"{self._id_prefix}{seq}.{m.ts}")
-            if hub_stream:
-                hdr = set_header(hdr, "Nats-Expected-Stream", hub_stream)
-            if not client.publish(f"{prefix}.{m.subject}", self._inbox + str(seq), hdr, m.data):
+            hdr = ((base[:-2] if base else b"NATS/1.0\r\n") + id_key + b"%d.%d\r\n" % (seq, m.ts)
+                   + expected)
+            if not client.publish(prefix + m.subject, inbox + str(seq), hdr, m.data):
                 # nobody (yet) listens for it: the hub's stream interest is still on its way,
                 # or no hub stream takes these subjects (said once, after a while)
                 if self._no_interest_since is None:
                     self._no_interest_since = now
                 elif now - self._no_interest_since > NO_INTEREST_WARN and not self._warned:
                     self._warned = True
-                    log.warning("Uplink of stream %r: nothing on the hub takes %s.> (is the hub "
-                                "stream's subject %s.> ?)", stream.name, prefix, prefix)
+                    log.warning("Uplink of stream %r: nothing on the hub takes %s> (is the hub "
+                                "stream's subject %s> ?)", stream.name, prefix, prefix)
                 return NO_INTEREST_RETRY
             self._no_interest_since = None
             self._warned = False
@@ -256,10 +258,13 @@ class Uplink:
         if seq not in self.sent:
             return  # an answer to a send we already gave up on (it is sent again)
         data = msg.data
-        try:
-            ack = json.loads(data) if data else None
-        except ValueError:
-            ack = None
+        if data[:1] == b"{" and b'"error"' not in data:
+            ack: Any = {"duplicate": True} if b'"duplicate":true' in data else {}
+        else:
+            try:
+                ack = json.loads(data) if data else None
+            except ValueError:
+                ack = None
         if not isinstance(ack, dict) or "error" in ack:
             # no responders (a status header), or the hub refused it: keep it, send again later
             self.errors += 1

@@ -11,7 +11,9 @@ once, in order. Nothing waits a fixed time for a state: the tests poll for it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 import signal
 import socket
 import time
@@ -176,6 +178,16 @@ def test_short_cuts_lose_and_double_nothing(rig: Rig) -> None:
         log = _leaf_log(rig)
         assert "Leafnode link to HUB down" in log and "Leafnode link to HUB back after" in log
         await until(lambda: _eq(_uplink_lag(rig), 0), "the uplink backlog to drain")
+        # the uplink's copy: the publisher's id replaced by the uplink's, other headers kept
+        await e.jetstream().publish("edge.h", b"with headers", headers={"X-Site": "gw-01", "Nats-Msg-Id": "mine"})
+        last = (await api(e, "$JS.API.STREAM.INFO.EDGE"))["state"]["last_seq"]
+        await until(lambda: _ge(msg_count(h, "UP"), len(up.acked) + 1), "the last copy")
+        got = await api(h, "$JS.API.STREAM.MSG.GET.UP", {"last_by_subj": "up.edge.h"})
+        hdrs = base64.b64decode(got["message"]["hdrs"]).decode()
+        assert base64.b64decode(got["message"]["data"]) == b"with headers"
+        assert "X-Site: gw-01\r\n" in hdrs and "Nats-Expected-Stream: UP\r\n" in hdrs, hdrs
+        assert re.search(rf"Nats-Msg-Id: EDGE\.EDGE\.\d+:{last}\.\d+\r\n", hdrs), hdrs
+        assert "mine" not in hdrs
         await h.close()
         await e.close()
     run_async(go, timeout=120)
