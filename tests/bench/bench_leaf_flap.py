@@ -7,7 +7,7 @@ leaf and nats-server as the leaf side by side, a stock nats-server hub in both c
     python tests/bench/bench_leaf_flap.py --plan outage --outage 300    # the 5-minute outage
     python tests/bench/bench_leaf_flap.py --write          # also write tests/bench/RESULTS_leaf.md
 
-Set-up, as docs/firmware-notes/leaf-sync.md describes it:
+Set-up, as firmware-notes/leaf-sync.md describes it (the rig: tests/interop/leaf_rig.py):
   hub   nats-server, JetStream domain "hub", `leafnodes { no_advertise: true }`; stream CMDS
         (cmds.>), stream CLOUD sourcing the edge's EDGE through `$JS.edge.API`
   leaf  edgebus (python -m edgebus) or nats-server, JetStream domain "edge", one remote to the
