@@ -350,5 +350,7 @@ def test_leaf_sync_example_runs() -> None:
     out = subprocess.run([sys.executable, os.path.join(root, "examples", "leaf_sync.py")],
                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "edge /leafz while cut: uplink EDGE lag 100" in out.stdout, out.stdout
+    # the 100 published during the cut at least (acks in flight at the cut come back later)
+    lag = re.search(r"edge /leafz while cut: uplink EDGE lag (\d+)", out.stdout)
+    assert lag and int(lag.group(1)) >= 100, out.stdout
     assert "caught up: CLOUD" in out.stdout, out.stdout
