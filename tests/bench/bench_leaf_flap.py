@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "interop"))
+sys.path[:0] = [os.path.dirname(HERE), os.path.join(os.path.dirname(HERE), "interop")]
 
 from leaf_rig import Publisher, Rig, msg_count, read_all, setup_streams, tally, until  # noqa: E402
 

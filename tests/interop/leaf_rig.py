@@ -27,18 +27,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from conftest import free_port  # below the kernel's ephemeral range: no client socket takes it
 from link_proxy import LinkProxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NATS_SERVER = shutil.which("nats-server") or "nats-server"
 EXT_EDGE = {"api": "$JS.edge.API", "deliver": ""}
 EXT_HUB = {"api": "$JS.hub.API", "deliver": ""}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
