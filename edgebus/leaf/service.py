@@ -9,7 +9,13 @@
   WebSocket leaves arrive through `handle_stream` from the WebSocket listener (`/leafnode`).
 - Per account: the connected links, one sublist listener that turns every subscription
   change into `LeafLink.update_smap` calls, and the `$LDS.<id>` loop-detection subject.
-- `leafz(query)` answers /leafz.
+- Each remote's `uplinks` (uplink.py) get one task each; they are told when the account's
+  links come and go.
+- When the last link of a remote's account drops, and when one is back, one log line says so
+  with the backlog waiting here (`sync_state`: uplinks, hub-made source consumers, mirrors
+  and sources with `external`).
+- `leafz(query)` answers /leafz; `remotez()` adds every configured remote, up or down, with
+  its `sync_state`.
 """
 
 from __future__ import annotations
