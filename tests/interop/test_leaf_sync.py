@@ -354,3 +354,44 @@ def test_leaf_sync_example_runs() -> None:
     lag = re.search(r"edge /leafz while cut: uplink EDGE lag (\d+)", out.stdout)
     assert lag and int(lag.group(1)) >= 100, out.stdout
     assert "caught up: CLOUD" in out.stdout, out.stdout
+
+
+# -- the uplink when the hub refuses -------------------------------------------------------------
+def test_uplink_keeps_what_the_hub_refuses(tmp_path: Any) -> None:
+    """A hub stream other than `hub_stream` takes the subjects: the hub refuses every publish
+    (10060), the uplink says why and keeps the messages; once the right stream exists they
+    all arrive, in order."""
+    lp = free_port()
+    hub = Hub(f'server_name: HUB\njetstream {{ domain: hub, store_dir: "{tmp_path / "hub"}" }}\n'
+              f'leafnodes {{ listen: "127.0.0.1:{lp}" }}\n').start()
+    leaf = EmbeddedServer(config=leaf_conf(
+        lp, extra="jetstream { domain: edge }",
+        extra_remote="uplinks: [ { stream: EDGE, subject_prefix: up, hub_stream: UP, ack_wait: \"0.3s\" } ]"),
+        jetstream=True, store_dir=str(tmp_path / "edge")).start()
+
+    def uplink() -> dict[str, Any]:
+        return leaf.call(lambda s: s.services["leaf"].uplinks[0].info())
+    try:
+        connected(leaf)
+
+        async def go() -> None:
+            h = await nats.connect(hub.client_url)
+            e = await nats.connect(leaf.client_url)
+            await h.jetstream().add_stream(name="WRONG", subjects=["up.>"])
+            js = e.jetstream()
+            await js.add_stream(name="EDGE", subjects=["edge.>"])
+            for i in range(10):
+                await js.publish("edge.x", b"%d" % i)
+            await until(lambda: _true("10060" in uplink().get("last_error", "")), "the refusal")
+            assert uplink()["lag"] == 10 and await msg_count(h, "WRONG") == 0
+            await h.jetstream().delete_stream("WRONG")
+            await h.jetstream().add_stream(name="UP", subjects=["up.>"])
+            await until(lambda: _ge(msg_count(h, "UP"), 10), "UP to get everything")
+            assert await read_all(h, "UP") == [b"%d" % i for i in range(10)]
+            await until(lambda: _true(uplink()["lag"] == 0), "the uplink to see its acks")
+            await h.close()
+            await e.close()
+        run_async(go, timeout=60)
+    finally:
+        leaf.close()
+        hub.stop()
