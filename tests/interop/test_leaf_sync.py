@@ -16,7 +16,6 @@ import json
 import re
 import signal
 import socket
-import time
 from typing import Any
 
 import nats
@@ -306,8 +305,7 @@ def test_leaf_killed_during_outage(rig: Rig) -> None:
         await up.stop()
         await down.stop()
         await e.close()
-        import nats as _nats
-        e = await _nats.connect(rig.leaf.url)
+        e = await nats.connect(rig.leaf.url)
         # the hub's own source resumes only after its health check (10-20 s): not waited for
         await _converged(rig, h, e, up, down, cloud=False)
         await h.close()
