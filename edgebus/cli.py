@@ -4,11 +4,16 @@ Flags and config come from `cliargs` (Go-style flags over the config file); this
 process around the server: nats-server's log line format on stderr (or the log file), the
 readiness lines harnesses wait for, the ports and pid files, signals (TERM/INT stop, HUP reload,
 USR1 reopen log, USR2 lame duck), `--signal` to send them, and `[FTL]` exits.
+
+Start-up order matters to client test harnesses, which start many servers at once and give each
+about a second to write its ports file: the listeners are bound (transport/listen.py, standard
+library only) and the ports and pid files written before trio and the server are imported;
+clients that connect meanwhile wait in the listen backlog until the accept loops run. Only what
+the configuration uses is imported afterwards (services.py).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -17,10 +22,9 @@ import sys
 import time
 from typing import Any, NoReturn
 
-import trio
-
 from . import NATS_VERSION, __version__
 from .options import Options
+from .transport import listen  # standard library only: binds before the server is imported
 
 log = logging.getLogger("edgebus")
 
@@ -74,9 +78,9 @@ def ports_file_path(directory: str) -> str:
     return os.path.join(directory, f"nats-server_{os.getpid()}.ports")
 
 
-def write_ports_file(server: Any, directory: str) -> str:
+def write_ports_file(ports: dict[str, list[str]], directory: str) -> str:
     path = ports_file_path(directory)
-    data = {k: v for k, v in server.ports.items() if v}
+    data = {k: v for k, v in ports.items() if v}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f)
@@ -147,9 +151,12 @@ def _check_store_dir(o: Options) -> None:
         fatal(f"Error: storage directory is not a directory: {sd}")
 
 
-async def _run(o: Options, handler: logging.Handler) -> None:
+async def _run(o: Options, handler: logging.Handler, bound: dict[str, list[Any]]) -> None:
+    import trio
+
     from .server import Server
     server = Server(o)
+    server.prebound = bound
     log.info("Starting nats-server")
     log.info("  Version:  %s", NATS_VERSION)
     log.info("  Git:      [edgebus %s]", __version__)
@@ -165,41 +172,83 @@ async def _run(o: Options, handler: logging.Handler) -> None:
     # the receiver is open before "Server is ready" so a harness may signal right after it
     sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2]
     with trio.open_signal_receiver(*sigs) as receiver:
+        if _early_stop:  # stopped while starting: nothing to serve, nothing to lose
+            log.info("Trapped %r signal", signal.Signals(_early_stop[0]).name.lower().replace("sig", ""))
+            return
         await _serve_until_stopped(server, o, handler, receiver)
 
 
 async def _serve_until_stopped(server: Any, o: Options, handler: logging.Handler, receiver: Any) -> None:
-    paths: list[str] = []
-
-    def write_files() -> None:
-        # before "Server is ready": harnesses read these as soon as they see that line
-        if o.ports_file_dir:
-            paths.append(write_ports_file(server, o.ports_file_dir))
-        if o.pid_file:
-            with open(o.pid_file, "w") as f:
-                f.write(str(os.getpid()))
-            paths.append(o.pid_file)
-
-    server.before_ready.append(write_files)
+    import trio
     async with trio.open_nursery() as n:
         try:
             await n.start(server.run)
         except (OSError, ValueError, BaseExceptionGroup) as eg:
-            e = _leaf_exception(eg)
-            if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
-                fatal(f'Error listening on port: {o.host}:{o.port}, "address already in use"')
-            fatal(f"Error starting server: {e}")
+            fatal(f"Error starting server: {_leaf_exception(eg)}")
         n.start_soon(_signals, server, handler, receiver)
         try:
             await _wait_stopped(server)
         finally:
             n.cancel_scope.cancel()
-    for path in paths:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
     log.info("Server Exiting..")
+
+
+# TERM/INT received before trio's signal receiver is open (the ports file is written before
+# trio is imported, so a harness may stop us that early): remembered, then honoured as a stop
+_early_stop: list[int] = []
+_importing = [False]
+
+
+def _trap_early_stop() -> None:
+    def remember(signum: int, frame: Any) -> None:
+        _early_stop.append(signum)
+        if _importing[0]:  # still importing the server: stop right here (main cleans up)
+            raise SystemExit(0)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, remember)
+
+
+def _bind_listeners(o: Options) -> dict[str, list[Any]]:
+    """Bind every listener, or exit with nats-server's `[FTL]` line for the one that failed."""
+    try:
+        return listen.bind_all(o)
+    except listen.BindError as e:
+        host = e.host if ":" not in e.host else f"[{e.host.strip('[]')}]"
+        hp = f"{host}:{listen.normalize_port(e.port)}"
+        why = f"listen tcp {hp}: bind: {_go_error_text(e)}"
+        if e.name == listen.NATS:
+            fatal(f'Error listening on port: {hp}, "{why}"')
+        if e.name == listen.MONITORING:
+            fatal(f"Can't start monitoring: can't listen to the monitor port: {why}")
+        if e.name == listen.LEAFNODES:
+            fatal(f"Error listening on leafnode port: {listen.normalize_port(e.port)} - {why}")
+        kind = "websocket" if e.name == listen.WEBSOCKET else "MQTT"
+        fatal(f"Unable to listen for {kind} connections: {why}")
+
+
+def _go_error_text(e: OSError) -> str:
+    text = e.strerror or str(e)
+    return text[:1].lower() + text[1:]
+
+
+def _write_files(o: Options, bound: dict[str, list[Any]]) -> list[str]:
+    """The ports file (once every listener is bound) and the pid file; their paths."""
+    paths: list[str] = []
+    if o.pid_file:
+        try:
+            with open(o.pid_file, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as e:
+            fatal(f"Could not write pidfile: open {o.pid_file}: {_go_error_text(e)}")
+        paths.append(o.pid_file)
+    if o.ports_file_dir:
+        ports = {name: listen.bound_port(socks) for name, socks in bound.items()}
+        try:
+            paths.append(write_ports_file(listen.port_urls(o, ports), o.ports_file_dir))
+        except OSError as e:  # nats-server logs it and runs on
+            path = ports_file_path(o.ports_file_dir)
+            log.error("Error writing ports file (%s): open %s: %s", path, path, _go_error_text(e))
+    return paths
 
 
 def _leaf_exception(e: BaseException) -> BaseException:
@@ -210,10 +259,7 @@ def _leaf_exception(e: BaseException) -> BaseException:
 
 
 async def _wait_stopped(server: Any) -> None:
-    while server._stop is None or not server._stop.is_set():
-        await trio.sleep(0.05)
-    while server.running:
-        await trio.sleep(0.01)
+    await server.stopped.wait()
 
 
 async def _signals(server: Any, handler: logging.Handler, receiver: Any) -> None:
@@ -284,12 +330,41 @@ def main(argv: list[str] | None = None) -> int:
     for note in actions.get("notices") or []:
         log.warning("%s", note)
     _check_store_dir(o)
+    _trap_early_stop()
+    bound = _bind_listeners(o)
+    paths = _write_files(o, bound)
     try:
-        trio.run(_run, o, handler)
+        _importing[0] = True
+        import trio
+
+        from . import server  # noqa: F401  # (imported here so that a TERM meanwhile exits at once)
+        _importing[0] = False
+        trio.run(_run, o, handler, bound)
     except KeyboardInterrupt:
         pass
+    finally:
+        listen.close_all(bound)  # any the server never took (it failed first)
+        for path in paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
     return 0
 
 
+def run() -> NoReturn:
+    """The process entry point (`edgebus`, `python -m edgebus`): `main()`, then exit at once.
+
+    By the time `main()` returns the server has closed its connections and flushed and closed
+    its stores; what is left is the interpreter tearing down the heap, tens of milliseconds a
+    test harness that restarts servers all the time would wait for nothing.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
