@@ -50,7 +50,7 @@ log = logging.getLogger("edgebus.leaf")
 SAVE_EVERY = 1.0          # seconds between saves of the acked floor (an fsync on a file store)
 NO_INTEREST_RETRY = 0.05  # a publish reached no one while the link is up: the hub's interest is on its way
 NO_INTEREST_WARN = 5.0    # ... and if it still reaches no one after this long, say so once
-STREAM_POLL = 1.0         # the configured stream does not exist (yet)
+STREAM_POLL = 0.1         # the configured stream does not exist (yet): look again (a dict lookup)
 _B62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _DROP_PREFIXES = (b"Nats-Expected-", b"Nats-Batch-")
 _DROP_NAMES = (b"Nats-Msg-Id", b"Nats-Stream-Source")
@@ -168,7 +168,7 @@ class Uplink:
             await trio.sleep(STREAM_POLL)
 
     async def _loop(self) -> None:
-        last_save = trio.current_time()
+        last_save = float("-inf")  # the first progress is saved at once, then once a second
         while True:
             stream = self.stream
             if getattr(stream, "closed", False):
@@ -342,6 +342,7 @@ class Uplink:
             if m is not None:
                 lag_ns = max(0, self.broker.clock.now_ns() - m.ts)
         d["lag_ns"] = lag_ns
+        d["saved_seq"] = max(self._saved, 0)  # where a restart would resume
         d["in_flight"] = len(self.sent)
         d["sent"] = self.sent_total
         d["resent"] = self.resent_total

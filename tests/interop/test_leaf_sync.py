@@ -149,6 +149,11 @@ async def _uplink_lag(rig: Rig) -> int:
     return sum(s.get("lag", 0) for r in remotes for s in r["sync"] if s["kind"] == "uplink")
 
 
+async def _uplink_saved(rig: Rig) -> int:
+    remotes = _leafz(rig).get("remotes") or []
+    return sum(s.get("saved_seq", 0) for r in remotes for s in r["sync"] if s["kind"] == "uplink")
+
+
 def test_short_cuts_lose_and_double_nothing(rig: Rig) -> None:
     async def go() -> None:
         h, e = await setup_streams(rig)
@@ -293,6 +298,7 @@ def test_leaf_killed_during_outage(rig: Rig) -> None:
         down.start()
         loop = asyncio.get_running_loop()
         await until(lambda: _true(len(up.acked) > 30), "a few messages before the cut")
+        await until(lambda: _gt(_uplink_saved(rig), 0), "the uplink to have saved its position")
         await loop.run_in_executor(None, rig.proxy.cut)
         n0 = len(up.acked)
         await until(lambda: _true(len(up.acked) >= n0 + 20), "publishing during the cut")
@@ -308,6 +314,9 @@ def test_leaf_killed_during_outage(rig: Rig) -> None:
         e = await nats.connect(rig.leaf.url)
         # the hub's own source resumes only after its health check (10-20 s): not waited for
         await _converged(rig, h, e, up, down, cloud=False)
+        # the restarted uplink went on from its saved position, not from the beginning
+        starts = re.findall(r"Uplink of stream 'EDGE' to up\.> starting after sequence (\d+)", _leaf_log(rig))
+        assert len(starts) == 2 and int(starts[1]) > 0, starts
         await h.close()
         await e.close()
     run_async(go, timeout=120)
