@@ -1,29 +1,29 @@
 """Edge uplink: push a local JetStream stream into a hub stream over a leaf remote.
 
-A stock nats-server hub that *sources* an edge stream drives the transfer itself, and after
-an outage longer than its 10 s health check its create request is lost with the link: it
-then waits 30 s for an answer that cannot come and backs off, so it catches up 30-40 s after
-the link returns whatever the edge answers. An uplink is the edge-driven alternative, an
-edgebus option of a remote (`uplinks: [{stream, subject_prefix, hub_stream}]`, see
-firmware-notes/leaf-sync.md):
+A stock nats-server hub that *sources* an edge stream drives the transfer itself. When an
+outage outlasts its 10 s health check, its create request is sent while the link is down and
+lost; it waits 30 s for the answer and backs off, and a leaf reconnecting meanwhile does not
+make it ask again, so after outages of 10-50 s it catches up 30-40 s after the link returns,
+whatever the edge answers. An uplink is the edge-driven alternative, an edgebus option of a
+remote (`uplinks: [{stream, subject_prefix, hub_stream}]`, see firmware-notes/leaf-sync.md):
 
 - every message of the local stream is published, in stream order, as
-  `<subject_prefix>.<subject>` with `Nats-Msg-Id: <server>.<stream>.<created>:<seq>.<ts>` (the
-  publisher's own id and `Nats-Expected-*` headers are dropped; `Nats-Expected-Stream:
-  <hub_stream>` is added when set), and a reply subject on which the hub's stream answers
-  with its PubAck;
+  `<subject_prefix>.<subject>` with `Nats-Msg-Id: <server>.<stream>.<created>:<seq>.<ts>`
+  (the publisher's own id, `Nats-Stream-Source`, `Nats-Expected-*` and `Nats-Batch-*` are
+  dropped; `Nats-Expected-Stream: <hub_stream>` is added when set) and a reply subject on
+  which the hub's stream answers with its PubAck;
 - up to `max_pending` publishes are in flight; the acked floor (every sequence at or below it
   is acked, or gone from the local stream) only moves forward and is saved in the stream's
-  metadata (`uplink-<prefix>`, in a worker thread: the file store fsyncs it), at most once a
-  second and when the uplink stops;
-- when the link comes back, when a publish reaches no one, and when no ack arrived for
-  `ack_wait`, sending starts again after the acked floor: the hub's duplicate window drops
-  what it already stored (a PubAck with `duplicate`), so nothing is doubled, and a TCP link
-  loses only a tail of what was sent, so the order is kept;
+  metadata (`uplink-<prefix>`, in a worker thread: the file store fsyncs it) at once, then at
+  most once a second, and when the uplink stops;
+- when the link comes back, and when no ack arrived for `ack_wait`, sending starts again after
+  the acked floor: the hub's duplicate window drops what it already stored (a PubAck with
+  `duplicate`), so nothing is doubled, and a TCP link loses only a tail of what was sent, so
+  the order is kept; a publish that reaches no one (the hub's interest not there yet) is
+  tried again 50 ms later;
 - after a restart (even a SIGKILL) it resumes from the saved floor (at most the stream's last
-  sequence); what was acked after the
-  last save is sent again and dropped as duplicates (the hub's duplicate window, 2 minutes by
-  default, must outlast the edge's restart).
+  sequence); what was acked after the last save is sent again and dropped as a duplicate (the
+  hub stream's duplicate window, 2 minutes by default, must outlast the edge's restart).
 
 One task per uplink in the leaf service's nursery; the stream's new-message listener and the
 PubAcks only set fields and wake that task.
