@@ -22,6 +22,7 @@ import nats
 import pytest
 
 from conftest import NATS_SERVER, free_port, run_async
+from edgebus.jetstream.config import server_hash
 from edgebus.testing.embedded import EmbeddedServer
 from leaf_rig import Publisher, Rig, api, msg_count, read_all, setup_streams, tally, until
 from test_js_sources_helpers import js_target  # noqa: F401  (edgebus and nats-server)
@@ -92,6 +93,18 @@ def test_source_consumer_recreate_gets_a_consumer_of_its_own(js_target: Any) -> 
         assert all(n.startswith("JS_SRC_abcdefgh-") for n in names) and names[0] != names[1]
         assert again["config"]["opt_start_seq"] == 4
         assert again["config"]["deliver_subject"] == "$JS.S.bbbbbbbb"
+        # the answer names the stream's identity (a hash of its creation time) ...
+        created = (await api(nc, "$JS.API.STREAM.INFO.EDGE"))["created"]
+        msg = await nc.request(subj, json.dumps(_src_req("EDGE", 5, "$JS.S.cccccccc")).encode(),
+                               timeout=5, headers={"Nats-Stream-Identity": server_hash(created)})
+        assert "error" not in json.loads(msg.data)
+        assert (msg.headers or {}).get("Nats-Stream-Identity") == server_hash(created)
+        # ... and a create expecting another incarnation of the stream is refused
+        msg = await nc.request(subj, json.dumps(_src_req("EDGE", 5, "$JS.S.dddddddd")).encode(),
+                               timeout=5, headers={"Nats-Stream-Identity": "abcdefgh"})
+        assert json.loads(msg.data)["error"] == {
+            "code": 400, "err_code": 10225,
+            "description": f"consumer's stream identity does not match: {server_hash(created)}"}
         # direct consumers are neither listed nor counted, by either server
         r = await api(nc, "$JS.API.CONSUMER.NAMES.EDGE")
         assert r["consumers"] == [] and r["total"] == 0
