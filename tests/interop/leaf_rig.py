@@ -120,7 +120,9 @@ class Rig:
 
     def start(self) -> "Rig":
         lp = free_port()
-        self.hub = Proc("nats-server", hub_conf(lp, os.path.join(self.workdir, "hub-js")),
+        # LEAFFLAP_HUB_DEBUG=1: the hub logs its source consumer retries (to read a slow run)
+        extra = "debug: true\n" if os.environ.get("LEAFFLAP_HUB_DEBUG") else ""
+        self.hub = Proc("nats-server", hub_conf(lp, os.path.join(self.workdir, "hub-js"), extra),
                         self.workdir, "hub").start()
         self.proxy = LinkProxy(lp).start()
         extra_remote = ""
