@@ -116,6 +116,16 @@ class JetStreamOptions:
 
 
 @dataclass
+class LeafUplink:
+    """edgebus's own: push a local stream into a hub stream over this remote (leaf/uplink.py)."""
+    stream: str = ""
+    subject_prefix: str = ""
+    hub_stream: str | None = None  # sent as Nats-Expected-Stream
+    max_pending: int = 1000        # publishes awaiting their PubAck
+    ack_wait: float = 2.0          # no ack progress for this long: send again from the last ack
+
+
+@dataclass
 class LeafRemote:
     urls: list[str] = field(default_factory=list)
     credentials: str | None = None
@@ -128,6 +138,7 @@ class LeafRemote:
     hub: bool = False  # the remote side takes the spoke role
     first_info_timeout: float = 1.0
     ws_no_masking: bool = False
+    uplinks: list[LeafUplink] = field(default_factory=list)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
-from ..options import LeafOptions, LeafRemote, MQTTOptions, TLSOptions, WebsocketOptions
+from ..options import LeafOptions, LeafRemote, LeafUplink, MQTTOptions, TLSOptions, WebsocketOptions
 from .durations import parse_duration
 from .errors import Position
 from .map_base import Skip, go_type
@@ -460,6 +460,8 @@ class BlocksMapper(OCSPMapper):
                         r.first_info_timeout = self.seconds(val, p, k)
                     elif low in ("ws_no_masking", "websocket_no_masking"):
                         r.ws_no_masking = self.bool_(val, p, k)
+                    elif low == "uplinks":
+                        r.uplinks = self.uplinks(val, p)
                     elif low in self._REMOTE_IGNORED:
                         self.notice(p, f"leafnodes.remotes.{k}")
                     elif not self.is_var(entry, k):
@@ -467,6 +469,39 @@ class BlocksMapper(OCSPMapper):
                 except Skip:
                     pass
             out.append(r)
+        return out
+
+    def uplinks(self, v: Any, pos: Position) -> list[LeafUplink]:
+        """edgebus's `uplinks` of a remote (firmware-notes/leaf-sync.md)."""
+        if not isinstance(v, list):
+            raise self.fail(pos, f"Expected uplinks field to be an array, got {go_type(v)}")
+        out = []
+        for i, entry in enumerate(v):
+            epos = self.where(v, i)
+            if not isinstance(entry, Mapping):
+                self.error(epos, f"Expected uplink entry to be a map/struct, got {entry!r}")
+                continue
+            u = LeafUplink()
+            for low, k, val, p in self.entries(entry):
+                try:
+                    if low == "stream":
+                        u.stream = self.str_(val, p, k)
+                    elif low == "subject_prefix":
+                        u.subject_prefix = self.str_(val, p, k).strip(".")
+                    elif low == "hub_stream":
+                        u.hub_stream = self.str_(val, p, k)
+                    elif low == "max_pending":
+                        u.max_pending = max(1, self.int_(val, p, k))
+                    elif low == "ack_wait":
+                        u.ack_wait = self.seconds(val, p, k)
+                    elif not self.is_var(entry, k):
+                        self.unknown(p, k)
+                except Skip:
+                    pass
+            if not u.stream or not u.subject_prefix:
+                self.error(epos, "an uplink needs both 'stream' and 'subject_prefix'")
+                continue
+            out.append(u)
         return out
 
     def remote_urls(self, v: Any, pos: Position) -> list[str]:

@@ -86,6 +86,7 @@ class ApiRequest:
     hdr: bytes | None
     data: bytes
     client: Any = None  # the publishing Client, if any
+    reply_hdr: bytes | None = None  # headers a handler wants on its answer (a stream identity)
 
     def token(self, i: int) -> str:
         """The i-th dot-separated token (0-based) or ''."""
@@ -270,7 +271,8 @@ class ApiRouter:
             js.api_errors += 1
             svc.api_errors += 1
         if msg.reply:
-            js.client.publish(msg.reply, None, None, to_json_bytes(body))
+            hdr = req.reply_hdr if "error" not in body else None
+            js.client.publish(msg.reply, None, hdr, to_json_bytes(body))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..codec.json_depth import loads
+from ..codec.headers import get_header
 from ..core.clock import parse_rfc3339, rfc3339
 from ..core.subject import subjects_collide
 from .advisories import nuid
@@ -59,6 +60,9 @@ T_UNPIN = "io.nats.jetstream.api.v1.consumer_unpin_response"
 T_STEPDOWN = "io.nats.jetstream.api.v1.consumer_leader_stepdown_response"
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+STREAM_IDENTITY_HDR = "Nats-Stream-Identity"
 
 
 def server_hash(s: str) -> str:
@@ -219,8 +223,18 @@ def update_consumer(o: Consumer, cfg: ConsumerConfig) -> None:
 
 # -- handlers -----------------------------------------------------------------------------------
 
-def handle_create(js: Any, subject: str, data: bytes) -> dict[str, Any] | None:
-    """CONSUMER.CREATE.<s>[.<c>[.<filter>]] and CONSUMER.DURABLE.CREATE.<s>.<c>."""
+def stream_identity(stream: Any) -> str:
+    """nats-server's stream identity: getHash of the creation time (RFC 3339, nanoseconds)."""
+    return server_hash(rfc3339(stream.created))
+
+
+def handle_create(js: Any, subject: str, data: bytes, req_obj: Any = None) -> dict[str, Any] | None:
+    """CONSUMER.CREATE.<s>[.<c>[.<filter>]] and CONSUMER.DURABLE.CREATE.<s>.<c>.
+
+    `req_obj` (the API request) gives the request's headers and takes the answer's: a direct or
+    sourcing consumer is answered with `Nats-Stream-Identity`, and refused with 10225 when the
+    request names another identity (the stream was recreated since the sourcing side last saw
+    it; it starts over from the new stream's beginning), as nats-server 2.14+ does."""
     toks = subject.split(".")
     n = len(toks)
     if n < 5:
@@ -238,6 +252,8 @@ def handle_create(js: Any, subject: str, data: bytes) -> dict[str, Any] | None:
         if not isinstance(stream_in_req, str):
             raise ValueError("json: cannot unmarshal into Go struct field CreateConsumerRequest.stream_name of type string")
         cfg = ConsumerConfig.from_json(req.get("config"))
+        raw_cfg = req.get("config")
+        sourcing = isinstance(raw_cfg, dict) and raw_cfg.get("sourcing") is True
         pedantic = bool(req.get("pedantic") or False)
     except ValueError as e:
         raise err("JSInvalidJSONErr", err=str(e)) from None
@@ -283,6 +299,21 @@ def handle_create(js: Any, subject: str, data: bytes) -> dict[str, Any] | None:
         raise err("JSStreamReplicasNotSupportedErr")
 
     stream = _lookup_stream(js, stream_name)
+    if cfg.direct and sourcing and cfg.name:
+        # A stream sourcing this one (nats-server 2.14+) names its consumer stably,
+        # JS_SRC_<hash>, and asks again with a new start sequence after every cut or gap. As
+        # nats-server does, each such request gets a consumer of its own (a random suffix),
+        # so a re-create never meets the previous one (which expires after its inactive
+        # threshold) and is never refused with 10012: the sourcing side resumes at once.
+        # (nats-server turns it into an ack-flow-control durable on an interest stream;
+        # edgebus has no such ack policy and keeps the direct consumer there too.)
+        cfg.name = f"{cfg.name}-{server_hash(nuid())}"
+    identity = ""
+    if cfg.direct or sourcing:
+        identity = stream_identity(stream)
+        want = get_header(getattr(req_obj, "hdr", None), STREAM_IDENTITY_HDR)
+        if want and want.decode("utf-8", "replace") != identity:
+            raise err("JSConsumerStreamIdentityMismatchF", msg=identity)
     cname = cfg.durable_name or cfg.name
     existing = stream.consumers.get(cname) if cname else None
     if existing is not None and not existing.closed:
@@ -297,6 +328,8 @@ def handle_create(js: Any, subject: str, data: bytes) -> dict[str, Any] | None:
         log.exception("consumer create failed")
         raise err("JSConsumerCreateErrF", err="consumer create failed") from None
     resp = {"type": T_CREATE, **o.info()}
+    if identity and req_obj is not None:
+        req_obj.reply_hdr = b"NATS/1.0\r\n" + STREAM_IDENTITY_HDR.encode() + b": " + identity.encode() + b"\r\n\r\n"
     if o._paused():
         o.advisories.pause(True, o.cfg.pause_until)
     return resp
@@ -435,6 +468,10 @@ def _adapt(fn: Callable[[Any, str, bytes], dict[str, Any] | None]) -> Callable[[
     return handler
 
 
+def _create(req: Any) -> dict[str, Any] | None:
+    return handle_create(req.js, req.subject, bytes(req.data or b""), req)
+
+
 def register(api: Any = None) -> None:
     """Plug the CONSUMER.* handlers into the API router (`api.register(pattern, handler,
     response_type)`; the router adds the response `type`)."""
@@ -442,7 +479,7 @@ def register(api: Any = None) -> None:
         from . import api as api_module
         api = api_module
     for pattern, (rtype, fn) in HANDLERS.items():
-        api.register(pattern, _adapt(fn), rtype)
+        api.register(pattern, _create if fn is handle_create else _adapt(fn), rtype)
 
 
 # -- restore at start-up ------------------------------------------------------------------------

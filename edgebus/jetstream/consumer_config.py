@@ -48,7 +48,10 @@ _GROUP_NAME_RE = re.compile(r"^[a-zA-Z0-9/_=-]{1,16}$")
 # -- errors ------------------------------------------------------------------------------------
 # All consumer errors come from the one table in errors.py, looked up by nats-server's constant
 # name so call sites read like consumer.go. `consumer_errors` would hold any the table lacked.
-consumer_errors: dict[str, tuple[int, int, str]] = {}
+consumer_errors: dict[str, tuple[int, int, str]] = {
+    # nats-server 2.14+: a sourcing consumer's create carried the identity of an older stream
+    "JSConsumerStreamIdentityMismatchF": (400, 10225, "consumer's stream identity does not match: {msg}"),
+}
 
 ConsumerError = JSError
 

@@ -342,6 +342,10 @@ class Sourcing:
     def _all(self) -> list[SourceInfo]:
         return [self.mirror] if self.mirror is not None else list(self.sources.values())
 
+    def all(self) -> list[SourceInfo]:
+        """The mirror, or every source (for monitoring)."""
+        return self._all()
+
     def update(self, old: "StreamConfig", new: "StreamConfig") -> None:
         """STREAM.UPDATE changed the sources: stop removed ones, start added ones where the
         stream's own messages say they left off (a mirror cannot be changed)."""

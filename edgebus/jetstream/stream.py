@@ -790,7 +790,9 @@ class Stream:
             d["num_deleted"] = st.num_deleted
         if deleted_details and st.deleted:
             d["deleted"] = list(st.deleted)
-        d["consumer_count"] = len(self.consumers)
+        # as nats-server's store counts them: direct consumers (a mirror's or source's, a
+        # hub's source of this stream over a leaf link) have no store and are not counted
+        d["consumer_count"] = sum(1 for c in self.consumers.values() if not c.cfg.direct)
         return d
 
     def info(self, deleted_details: bool = False) -> dict[str, Any]:

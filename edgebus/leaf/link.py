@@ -423,7 +423,11 @@ class LeafLink(Client, Outbox):
     async def _first_info(self, info: dict[str, Any]) -> bool:
         cfg = self.remote
         assert cfg is not None
-        if not info.get("client_id") or info.get("leafnode_urls") is None:
+        # nats-server's wrong-port test: a leaf port's INFO has a client id and either
+        # `leafnode_urls` or `info_on_connect` (a hub with `no_advertise` sends no URLs,
+        # nats-server 2.15+); a client port's INFO has neither of the latter two
+        if not info.get("client_id") or (info.get("leafnode_urls") is None
+                                         and not info.get("info_on_connect")):
             log.error("Leafnode %s: %s", cfg.describe(), ERR_WRONG_PORT)
             self.close_reason = "Wrong Port"
             return False
@@ -549,15 +553,19 @@ class LeafLink(Client, Outbox):
         frame = info_frame(svc.leaf_info(self, nonce=self.nonce))
         ctx = None if self.ws else svc.tls_context
         if ctx is not None:
+            lo = self.broker.options.leafnodes
+            first = bool(lo and lo.tls and lo.tls.handshake_first)
             try:
-                await self.stream.send_all(frame)
+                if not first:  # handshake_first: TLS before anything, the INFO inside it
+                    await self.stream.send_all(frame)
                 ssl_stream = trio.SSLStream(self.stream, ctx, server_side=True)
-                lo = self.broker.options.leafnodes
                 with trio.fail_after(lo.tls.timeout if lo and lo.tls else 2.0):
                     await ssl_stream.do_handshake()
                 if svc.tls_peer_check is not None:  # ocsp_peer
                     await svc.tls_peer_check(ssl_stream, f"leaf cid:{self.cid} - ")
                 self.stream = ssl_stream
+                if first:
+                    await ssl_stream.send_all(frame)
             except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError,
                     OSError) as e:
                 log.debug("leaf cid=%d TLS handshake failed: %s", self.cid, e)

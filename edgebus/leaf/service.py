@@ -9,7 +9,13 @@
   WebSocket leaves arrive through `handle_stream` from the WebSocket listener (`/leafnode`).
 - Per account: the connected links, one sublist listener that turns every subscription
   change into `LeafLink.update_smap` calls, and the `$LDS.<id>` loop-detection subject.
-- `leafz(query)` answers /leafz.
+- Each remote's `uplinks` (uplink.py) get one task each; they are told when the account's
+  links come and go.
+- When the last link of a remote's account drops, and when one is back, one log line says so
+  with the backlog waiting here (`sync_state`: uplinks, hub-made source consumers, mirrors
+  and sources with `external`).
+- `leafz(query)` answers /leafz; `remotez()` adds every configured remote, up or down, with
+  its `sync_state`.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ from ..transport import listen
 from ..transport.nats_tcp import peer_of
 from . import wsclient
 from .interest import LDS_PREFIX
-from .link import ERR_DUPLICATE, LeafLink
+from .link import ERR_DUPLICATE, LeafLink, go_duration
 from .remote import RemoteCfg, dial, hostport, is_ws, start_tls
 from .routing import weight
+from .uplink import Uplink
 
 log = logging.getLogger("edgebus.leaf")
 
@@ -74,6 +81,13 @@ class LeafService:
         # interest is withdrawn): e.g. JetStream retrying stream sources across the link
         self.on_link_up: list[Callable[[LeafLink], None]] = []
         self.on_link_down: list[Callable[[LeafLink], None]] = []
+        # edgebus's edge-driven uplinks (uplink.py), per local account
+        self.uplinks: list[Uplink] = []
+        for cfg in self.remotes:
+            acc_name = cfg.account_name or self.broker.global_account.name
+            self.uplinks += [Uplink(self, acc_name, u) for u in cfg.opts.uplinks]
+        # account name -> trio time its last link went down (for the "back after" log line)
+        self._down_since: dict[str, float] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
@@ -89,6 +103,8 @@ class LeafService:
                     n.start_soon(self._accept_loop, ln)
             for cfg in self.remotes:
                 n.start_soon(self._solicit, cfg)
+            for up in self.uplinks:
+                n.start_soon(up.run)
             task_status.started()
 
     async def stop(self) -> None:
@@ -185,7 +201,8 @@ class LeafService:
         if extra:
             info.update(extra)
         info["info_on_connect"] = True
-        info["leafnode_urls"] = [f"{host}:{port}"]
+        if not lo.no_advertise:  # nats-server 2.15: no_advertise keeps our URL to ourselves
+            info["leafnode_urls"] = [f"{host}:{port}"]
         return info
 
     # -- dialing --------------------------------------------------------------------------
@@ -264,7 +281,16 @@ class LeafService:
         self.broker.register(link)
 
     def link_ready(self, link: LeafLink) -> None:
+        acc = link.account.name
+        for up in self.uplinks:
+            if up.account_name == acc:
+                up.set_link(True)
         self._notify(self.on_link_up, link)
+        if link.solicited:
+            since = self._down_since.pop(acc, None)
+            if since is not None:
+                log.info("Leafnode link to %s back after %.1fs: %s", link.remote_server,
+                         trio.current_time() - since, self.backlog_text(acc))
 
     def remove_link(self, link: LeafLink) -> bool:
         """Forget a closing link; True if it had finished connecting."""
@@ -276,7 +302,86 @@ class LeafService:
         return False
 
     def link_gone(self, link: LeafLink) -> None:
+        acc = link.account.name
+        still = bool(self.by_account.get(acc))
+        if not still:
+            for up in self.uplinks:
+                if up.account_name == acc:
+                    up.set_link(False)
         self._notify(self.on_link_down, link)
+        if link.solicited and not still and not self._stopping:
+            self._down_since[acc] = trio.current_time()
+            log.warning("Leafnode link to %s down (%s): %s", link.remote_server or link.peer,
+                        link.close_reason, self.backlog_text(acc))
+
+    # -- backlog --------------------------------------------------------------------------
+    def sync_state(self, account: str) -> list[dict[str, Any]]:
+        """Every stream sync that runs over the account's links, both ways, for /leafz:
+        uplinks and hub-made source consumers (up), mirrors/sources with `external` (down)."""
+        out: list[dict[str, Any]] = []
+        for up in self.uplinks:
+            if up.account_name == account:
+                out.append({"direction": "up", "kind": "uplink", **up.info()})
+        js = self.server.services.get("jetstream")
+        jsa = js.accounts.get(account) if js is not None else None
+        if jsa is None:
+            return out
+        now = self.broker.clock.now_ns()
+        for s in list(jsa.streams.values()):
+            for c in list(s.consumers.values()):
+                if not c.cfg.direct or c.closed:
+                    continue
+                try:
+                    ci = c.info()
+                except Exception:  # monitoring must never break anything
+                    continue
+                last = ci.get("delivered", {}).get("stream_seq", 0)
+                lag = ci.get("num_pending", 0)
+                lag_ns = 0
+                if lag:  # the age of the oldest message still to deliver
+                    m = s.store.load_next_msg(c.cfg.filter_subject or ">", last + 1)[0]
+                    if m is not None:
+                        lag_ns = max(0, now - m.ts)
+                out.append({"direction": "up", "kind": "source consumer", "stream": s.name,
+                            "consumer": c.name, "last_seq": last, "lag": lag, "lag_ns": lag_ns})
+            src = getattr(s, "sourcing", None)
+            if src is None:
+                continue
+            for si in src.all():
+                if not si.external:
+                    continue
+                d = si.info_json(now)
+                out.append({"direction": "down", "kind": "mirror" if si.mirror else "source",
+                            "stream": s.name, "origin": si.name, "api": si.external.get("api", ""),
+                            "active": si.sub is not None and not si.link_lost,
+                            "last_seq": si.sseq, "lag": d.get("lag", 0),
+                            "last_active_ns": d.get("active", -1)})
+        return out
+
+    def remotez(self) -> list[dict[str, Any]]:
+        """The configured remotes, connected or not, with what waits to cross each (/leafz
+        `remotes`, an edgebus addition: during an outage there is no link to list)."""
+        out = []
+        now = trio.current_time()
+        for cfg in self.remotes:
+            acc = cfg.account_name or self.broker.global_account.name
+            links = [ln for ln in self.by_account.get(acc, ()) if ln.remote is cfg]
+            d: dict[str, Any] = {"url": cfg.describe(), "account": acc, "connected": bool(links)}
+            since = self._down_since.get(acc)
+            if not links and since is not None:
+                d["down_for"] = go_duration(int((now - since) * 1e9))
+            d["sync"] = self.sync_state(acc)
+            out.append(d)
+        return out
+
+    def backlog_text(self, account: str) -> str:
+        """For the link down / back log lines: what waits here to go to the hub."""
+        items = [i for i in self.sync_state(account) if i["direction"] == "up"]
+        total = sum(i["lag"] for i in items)
+        if not items:
+            return "no stream is synced over it"
+        parts = ", ".join(f"{i['stream']} {i['kind']} {i['lag']}" for i in items)
+        return f"{total} message(s) waiting to go up ({parts})"
 
     @staticmethod
     def _notify(cbs: list[Callable[[LeafLink], None]], link: LeafLink) -> None:

@@ -382,8 +382,11 @@ def leafz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]
     b = server.broker
     leaf = server.services.get("leaf")
     leafs = leaf.leafz(query) if leaf is not None and hasattr(leaf, "leafz") else []
-    return 200, {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()),
-                 "leafnodes": len(leafs), "leafs": leafs}
+    out = {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()),
+           "leafnodes": len(leafs), "leafs": leafs}
+    if leaf is not None and getattr(leaf, "remotes", None):
+        out["remotes"] = leaf.remotez()  # edgebus: remotes and their stream sync, even when down
+    return 200, out
 
 
 def jsz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:

@@ -92,6 +92,8 @@ def _account_detail(svc: Any, js: Any, streams: bool, consumers: bool, direct: b
                 "errors": js.api_errors},
     }
     if streams:
+        leaf = svc.server.services.get("leaf") if hasattr(svc, "server") else None
+        uplinks = list(getattr(leaf, "uplinks", ()))
         details = []
         for s in sorted(js.streams.values(), key=lambda x: x.name):
             sd: dict[str, Any] = {"name": s.name, "created": rfc3339(s.created),
@@ -100,7 +102,10 @@ def _account_detail(svc: Any, js: Any, streams: bool, consumers: bool, direct: b
                 sd["config"] = s.config.to_json()
             sd["state"] = s.state_dict()
             if consumers:
-                infos = []
+                # public consumers, then (on request) the direct ones a mirror or source made
+                # here, e.g. a hub's source of this stream: nats-server's two lists
+                infos: list[dict[str, Any]] = []
+                dinfos: list[dict[str, Any]] = []
                 for c in list(s.consumers.values()):
                     if getattr(c, "closed", False):
                         continue
@@ -114,9 +119,17 @@ def _account_detail(svc: Any, js: Any, streams: bool, consumers: bool, direct: b
                     ci.pop("type", None)
                     if not config:
                         ci.pop("config", None)
-                    infos.append(ci)
+                    (dinfos if is_direct else infos).append(ci)
                 if infos:
                     sd["consumer_detail"] = infos
+                if dinfos:
+                    sd["direct_consumer_detail"] = dinfos
+            sourcing = getattr(s, "sourcing", None)
+            if sourcing is not None:
+                sd.update(sourcing.info_json())  # mirror / sources with lag and active
+            ups = [u.info() for u in uplinks if u.stream is s]
+            if ups:
+                sd["uplinks"] = ups  # edgebus's edge-driven uplinks of this stream
             details.append(sd)
         if details:
             d["stream_detail"] = details
