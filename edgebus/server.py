@@ -128,6 +128,13 @@ class Server:
         if self._stop is not None:
             self._stop.set()
 
+    async def connect(self, account: str | None = None, name: str = "") -> Any:
+        """An in-process client (`edgebus.client.InProcClient`) of `account` (default the
+        global account) for trio code in this server's loop: no socket, the server's clock."""
+        from .client import InProcClient
+        await trio.lowlevel.checkpoint()
+        return InProcClient(self, account, name)
+
     async def lame_duck(self) -> None:
         """Lame duck mode: stop accepting, tell clients (INFO ldm), close them over time, stop."""
         from .codec.nats import info_frame
