@@ -45,6 +45,7 @@ from ..core.subject import is_literal, subject_matches
 from .advisories import Advisories
 from .consumer_config import ConsumerConfig, go_duration, sample_frequency
 from .store.subjects import compile_filter
+from ..core.blocking import run_blocking
 
 if TYPE_CHECKING:
     from ..core.sublist import Subscription
@@ -547,7 +548,7 @@ class Consumer:
         if self._persistent():
             snap = self._state_snapshot()
             try:
-                await trio.to_thread.run_sync(self._write_state_blocking, snap, self._cfg_dirty)
+                await run_blocking(self._write_state_blocking, snap, self._cfg_dirty)
             except Exception:
                 log.exception("writing consumer state for %s > %s failed", self.stream_name, self.name)
 
@@ -602,7 +603,7 @@ class Consumer:
                 self._files_removed = True
                 shutil.rmtree(d, ignore_errors=True)
         try:
-            self.stream.nursery.start_soon(trio.to_thread.run_sync, remove)
+            self.stream.nursery.start_soon(run_blocking, remove)
         except RuntimeError:  # nursery closed: do it inline
             remove()
 
@@ -749,7 +750,7 @@ class Consumer:
         self._cfg_dirty = False
         snap = self._state_snapshot()
         try:
-            await trio.to_thread.run_sync(self._write_state_blocking, snap, with_meta)
+            await run_blocking(self._write_state_blocking, snap, with_meta)
         except Exception:
             log.exception("writing consumer state for %s > %s failed", self.stream_name, self.name)
 

@@ -47,6 +47,7 @@ from .errors import (
 )
 from .stream import META_NAME, Stream, store_limits_for
 from .store.base import MsgStore
+from ..core.blocking import run_blocking
 
 log = logging.getLogger("edgebus.jetstream")
 
@@ -321,11 +322,11 @@ class JetStreamService:
                 continue
             store: MsgStore | None = None
             try:
-                store = await trio.to_thread.run_sync(FileStore, str(d))
+                store = await run_blocking(FileStore, str(d))
                 blob = store.read_meta(META_NAME)
                 if blob is None:
                     log.warning("skipping %s: no stream metadata", d)
-                    await trio.to_thread.run_sync(store.stop)
+                    await run_blocking(store.stop)
                     continue
                 meta = json.loads(blob)
                 cfg = StreamConfig.from_json(meta["config"])
@@ -395,7 +396,7 @@ class JetStreamService:
         if cfg.storage == "file":
             from .store.file import FileStore
             d: Path | None = js.dir / cfg.name
-            store: MsgStore = await trio.to_thread.run_sync(lambda: FileStore(str(d), limits))
+            store: MsgStore = await run_blocking(lambda: FileStore(str(d), limits))
         else:
             from .store.memory import MemoryStore
             d = None

@@ -60,6 +60,7 @@ from .errors import (
     js_err,
 )
 from .store.base import LimitError, MsgStore, StoredMsg, StoreError, StoreLimits
+from ..core.blocking import run_blocking
 
 if TYPE_CHECKING:
     from .service import JSAccount
@@ -830,7 +831,7 @@ class Stream:
 
     async def persist_config(self) -> None:
         if self.is_file:
-            await trio.to_thread.run_sync(self.store.write_meta, META_NAME, self.meta_blob())
+            await run_blocking(self.store.write_meta, META_NAME, self.meta_blob())
         else:
             self.store.write_meta(META_NAME, self.meta_blob())
 
@@ -859,7 +860,7 @@ class Stream:
         await self._flush_acks()
         fn = self.store.delete if delete else self.store.stop
         if self.is_file:
-            await trio.to_thread.run_sync(fn)
+            await run_blocking(fn)
         else:
             fn()
 
@@ -952,7 +953,7 @@ class Stream:
             while True:
                 await trio.sleep(svc.sync_interval)
                 try:
-                    await trio.to_thread.run_sync(self.store.sync)
+                    await run_blocking(self.store.sync)
                 except StoreError:
                     return
 
@@ -962,7 +963,7 @@ class Stream:
         if not acks and not self.js.service.sync_always:
             return
         try:
-            await trio.to_thread.run_sync(self.store.sync)
+            await run_blocking(self.store.sync)
         except StoreError:
             return
         for reply, body in acks:
