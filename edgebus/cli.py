@@ -4,6 +4,11 @@ Flags and config come from `cliargs` (Go-style flags over the config file); this
 process around the server: nats-server's log line format on stderr (or the log file), the
 readiness lines harnesses wait for, the ports and pid files, signals (TERM/INT stop, HUP reload,
 USR1 reopen log, USR2 lame duck), `--signal` to send them, and `[FTL]` exits.
+
+What it says to people is edgebus's own: messages are prefixed `edgebus:`, the banner and
+`--version` name edgebus (and the nats-server version it speaks), and every start-up failure is
+one line naming its cause (the file and line, the listener and port, the path) with no
+traceback. The protocol-facing parts (INFO, readiness lines, ports file) stay nats-server's.
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ from . import NATS_VERSION, __version__
 from .options import Options
 
 log = logging.getLogger("edgebus")
+PROG = "edgebus"
+
+
+def _say(msg: str) -> None:
+    """A message to the operator on stderr, outside the log (nats-server's `PrintAndDie`)."""
+    print(f"{PROG}: {msg}", file=sys.stderr)
 
 _LEVELS = {logging.DEBUG: "DBG", logging.INFO: "INF", logging.WARNING: "WRN",
            logging.ERROR: "ERR", logging.CRITICAL: "FTL", 5: "TRC"}
@@ -84,21 +95,29 @@ def write_ports_file(server: Any, directory: str) -> str:
     return path
 
 
+def _cmdline(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return None
+
+
+def _is_edgebus(argv: list[bytes] | None) -> bool:
+    """An `edgebus ...` or `python -m edgebus ...` command line."""
+    if not argv:
+        return False
+    if any(os.path.basename(a) == b"edgebus" for a in argv[:2]):
+        return True
+    return len(argv) > 2 and argv[1:3] == [b"-m", b"edgebus"]
+
+
 def _find_pids() -> list[int]:
-    """Running edgebus processes other than this one (for --signal without a pid)."""
+    """Running edgebus processes other than this one (for --signal without a pid). Only
+    edgebus: a nats-server on the same machine is someone else's and is never signalled."""
     me = os.getpid()
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == me:
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"edgebus") for a in argv[:2]) or (len(argv) > 2 and argv[1:3] == [b"-m", b"edgebus"]):
-            pids.append(int(d))
-    return pids
+    return [int(d) for d in os.listdir("/proc")
+            if d.isdigit() and int(d) != me and _is_edgebus(_cmdline(int(d)))]
 
 
 _SIGNALS = {"stop": signal.SIGKILL, "kill": signal.SIGKILL, "quit": signal.SIGINT,
@@ -106,37 +125,65 @@ _SIGNALS = {"stop": signal.SIGKILL, "kill": signal.SIGKILL, "quit": signal.SIGIN
             "ldm": signal.SIGUSR2}
 
 
+def _read_pid_file(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def send_signal(spec: str, pid_file: str | None) -> int:
+    """`--signal CMD[=PID|=PIDFILE]`: the pid given, else the pid file (-P or the config's
+    pid_file), else the one running edgebus process. A pid that is not an edgebus process is
+    refused: a stale pid file must not make us signal whatever now has that number."""
     name, _, pid_s = spec.partition("=")
     sig = _SIGNALS.get(name.lower())
     if sig is None:
-        print(f"nats-server: unknown signal {name!r}", file=sys.stderr)
+        _say(f"unknown signal {name!r} (one of: {', '.join(sorted(_SIGNALS))})")
         return 1
     pids: list[int]
     if pid_s:
         if os.path.exists(pid_s):
-            pid_s = open(pid_s).read().strip()
-        try:
-            pids = [int(pid_s)]
-        except ValueError:
-            print(f"nats-server: invalid pid {pid_s!r}", file=sys.stderr)
-            return 1
+            pid = _read_pid_file(pid_s)
+            if pid is None:
+                _say(f"pid file {pid_s} does not hold a process id")
+                return 1
+            pids = [pid]
+        else:
+            try:
+                pids = [int(pid_s)]
+            except ValueError:
+                _say(f"invalid pid {pid_s!r} (neither a process id nor an existing pid file)")
+                return 1
     elif pid_file and os.path.exists(pid_file):
-        pids = [int(open(pid_file).read().strip())]
+        pid = _read_pid_file(pid_file)
+        if pid is None:
+            _say(f"pid file {pid_file} does not hold a process id")
+            return 1
+        pids = [pid]
     else:
         pids = _find_pids()
         if not pids:
-            print("nats-server: no nats-server processes running", file=sys.stderr)
+            _say("no edgebus processes running")
             return 1
         if len(pids) > 1:
-            print("nats-server: multiple nats-server processes running:\n"
-                  + "\n".join(map(str, pids)), file=sys.stderr)
+            _say("multiple edgebus processes running (give one: --signal "
+                 f"{name}=<pid>):\n" + "\n".join(map(str, pids)))
             return 1
     for p in pids:
+        argv = _cmdline(p)
+        if argv is None:
+            _say(f"no process {p} is running")
+            return 1
+        if not _is_edgebus(argv):
+            cmd = b" ".join(argv).decode(errors="replace").strip()
+            _say(f"process {p} is not edgebus ({cmd}); not signalling it")
+            return 1
         try:
             os.kill(p, sig)
         except OSError as e:
-            print(f"nats-server: {e}", file=sys.stderr)
+            _say(f"signalling process {p}: {e.strerror}")
             return 1
     return 0
 
@@ -147,12 +194,11 @@ def _check_store_dir(o: Options) -> None:
         fatal(f"Error: storage directory is not a directory: {sd}")
 
 
-async def _run(o: Options, handler: logging.Handler) -> None:
+async def _run(o: Options, handler: logging.Handler) -> int:
     from .server import Server
     server = Server(o)
-    log.info("Starting nats-server")
-    log.info("  Version:  %s", NATS_VERSION)
-    log.info("  Git:      [edgebus %s]", __version__)
+    log.info("Starting edgebus")
+    log.info("  Version:  %s (speaks nats-server %s)", __version__, NATS_VERSION)
     log.info("  Name:     %s", server.broker.server_name)
     if o.jetstream.enabled:
         log.info("  Node:     %s", server.broker.server_id[:8])
@@ -165,10 +211,23 @@ async def _run(o: Options, handler: logging.Handler) -> None:
     # the receiver is open before "Server is ready" so a harness may signal right after it
     sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2]
     with trio.open_signal_receiver(*sigs) as receiver:
-        await _serve_until_stopped(server, o, handler, receiver)
+        return await _serve_until_stopped(server, o, handler, receiver)
 
 
-async def _serve_until_stopped(server: Any, o: Options, handler: logging.Handler, receiver: Any) -> None:
+def startup_error_text(e: BaseException, o: Options) -> str:
+    """One line naming why the server could not start."""
+    from .services import ListenError, listen_error_text
+    if isinstance(e, ListenError):  # a listener other than the client port: it names itself
+        return e.strerror
+    if isinstance(e, OSError) and e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+        return (f'Error listening on port: {o.host}:{o.port}, '
+                f'"{listen_error_text(o.host, o.port, e)}"')
+    text = str(e) or type(e).__name__
+    return f"Error starting server: {text}"
+
+
+async def _serve_until_stopped(server: Any, o: Options, handler: logging.Handler,
+                               receiver: Any) -> int:
     paths: list[str] = []
 
     def write_files() -> None:
@@ -184,11 +243,10 @@ async def _serve_until_stopped(server: Any, o: Options, handler: logging.Handler
     async with trio.open_nursery() as n:
         try:
             await n.start(server.run)
-        except (OSError, ValueError, BaseExceptionGroup) as eg:
-            e = _leaf_exception(eg)
-            if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
-                fatal(f'Error listening on port: {o.host}:{o.port}, "address already in use"')
-            fatal(f"Error starting server: {e}")
+        except Exception as eg:  # ExceptionGroup included
+            # no traceback and no sys.exit() inside trio (it would come out as one): one line
+            log.critical("%s", startup_error_text(_leaf_exception(eg), o))
+            return 1
         n.start_soon(_signals, server, handler, receiver)
         try:
             await _wait_stopped(server)
@@ -200,10 +258,16 @@ async def _serve_until_stopped(server: Any, o: Options, handler: logging.Handler
         except OSError:
             pass
     log.info("Server Exiting..")
+    return 0
 
 
 def _leaf_exception(e: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) exception groups."""
+    """The first real error inside (possibly nested) exception groups (a listener's bind
+    failure first: it is the cause, the others are its consequences)."""
+    from .services import _bind_error
+    bind = _bind_error(e)
+    if bind is not None:
+        return bind
     while isinstance(e, BaseExceptionGroup) and e.exceptions:
         e = e.exceptions[0]
     return e
@@ -254,6 +318,46 @@ def _reload(server: Any) -> None:
         log.error("Failed to reload server configuration: %s", e)
 
 
+def _argument_error(e: Exception) -> str:
+    """One line for a bad command line or config file."""
+    from .cliargs import CliError
+    from .conf.errors import ConfigError
+    if isinstance(e, CliError) and e.show_usage:
+        return f"{e.message} (see '{PROG} --help')"
+    if isinstance(e, ConfigError) and e.position is not None and e.position.line == 0 \
+            and e.reason.startswith("open "):
+        # the config file itself cannot be opened: say so, not ":0:0: Parse error"
+        cause = e.reason.rsplit(": ", 1)[-1]
+        what = "not found" if cause == "no such file or directory" else f"cannot be read: {cause}"
+        return f"configuration file {e.position.file} {what}"
+    return str(e)
+
+
+def _signal_pid_file(argv: list[str]) -> str | None:
+    """The pid file a `--signal` should read: `-P`, else the config file's `pid_file`."""
+    from .cliargs import parse_args
+    from .conf.options_map import load_config
+    res = parse_args(argv)
+    pid_file = res.overrides.get("pid_file")
+    if pid_file is None and res.config_file:
+        try:
+            pid_file = load_config(res.config_file)[0].pid_file
+        except Exception:  # an unreadable config: fall back to finding the process
+            pid_file = None
+    return pid_file
+
+
+def standalone_mqtt_error(o: Options) -> str | None:
+    """nats-server refuses MQTT without JetStream on a standalone server: retained messages,
+    sessions and QoS 1/2 state would live only in memory and vanish on restart."""
+    mq = o.mqtt
+    if mq is None or mq.port is None or o.jetstream.enabled:
+        return None
+    if o.cluster or getattr(o, "routes", None) or (o.leafnodes is not None and o.leafnodes.remotes):
+        return None
+    return "mqtt requires JetStream to be enabled if running in standalone mode"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("nk", "passwd"):
@@ -262,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     from .cliargs import build_options
     try:
         o, actions = build_options(argv)
-    except Exception as e:  # bad flags or config: nats-server prints and exits 1
-        print(f"nats-server: {e}", file=sys.stderr)
+    except Exception as e:  # bad flags or config: one line, exit 1
+        _say(_argument_error(e))
         return 1
     o._argv = argv  # type: ignore[attr-defined]  # for reload
     if actions.get("help"):
@@ -271,13 +375,17 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if actions.get("version"):
-        print(f"nats-server: v{NATS_VERSION} (edgebus {__version__})")
+        print(f"{PROG}: v{__version__} (speaks nats-server v{NATS_VERSION})")
         return 0
     if actions.get("signal"):
-        return send_signal(actions["signal"], o.pid_file)
+        return send_signal(actions["signal"], _signal_pid_file(argv))
     if actions.get("test_config"):
-        print(f"nats-server: configuration file {o.config_file} is valid")
+        print(f"{PROG}: configuration file {o.config_file} is valid")
         return 0
+    refused = standalone_mqtt_error(o)
+    if refused:
+        _say(refused)
+        return 1
     handler = setup_logging(o)
     for w in actions.get("config_warnings") or []:
         log.warning("%s", w)
@@ -285,10 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("%s", note)
     _check_store_dir(o)
     try:
-        trio.run(_run, o, handler)
+        return trio.run(_run, o, handler)
     except KeyboardInterrupt:
-        pass
-    return 0
+        return 0
 
 
 if __name__ == "__main__":

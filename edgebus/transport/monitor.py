@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 import trio
 
-from .. import NATS_VERSION
+from .. import NATS_VERSION, RUNTIME
 from ..core.clock import rfc3339
 from .nats_tcp import normalize_port
 
@@ -80,7 +80,7 @@ def varz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]
         "server_name": b.server_name,
         "version": NATS_VERSION,
         "proto": 1,
-        "go": "go1.24.4",
+        "go": RUNTIME,  # not protocol: what runs this server (nats-server puts its Go here)
         "host": o.host,
         "port": server.port,
         "auth_required": bool(b.auth.required),
