@@ -58,6 +58,29 @@ class Server:
             h = f"[{h}]"
         return f"nats://{h}:{self.port}"
 
+    def _url(self, scheme: str, port: int) -> str | None:
+        if not port:
+            return None
+        h = self.client_host
+        return f"{scheme}://[{h}]:{port}" if ":" in h else f"{scheme}://{h}:{port}"
+
+    @property
+    def ws_url(self) -> str | None:
+        """The WebSocket listener (`ws://`, `wss://` with TLS), None when not configured."""
+        ws = self.options.websocket
+        tls = ws is not None and ws.tls is not None and not ws.no_tls
+        return self._url("wss" if tls else "ws", self.ws_port)
+
+    @property
+    def mqtt_url(self) -> str | None:
+        """The MQTT listener (`mqtt://host:port`), None when not configured."""
+        return self._url("mqtt", self.mqtt_port)
+
+    @property
+    def http_url(self) -> str | None:
+        """The monitoring listener (`http://host:port`), None when not configured."""
+        return self._url("http", self.http_port)
+
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         o = self.options

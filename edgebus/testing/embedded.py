@@ -21,6 +21,13 @@ from ..server import Server
 
 
 class EmbeddedServer:
+    """A server in a thread of its own (see the module docstring).
+
+    Fault helpers: `stop()` and `start()` (clients see the server go away and come back on the
+    same ports, the JetStream store kept), `restart()`, `drop_client(cid=None, name=None)` (cut
+    connections as a network failure would), `call(fn)` (run `fn(server)` in the server's loop).
+    """
+
     def __init__(self, options: Options | None = None, *, jetstream: bool = False,
                  store_dir: str | None = None, config: str | None = None, **overrides: Any) -> None:
         if config is not None:
@@ -115,6 +122,7 @@ class EmbeddedServer:
         self._token = None
 
     def restart(self) -> None:
+        """Stop and start again on the same ports with the same store (a server restart)."""
         self.stop()
         self.start()
 
@@ -155,16 +163,31 @@ class EmbeddedServer:
 
     def drop_client(self, cid: int | None = None, name: str | None = None) -> int:
         """Cut client connections (all, or by cid or CONNECT name); returns how many."""
-        def drop(server: Server) -> int:
-            n = 0
-            for c in list(server.connections):
-                if (cid is None or c.cid == cid) and (name is None or c.name == name):
-                    c.kill("Client Closed")
-                    n += 1
-            return n
-        return self.call(drop)
+        return self.call(lambda server: drop_clients(server, cid, name))
 
     @property
-    def http_url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.http_port}"
+    def ws_url(self) -> str | None:
+        """The WebSocket listener, None unless `websocket` is configured."""
+        return self.server.ws_url if self.server is not None else None
+
+    @property
+    def mqtt_url(self) -> str | None:
+        """The MQTT listener (`mqtt://127.0.0.1:port`), None unless `mqtt` is configured."""
+        return self.server.mqtt_url if self.server is not None else None
+
+    @property
+    def http_url(self) -> str | None:
+        """The monitoring listener, None unless `http_port` is set."""
+        return self.server.http_url if self.server is not None else None
+
+
+def drop_clients(server: Server, cid: int | None = None, name: str | None = None) -> int:
+    """Cut the connections of a running `Server` (all, or by cid or CONNECT name) as a network
+    failure would; returns how many. Call it in the server's loop (`EmbeddedServer.drop_client`
+    does that from any thread)."""
+    n = 0
+    for c in list(server.connections):
+        if (cid is None or c.cid == cid) and (name is None or c.name == name):
+            c.kill("Client Closed")
+            n += 1
+    return n
