@@ -161,6 +161,24 @@ class EmbeddedServer:
 
         return trio.from_thread.run(run, trio_token=self._token)
 
+    def call_soon(self, fn: Callable[[Server], Any]) -> None:
+        """Schedule `fn(server)` (a coroutine function allowed) in the server's loop and return
+        at once, without waiting for it; does nothing if the server is not running."""
+        token, server = self._token, self.server
+        if token is None or server is None:
+            return
+
+        def schedule() -> None:
+            async def run() -> None:
+                r = fn(server)
+                if hasattr(r, "__await__"):
+                    await r
+            server.nursery.start_soon(run)
+        try:
+            token.run_sync_soon(schedule)
+        except trio.RunFinishedError:
+            pass
+
     def drop_client(self, cid: int | None = None, name: str | None = None) -> int:
         """Cut client connections (all, or by cid or CONNECT name); returns how many."""
         return self.call(lambda server: drop_clients(server, cid, name))

@@ -94,7 +94,7 @@ def test_isolated_accounts_do_not_see_each_other() -> None:
 
         got, seq_a, seq_b = run_async(scenario)
         assert got == [b"from-b"] and (seq_a, seq_b) == (3, 1)
-        a.close()
+        a.close(wait=True)
 
         async def after_close() -> None:
             with pytest.raises(Exception):
@@ -105,7 +105,7 @@ def test_isolated_accounts_do_not_see_each_other() -> None:
             await nc.close()
 
         run_async(after_close)
-        b.close()
+        b.close(wait=True)
 
 
 def test_isolated_fixture_closes_its_clients(edgebus_isolated: Any) -> None:
