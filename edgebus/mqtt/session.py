@@ -137,6 +137,9 @@ class Session:
     kind = CLIENT
     type = "mqtt"
     echo = True
+    # the core's parts fast path (Client.deliver_parts) is not offered: it makes a Msg and
+    # calls deliver(); without this a NATS publish to a lone MQTT subscriber raised
+    deliver_parts = None
 
     def __init__(self, mgr: "AccountSessions", client_id: str, clean: bool) -> None:
         self.mgr = mgr
