@@ -64,3 +64,15 @@ def test_missing_reference_fails_in_ci_and_skips_elsewhere(pytester: pytest.Pyte
         result.assert_outcomes(errors=1)
     else:
         result.assert_outcomes(skipped=1)
+
+
+def test_ci_runs_the_readme_test_command_verbatim_and_fails_on_failed_installs() -> None:
+    root = TESTS.parent
+    readme = (root / "README.md").read_text()
+    ci = (root / ".ci" / "run").read_text()
+    command = "pip install -e '.[test]' && pytest"
+    assert f"\n    {command}\n" in readme  # the README's set-up block
+    last = [ln for ln in ci.splitlines() if ln.strip() and not ln.startswith("#")][-1]
+    assert last == command
+    assert "set -euo pipefail" in ci and "|| echo" not in ci and "|| true" not in ci
+    assert "export CI=true" in ci
