@@ -191,17 +191,34 @@ def validate_options(o: Options) -> None:
 
 
 @asynccontextmanager
-async def serve(options: Options | None = None, **overrides: Any) -> AsyncIterator[Server]:
+async def serve(options: Options | None = None, *, jetstream: bool = False,
+                store_dir: str | None = None, **overrides: Any) -> AsyncIterator[Server]:
     """Run a server inside the caller's trio loop for the duration of the block.
 
-    `async with edgebus.serve(port=-1) as srv: ...` — srv.client_url is ready inside.
+    `async with edgebus.serve(jetstream=True) as srv: ...` — srv.client_url is ready inside,
+    `await srv.connect()` gives an in-process client. A free port unless told; with JetStream
+    and no `store_dir`, a temporary store removed afterwards.
     """
     server = Server(options, **overrides)
     if "port" not in overrides and options is None:
         server.options.port = -1
-    async with trio.open_nursery() as n:
-        await n.start(server.run)
-        try:
-            yield server
-        finally:
-            server.shutdown()
+    js = server.options.jetstream
+    if jetstream:
+        js.enabled = True
+    if store_dir is not None:
+        js.store_dir = store_dir
+    tmp = None
+    if js.enabled and not js.store_dir:
+        import tempfile
+        tmp = tempfile.TemporaryDirectory(prefix="edgebus-js-")
+        js.store_dir = tmp.name
+    try:
+        async with trio.open_nursery() as n:
+            await n.start(server.run)
+            try:
+                yield server
+            finally:
+                server.shutdown()
+    finally:
+        if tmp is not None:
+            tmp.cleanup()

@@ -108,3 +108,28 @@ async def test_jetstream_errors_are_raised(edgebus_trio_server: Any) -> None:
     with pytest.raises(JetStreamError) as e:
         await js.stream_info("NOPE")
     assert e.value.err_code == 10059
+
+
+@STORAGES
+async def test_per_message_ttl_in_virtual_time(edgebus_trio_server: Any, autojump_clock: Any,
+                                               storage: str) -> None:
+    js = (await edgebus_trio_server.connect()).jetstream()
+    await js.add_stream("TTL", ["ttl.>"], storage=storage, allow_msg_ttl=True)
+    await js.publish("ttl.short", b"a", ttl=5)
+    await js.publish("ttl.long", b"b", ttl=3600)
+    await js.publish("ttl.never", b"c")
+    await trio.sleep(6)
+    assert (await js.stream_info("TTL"))["state"]["messages"] == 2
+    await trio.sleep(3600)
+    assert (await js.stream_info("TTL"))["state"]["messages"] == 1
+
+
+async def test_serve_with_jetstream_gives_a_client(tmp_path: Any) -> None:
+    # the client module's docstring example: edgebus.serve(jetstream=True), no fixture
+    import edgebus
+
+    async with edgebus.serve(jetstream=True) as server:
+        async with await server.connect() as nc:
+            js = nc.jetstream()
+            await js.add_stream("ORDERS", ["orders.>"])
+            assert (await js.publish("orders.1", b"{}"))["seq"] == 1
