@@ -91,7 +91,7 @@ async def test_kv_history_and_ttl(edgebus_trio_server: Any, autojump_clock: Any,
                                   storage: str) -> None:
     nc = await edgebus_trio_server.connect()
     js = nc.jetstream()
-    kv = await js.create_key_value("cfg", history=3, ttl=3600, storage=storage)
+    kv = await js.create_key_value("cfg", history=3, ttl=120, storage=storage)
     for v in (b"1", b"2", b"3", b"4"):
         await kv.put("mode", v)
     assert await kv.get("mode") == b"4"
@@ -99,7 +99,7 @@ async def test_kv_history_and_ttl(edgebus_trio_server: Any, autojump_clock: Any,
     await kv.delete("mode")
     assert await kv.get("mode") is None
     await kv.put("other", b"x")
-    await trio.sleep(3601)
+    await trio.sleep(121)
     assert await kv.get("other") is None  # the bucket's TTL (its MaxAge) has passed
 
 
@@ -116,11 +116,11 @@ async def test_per_message_ttl_in_virtual_time(edgebus_trio_server: Any, autojum
     js = (await edgebus_trio_server.connect()).jetstream()
     await js.add_stream("TTL", ["ttl.>"], storage=storage, allow_msg_ttl=True)
     await js.publish("ttl.short", b"a", ttl=5)
-    await js.publish("ttl.long", b"b", ttl=3600)
+    await js.publish("ttl.long", b"b", ttl=120)
     await js.publish("ttl.never", b"c")
     await trio.sleep(6)
     assert (await js.stream_info("TTL"))["state"]["messages"] == 2
-    await trio.sleep(3600)
+    await trio.sleep(120)
     assert (await js.stream_info("TTL"))["state"]["messages"] == 1
 
 
