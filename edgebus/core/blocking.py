@@ -1,4 +1,4 @@
-"""The one way blocking work (file I/O, fsync, directory removal) leaves the event loop.
+"""The one way blocking work (file I/O, fsync, directory removal, bcrypt) leaves the event loop.
 
 With trio's real clock the work runs in a worker thread, so the loop keeps serving clients
 meanwhile. Under a virtual clock (`trio.testing.MockClock`, pytest-trio's `autojump_clock`) a
@@ -25,12 +25,13 @@ def virtual_time() -> bool:
     return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 
 
-async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
+async def run_blocking(fn: Callable[..., T], *args: Any, abandon_on_cancel: bool = False) -> T:
     """`fn(*args)` off the loop (a worker thread), or inline under a virtual clock; a
-    checkpoint either way, like `trio.to_thread.run_sync`."""
+    checkpoint either way, like `trio.to_thread.run_sync` (whose `abandon_on_cancel` applies
+    to the thread)."""
     if virtual_time():
         await trio.lowlevel.checkpoint_if_cancelled()
         result = fn(*args)
         await trio.lowlevel.cancel_shielded_checkpoint()
         return result
-    return await trio.to_thread.run_sync(fn, *args)
+    return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=abandon_on_cancel)

@@ -117,3 +117,21 @@ def test_isolated_fixture_closes_its_clients(edgebus_isolated: Any) -> None:
 
     assert run_async(scenario) == 1
     assert edgebus_isolated.user in edgebus_isolated.server.call(lambda s: s.broker.auth.users)
+
+
+# bcrypt of "sensor-password-0123456789abc" (edgebus passwd), checked off the loop in a thread
+# on the real clock, inline in virtual time
+BCRYPT_USER = 'authorization { users: [ { user: s, password: "$2a$11$4NNZ3Pjt4RYRDB4I7hlajuYGxNR7JPJI.PlUwHbbERbozAj2o44jq" } ] }'
+
+
+@pytest.mark.trio
+@pytest.mark.edgebus(config=BCRYPT_USER)
+async def test_bcrypt_auth_in_virtual_time(edgebus_trio_server: Any, autojump_clock: Any) -> None:
+    # a thread checking the hash let the clock jump past the auth timeout: the client was refused
+    u = urlsplit(edgebus_trio_server.client_url)
+    stream = await trio.open_tcp_stream(u.hostname, u.port)
+    await stream.receive_some(4096)  # INFO
+    await stream.send_all(b'CONNECT {"verbose":false,"user":"s",'
+                          b'"pass":"sensor-password-0123456789abc"}\r\nPING\r\n')
+    assert await stream.receive_some(4096) == b"PONG\r\n"
+    await stream.aclose()
