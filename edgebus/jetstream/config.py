@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from ..core.subject import subjects_collide, subset_match, valid_subject
+from .names import MAX_NAME_LEN, STREAM_NAME_INVALID, valid_name
 from .errors import (
     MAX_CONSUMERS,
     MEMORY_RESOURCES_EXCEEDED,
@@ -43,7 +44,6 @@ from .errors import (
 MS = 1_000_000
 SECOND = 1_000_000_000
 DEFAULT_DUPLICATE_WINDOW = 120 * SECOND
-MAX_NAME_LEN = 255
 MAX_DESCRIPTION_LEN = 4 * 1024
 MAX_METADATA_LEN = 128 * 1024
 MAX_REPLICAS = 5
@@ -473,11 +473,6 @@ class AccountLimits:
 # checkStreamCfg
 # ---------------------------------------------------------------------------------------------
 
-def valid_name(name: str) -> bool:
-    """nats-server `isValidName`: non-empty, no whitespace, '.', '*' or '>'."""
-    return bool(name) and not any(ch in name for ch in " \t\r\n\f.*>")
-
-
 def _validate_transform(src: str, dest: str) -> str | None:
     """None when `src -> dest` is a valid mapping, else nats-server's error text."""
     try:
@@ -516,7 +511,7 @@ def check_stream_config(config: StreamConfig, *, pedantic: bool = False,
     """
     lookup = lookup or (lambda name: None)
     if not valid_name(config.name):
-        raise invalid_config("stream name is required and can not contain '.', '*', '>'")
+        raise invalid_config(STREAM_NAME_INVALID)
     if len(config.name) > MAX_NAME_LEN:
         raise invalid_config(f"stream name is too long, maximum allowed is {MAX_NAME_LEN}")
     if len(config.description.encode()) > MAX_DESCRIPTION_LEN:
@@ -597,10 +592,10 @@ def check_stream_config(config: StreamConfig, *, pedantic: bool = False,
             for j, other in enumerate(trs):
                 if i != j and subjects_collide(tr["src"] or ">", other["src"] or ">"):
                     raise js_err(10152)
+        if not valid_name(m.get("name", "")):
+            raise js_err(10142)
         ext = m.get("external")
         if not ext:
-            if not valid_name(m.get("name", "")):
-                raise js_err(10142)
             origin = lookup(m["name"])
             if origin is not None:
                 stream_subs.extend(origin.subjects)

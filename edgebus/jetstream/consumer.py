@@ -42,8 +42,9 @@ from ..codec.headers import build_headers
 from ..core.client import Msg
 from ..core.clock import rfc3339
 from ..core.subject import is_literal, subject_matches
-from .advisories import Advisories
+from .advisories import Advisories, nuid
 from .consumer_config import ConsumerConfig, go_duration, sample_frequency
+from .names import TRASH_PREFIX, store_child
 from .store.subjects import compile_filter
 from ..core.blocking import run_blocking
 
@@ -592,16 +593,25 @@ class Consumer:
                         hook(self)
                     except Exception:
                         log.exception("stream on_consumer_deleted hook failed")
-        if remove_files:
+        if remove_files and self._persistent():
             d = self.dir
             if d is not None:
                 self._remove_dir(d)
 
     def _remove_dir(self, d: Path) -> None:
+        # The directory is renamed out of the way at once and removed later: a consumer
+        # re-created under the same name right after the delete gets a directory of its
+        # own, which a late rmtree of the old one would otherwise take with it.
+        with self._files_lock:
+            self._files_removed = True
+            trash = d.with_name(f"{TRASH_PREFIX}{d.name}.{nuid()}")
+            try:
+                d.rename(trash)
+            except OSError:
+                return  # never written (or already gone)
+
         def remove() -> None:
-            with self._files_lock:
-                self._files_removed = True
-                shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(trash, ignore_errors=True)
         try:
             self.stream.nursery.start_soon(run_blocking, remove)
         except RuntimeError:  # nursery closed: do it inline
@@ -613,11 +623,12 @@ class Consumer:
         base = getattr(self.stream, "dir", None)
         if base is None:
             return None
-        return Path(base) / "obs" / self.name
+        return store_child(Path(base) / "obs", self.name)
 
     def _persistent(self) -> bool:
         """File-backed stream and not a memory/direct consumer: state lives in obs/<name>."""
-        return self.dir is not None and not self.cfg.mem_storage and not self.cfg.direct
+        return getattr(self.stream, "dir", None) is not None and not self.cfg.mem_storage \
+            and not self.cfg.direct
 
     def _mark_dirty(self) -> None:
         self._dirty = True
@@ -1853,7 +1864,6 @@ class Consumer:
                             self._send(wr.reply, None, _status(423, "Nats-Wrong-Pin-Id"), b"")
                             wq.popleft()
                             continue
-                        from .advisories import nuid
                         self.pin_id = nuid()
                         self.pin_ts = self.clock.now_ns()
                         self._pin_at = now + self.cfg.priority_timeout / 1e9

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,10 +29,18 @@ from .consumer_config import (
     check_update,
     copy_versioning_metadata,
     err,
-    is_valid_name,
     set_static_metadata,
 )
 from .errors import JSError
+from .names import (
+    CONSUMER_NAME_INVALID,
+    CONSUMER_STORE_FAILED,
+    TRASH_PREFIX,
+    UnsafePathError,
+    fits_file_name,
+    has_path_separator,
+    valid_name,
+)
 
 log = logging.getLogger("edgebus.jetstream.consumer_api")
 
@@ -152,18 +161,32 @@ def add_consumer(stream: Any, cfg: ConsumerConfig, action: str = "", pedantic: b
             if name not in stream.consumers:
                 break
         # nats-server names the consumer but keeps the generated name out of its config
-    if not is_valid_name(name):
-        raise err("JSConsumerBadDurableNameErr")
+    check_consumer_name(name)
 
     o = Consumer(stream, cfg, name)
+    if o._persistent() and not fits_file_name(name):
+        # a valid NATS name the disk cannot hold (too long, NUL): nats-server's store
+        # creation fails and it answers with this text alone
+        raise err("JSConsumerCreateErrF", err=CONSUMER_STORE_FAILED)
     try:
         o.write_meta_now()
-    except OSError as e:
-        raise err("JSConsumerStoreFailedErrF", err=str(e)) from None
+    except (OSError, UnsafePathError) as e:
+        # the cause (with the store's path) is for the operator's log, never for the client
+        log.warning("Consumer create failed for '%s > %s': %s", stream.name, name, e)
+        raise err("JSConsumerCreateErrF", err=CONSUMER_STORE_FAILED) from None
     stream.consumers[name] = o
     o.start()
     o.advisories.created()
     return o
+
+
+def check_consumer_name(name: str) -> None:
+    """nats-server's consumer name rules, in its order: path separators first (10127), then
+    the characters `isValidName` refuses (10052)."""
+    if has_path_separator(name):
+        raise err("JSConsumerNameContainsPathSeparatorsErr")
+    if not valid_name(name):
+        raise err("JSStreamInvalidConfigF", err=CONSUMER_NAME_INVALID)
 
 
 def _partition_unique(stream: Any, name: str, partitions: list[str]) -> bool:
@@ -236,8 +259,9 @@ def handle_create(js: Any, subject: str, data: bytes) -> dict[str, Any] | None:
 
     if stream_name != stream_in_req:
         raise err("JSStreamMismatchErr")
-    if consumer_name and ("/" in consumer_name or "\\" in consumer_name):
-        raise err("JSConsumerNameContainsPathSeparatorsErr")
+    for n in (consumer_name, cfg.name, cfg.durable_name):
+        if n and has_path_separator(n):
+            raise err("JSConsumerNameContainsPathSeparatorsErr")
     if legacy_durable:
         if not cfg.durable_name:
             raise err("JSConsumerDurableNameNotSetErr")
@@ -268,9 +292,9 @@ def handle_create(js: Any, subject: str, data: bytes) -> dict[str, Any] | None:
         o = add_consumer(stream, cfg, action, pedantic, getattr(js, "limits", None))
     except JSError:
         raise
-    except Exception as e:  # anything unexpected becomes nats-server's generic create error
+    except Exception:  # anything unexpected becomes nats-server's generic create error
         log.exception("consumer create failed")
-        raise err("JSConsumerCreateErrF", err=str(e)) from None
+        raise err("JSConsumerCreateErrF", err="consumer create failed") from None
     resp = {"type": T_CREATE, **o.info()}
     if o._paused():
         o.advisories.pause(True, o.cfg.pause_until)
@@ -431,6 +455,10 @@ def restore(stream: Any) -> None:
     if not obs.is_dir():
         return
     for d in sorted(obs.iterdir()):
+        if d.name.startswith(TRASH_PREFIX):
+            # deleted before a stop, not yet removed: finish the job
+            shutil.rmtree(d, ignore_errors=True)
+            continue
         if not d.is_dir() or d.name in stream.consumers:
             continue
         try:
@@ -439,6 +467,9 @@ def restore(stream: Any) -> None:
             state = json.loads(state_path.read_bytes()) if state_path.exists() else None
             cfg = ConsumerConfig.from_json(meta.get("config"))
             name = meta.get("name") or d.name
+            if name != d.name or not valid_name(name):
+                log.warning("skipping consumer directory %s: its name does not match", d)
+                continue
             created = parse_rfc3339(meta.get("created", "")) if meta.get("created") else 0
             o = Consumer(stream, cfg, name, created_ns=created, state=state)
         except Exception:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ..core.clock import parse_rfc3339, rfc3339
 from ..core.subject import subjects_collide, valid_subject
 from .errors import BY_NAME, JSError, js_err
+from .names import MAX_NAME_LEN  # noqa: F401  (re-exported for the consumer API)
 
 # -- enumerations (JSON strings, as nats-server marshals them) -------------------------------
 DELIVER_POLICIES = ("all", "last", "new", "by_start_sequence", "by_start_time", "last_per_subject")
@@ -32,7 +33,6 @@ WAIT_QUEUE_DEFAULT_MAX = 512                # JSWaitQueueDefaultMax
 PINNED_TTL_DEFAULT = 120_000_000_000        # JsDefaultPinnedTTL
 MAX_DESCRIPTION_LEN = 4 * 1024
 MAX_METADATA_LEN = 128 * 1024
-MAX_NAME_LEN = 255
 MIN_HEARTBEAT = 100_000_000                 # 100ms
 MIN_MAX_EXPIRES = 1_000_000                 # 1ms
 
@@ -434,13 +434,6 @@ def delivery_forms_cycle(stream_cfg: Any, deliver_subject: str) -> bool:
         if subject_matches(deliver_subject, s):
             return True
     return False
-
-
-def is_valid_name(name: str) -> bool:
-    """isValidName: non-empty, no whitespace, no '.', '*', '>'."""
-    if not name:
-        return False
-    return not any(c in name for c in ".*> \t\r\n\f")
 
 
 def check_config(cfg: ConsumerConfig, stream_cfg: Any = None, is_recovering: bool = False,

@@ -45,6 +45,7 @@ from .errors import (
     STREAM_SUBJECT_OVERLAP,
     js_err,
 )
+from .names import store_child
 from .stream import META_NAME, Stream, store_limits_for
 from .store.base import MsgStore
 from ..core.blocking import run_blocking
@@ -330,6 +331,10 @@ class JetStreamService:
                     continue
                 meta = json.loads(blob)
                 cfg = StreamConfig.from_json(meta["config"])
+                if cfg.name != d.name:
+                    log.warning("skipping %s: it holds stream '%s'", d, cfg.name)
+                    await trio.to_thread.run_sync(store.stop)
+                    continue
                 store.update_config(store_limits_for(cfg))
                 stream = Stream(js, cfg, store, int(meta.get("created", 0)), d)
                 js.streams[cfg.name] = stream
@@ -395,7 +400,7 @@ class JetStreamService:
         limits = store_limits_for(cfg)
         if cfg.storage == "file":
             from .store.file import FileStore
-            d: Path | None = js.dir / cfg.name
+            d: Path | None = store_child(js.dir, cfg.name)
             store: MsgStore = await run_blocking(lambda: FileStore(str(d), limits))
         else:
             from .store.memory import MemoryStore
