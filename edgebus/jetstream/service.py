@@ -333,7 +333,7 @@ class JetStreamService:
                 cfg = StreamConfig.from_json(meta["config"])
                 if cfg.name != d.name:
                     log.warning("skipping %s: it holds stream '%s'", d, cfg.name)
-                    await trio.to_thread.run_sync(store.stop)
+                    await run_blocking(store.stop)
                     continue
                 store.update_config(store_limits_for(cfg))
                 stream = Stream(js, cfg, store, int(meta.get("created", 0)), d)
