@@ -1,6 +1,7 @@
 """edgebus: a pure-Python, trio-based broker that speaks NATS.
 
-Public face: `Server`, `Options`, `serve()` (an async context manager for trio code) and
+Public face: `Server`, `Options`, `serve()` (an async context manager for trio code; its
+`await server.connect()` gives the in-process client of `edgebus.client`) and
 `EmbeddedServer` (a thread-backed server usable from any code).
 """
 
