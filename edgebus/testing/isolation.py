@@ -52,8 +52,16 @@ class IsolatedAccount:
         if mgr is not None:
             mgr.state(acc)
         auth = b.auth
+        if not auth.required:
+            # credentials now choose the account (INFO asks for them, so clients send those in
+            # their URL); clients without any keep the global account, as before, through a
+            # hidden no_auth_user (nats-server's own device for exactly this)
+            anon = "edgebus-anon-" + os.urandom(6).hex()
+            auth.users[anon] = User(anon, b.global_account, password=os.urandom(12).hex())
+            auth.no_auth_user = anon
+            auth.hidden_no_auth_user = True
+            auth.required = True
         auth.users[self.user] = User(self.user, acc, password=self.password)
-        auth.required = True  # credentials now choose the account
         js = server.services.get("jetstream")
         if js is not None:
             await js.enable_account(acc)

@@ -60,7 +60,8 @@ def edgebus_server(edgebus_options: dict[str, Any]) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def edgebus_session_server() -> Iterator[Any]:
     """One JetStream-enabled edgebus server for the whole session (it backs
-    `edgebus_isolated`). Tests sharing it directly also share its subjects and streams."""
+    `edgebus_isolated`). Tests sharing it directly also share its subjects and streams; its
+    `.client_url` (no credentials) stays in the global account, apart from every isolated one."""
     from .embedded import EmbeddedServer
     srv = EmbeddedServer(jetstream=True)
     srv.start()

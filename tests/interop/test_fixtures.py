@@ -107,6 +107,17 @@ def test_isolated_accounts_do_not_see_each_other() -> None:
         run_async(after_close)
         b.close(wait=True)
 
+        async def without_credentials() -> bytes:
+            # the shared server's own URL still reaches its global account
+            nc = await nats.connect(srv.client_url, allow_reconnect=False)
+            sub = await nc.subscribe("plain")
+            await nc.publish("plain", b"ok")
+            msg = await sub.next_msg(timeout=10)
+            await nc.close()
+            return msg.data
+
+        assert run_async(without_credentials) == b"ok"
+
 
 def test_isolated_fixture_closes_its_clients(edgebus_isolated: Any) -> None:
     async def scenario() -> int:
