@@ -37,6 +37,7 @@ class IsolatedAccount:
         self.account = account
         self.user = user
         self.password = password
+        self._made_in: Any = None  # the Server (one run of the EmbeddedServer) it exists in
 
     @classmethod
     def _new(cls, server: EmbeddedServer) -> "IsolatedAccount":
@@ -47,9 +48,13 @@ class IsolatedAccount:
     def create(cls, server: EmbeddedServer) -> "IsolatedAccount":
         """A fresh account, ready to connect to; the next one is made ahead meanwhile."""
         ready = _ready.setdefault(server, deque())
-        try:
-            iso = ready.popleft()
-        except IndexError:
+        iso = None
+        while ready:
+            made = ready.popleft()
+            if made._made_in is server.server:  # not one from before a restart
+                iso = made
+                break
+        if iso is None:
             iso = cls._new(server)
             server.call(iso._create)
 
@@ -67,6 +72,8 @@ class IsolatedAccount:
 
     async def _create(self, server: Any) -> None:
         from ..security.auth import User  # the security layer's user record
+
+        self._made_in = server
 
         b = server.broker
         acc = b.get_account(self.account, create=True)

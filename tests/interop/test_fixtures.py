@@ -146,3 +146,21 @@ async def test_bcrypt_auth_in_virtual_time(edgebus_trio_server: Any, autojump_cl
                           b'"pass":"sensor-password-0123456789abc"}\r\nPING\r\n')
     assert await stream.receive_some(4096) == b"PONG\r\n"
     await stream.aclose()
+
+
+def test_isolated_account_after_a_restart_of_the_shared_server() -> None:
+    # accounts are made ahead; one made before a restart no longer exists after it
+    with EmbeddedServer(jetstream=True) as srv:
+        IsolatedAccount.create(srv).close(wait=True)
+        srv.call(lambda s: None)  # let the account made ahead complete
+        srv.restart()
+        iso = IsolatedAccount.create(srv)
+
+        async def connect() -> bool:
+            nc = await nats.connect(iso.client_url, allow_reconnect=False)
+            await nc.flush()
+            ok = nc.is_connected
+            await nc.close()
+            return ok
+
+        assert run_async(connect)
