@@ -218,7 +218,7 @@ def startup_error_text(e: BaseException, o: Options) -> str:
     """One line naming why the server could not start."""
     from .services import ListenError, listen_error_text
     if isinstance(e, ListenError):  # a listener other than the client port: it names itself
-        return e.strerror
+        return str(e)
     if isinstance(e, OSError) and e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
         return (f'Error listening on port: {o.host}:{o.port}, '
                 f'"{listen_error_text(o.host, o.port, e)}"')
