@@ -88,8 +88,10 @@ class Msg:
 
     async def nak(self, delay: float | None = None) -> None:
         """Redeliver, after `delay` seconds if given."""
-        body = b"-NAK" if delay is None else b"-NAK " + json.dumps({"delay": int(delay * _NS)}).encode()
-        await self.respond(body)
+        if delay is None:
+            await self.respond(b"-NAK")
+        else:
+            await self.respond(b"-NAK " + json.dumps({"delay": int(delay * _NS)}).encode())
 
     async def in_progress(self) -> None:
         """Reset the ack wait timer."""
@@ -267,7 +269,8 @@ class InProcClient:
 class JetStream:
     """JetStream helpers over `$JS.API`: streams, publish with ack, pull consumers, KV."""
 
-    def __init__(self, nc: InProcClient, *, domain: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, nc: InProcClient, *, domain: str | None = None,
+                 timeout: float = 10.0) -> None:
         self.nc = nc
         self.prefix = f"$JS.{domain}.API." if domain else "$JS.API."
         self.timeout = timeout
