@@ -133,3 +133,19 @@ async def test_serve_with_jetstream_gives_a_client(tmp_path: Any) -> None:
             js = nc.jetstream()
             await js.add_stream("ORDERS", ["orders.>"])
             assert (await js.publish("orders.1", b"{}"))["seq"] == 1
+
+
+async def test_nak_with_delay_and_term(edgebus_trio_server: Any, autojump_clock: Any) -> None:
+    js = (await edgebus_trio_server.connect()).jetstream()
+    await js.add_stream("Q", ["q.>"])
+    await js.publish("q.1", b"a")
+    await js.publish("q.2", b"b")
+    await js.add_consumer("Q", "C", ack_wait=300)
+    first, second = await js.fetch("Q", "C", batch=2)
+    await first.nak(delay=10)
+    await second.term()
+    assert await js.fetch("Q", "C", timeout=9) == []           # not before the NAK delay
+    [again] = await js.fetch("Q", "C", timeout=5)
+    assert (again.data, again.num_delivered) == (b"a", 2)
+    await again.ack()
+    assert await js.fetch("Q", "C", timeout=600) == []         # the termed one never returns
