@@ -66,13 +66,7 @@ class EmbeddedServer:
         opts = copy.deepcopy(self.options)
         if self.port:
             # a restart comes back on the same ports, even those first picked as "any free"
-            opts.port = self.port
-            for attr, sub in (("ws_port", opts.websocket), ("mqtt_port", opts.mqtt),
-                              ("leaf_port", opts.leafnodes)):
-                if sub is not None and sub.port is not None and self._ports.get(attr):
-                    sub.port = self._ports[attr]
-            if opts.http_port is not None and self._ports.get("http_port"):
-                opts.http_port = self._ports["http_port"]
+            pin_ports(opts, {"port": self.port, **self._ports})
 
         async def main() -> None:
             self._token = trio.lowlevel.current_trio_token()
@@ -106,8 +100,7 @@ class EmbeddedServer:
             raise RuntimeError(f"edgebus failed to start: {err}") from self._error
         assert self.server is not None
         self.port = self.server.port
-        self._ports = {a: getattr(self.server, a, 0) for a in
-                       ("ws_port", "mqtt_port", "leaf_port", "http_port")}
+        self._ports = listening_ports(self.server)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -209,3 +202,22 @@ def drop_clients(server: Server, cid: int | None = None, name: str | None = None
             c.kill("Client Closed")
             n += 1
     return n
+
+
+def listening_ports(server: Server) -> dict[str, int]:
+    """The ports a running server listens on, by Server attribute (`port`, `ws_port`, ...)."""
+    return {a: getattr(server, a, 0) for a in
+            ("port", "ws_port", "mqtt_port", "leaf_port", "http_port")}
+
+
+def pin_ports(opts: Options, ports: dict[str, int]) -> None:
+    """Make `opts` listen on `ports` (from `listening_ports`): a restarted server comes back
+    on the same ports, even those first picked as "any free"."""
+    if ports.get("port"):
+        opts.port = ports["port"]
+    for attr, sub in (("ws_port", opts.websocket), ("mqtt_port", opts.mqtt),
+                      ("leaf_port", opts.leafnodes)):
+        if sub is not None and sub.port is not None and ports.get(attr):
+            sub.port = ports[attr]
+    if opts.http_port is not None and ports.get("http_port"):
+        opts.http_port = ports["http_port"]

@@ -18,8 +18,9 @@ Fault helpers, all in one place:
   the same ports with the same JetStream store (clients reconnect to the same URL).
 - `edgebus_server.drop_client(cid=None, name=None)`: cut client connections (all, or by cid or
   by the name a client gave in CONNECT) as a network failure would.
-- `edgebus_trio_server.shutdown()`: stop the in-loop server;
-  `edgebus.testing.drop_clients(server, cid=None, name=None)` cuts its connections.
+- `await edgebus_trio_server.restart()` / `.stop()` / `.start()`: the same for the in-loop
+  server (virtual time included); `.drop_clients(cid=None, name=None)` cuts its connections
+  (`edgebus.testing.drop_clients(server, ...)` for any running `Server`).
 """
 
 from __future__ import annotations
@@ -92,11 +93,12 @@ async def edgebus_trio_server(edgebus_options: dict[str, Any], tmp_path: Any) ->
     `@pytest.mark.trio`); with the `autojump_clock` fixture, every server timer (MaxAge,
     AckWait, TTLs, keepalives) runs in virtual time. `await server.connect()` gives an
     in-process client; `.client_url`, `.ws_url`, `.mqtt_url`, `.http_url` for real clients.
-    JetStream (`@pytest.mark.edgebus(jetstream=True)`) stores under the test's tmp_path."""
+    Faults: `await server.restart()` (same ports and store), `await .stop()` / `.start()`,
+    `.drop_clients(cid=, name=)`. JetStream (`@pytest.mark.edgebus(jetstream=True)`) stores
+    under the test's tmp_path. An `edgebus.testing.trio_server.TrioServer`."""
     import trio
 
     from ..options import Options
-    from ..server import Server
     kw = dict(edgebus_options)
     config = kw.pop("config", None)
     if config is not None:
@@ -117,8 +119,8 @@ async def edgebus_trio_server(edgebus_options: dict[str, Any], tmp_path: Any) ->
         setattr(opts, k, v)
     if opts.jetstream.enabled and not opts.jetstream.store_dir:
         opts.jetstream.store_dir = str(tmp_path / "js")
-    server = Server(opts)
+    from .trio_server import TrioServer
     async with trio.open_nursery() as n:
-        await n.start(server.run)
+        server = await TrioServer(opts, n).start()
         yield server
-        server.shutdown()
+        await server.stop()

@@ -149,3 +149,22 @@ async def test_nak_with_delay_and_term(edgebus_trio_server: Any, autojump_clock:
     assert (again.data, again.num_delivered) == (b"a", 2)
     await again.ack()
     assert await js.fetch("Q", "C", timeout=600) == []         # the termed one never returns
+
+
+async def test_restart_in_virtual_time_keeps_the_file_stream(edgebus_trio_server: Any,
+                                                               autojump_clock: Any) -> None:
+    server = edgebus_trio_server
+    js = (await server.connect()).jetstream()
+    await js.add_stream("DUR", ["dur.>"], max_age=3600)
+    await js.add_consumer("DUR", "C", ack_wait=30)
+    for i in range(3):
+        await js.publish(f"dur.{i}", b"%d" % i)
+    [m0] = await js.fetch("DUR", "C")
+    await m0.ack()
+    port = server.port
+    await server.restart()
+    assert server.port == port  # same ports after a restart
+    js = (await server.connect()).jetstream()  # clients of the old run are gone
+    assert (await js.stream_info("DUR"))["state"]["messages"] == 3
+    got = await js.fetch("DUR", "C", batch=5, timeout=5)
+    assert [m.data for m in got] == [b"1", b"2"]  # the acked one stays acked
