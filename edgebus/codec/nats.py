@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .json_depth import loads
+
 OP_PUB = 1
 OP_SUB = 2
 OP_UNSUB = 3
@@ -115,7 +117,7 @@ def connect_options(raw: bytes) -> dict[str, Any]:
     """The options of a CONNECT, decoded the way nats-server decodes them: a JSON object whose
     known fields have their declared types (a value of another type is an error, null means
     "not given"), field names matched case-insensitively. Raises ValueError otherwise."""
-    opts = json.loads(raw)
+    opts = loads(raw)
     if not isinstance(opts, dict):
         raise ValueError("CONNECT options are not a JSON object")
     out: dict[str, Any] = {}

@@ -37,7 +37,10 @@ class Clock:
         """Wall-clock nanoseconds since the epoch, advancing with trio's clock."""
         read = self._read
         if read is None:
-            self._anchor()
+            try:
+                self._anchor()
+            except RuntimeError:
+                pass  # before the trio run (config being applied): the clock's start time
             return self._wall0
         return self._wall0 + int((read() - self._mono0) * 1e9)  # type: ignore[operator]
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import trio
 
+from ..codec.json_depth import loads
 from ..core.client import Msg
 from ..core.clock import parse_rfc3339, rfc3339
 from ..core.subject import subject_matches, subjects_collide
@@ -96,7 +97,7 @@ class ApiRequest:
         if not d or d == b"{}":
             return True
         try:
-            v = json.loads(d)
+            v = loads(d)
         except ValueError:
             return False
         return isinstance(v, dict) and not v
@@ -111,7 +112,7 @@ class ApiRequest:
         if not self.data.strip():
             return None
         try:
-            return json.loads(self.data)
+            return loads(self.data)
         except (ValueError, UnicodeDecodeError) as e:
             raise js_err(INVALID_JSON, err=_json_error_text(e)) from None
 
@@ -612,6 +613,8 @@ _PAGED_ZERO = {"total": 0, "offset": 0, "limit": 0}
 _ERROR_FIELDS: dict[str, dict[str, Any]] = {
     "STREAM.INFO.*": _PAGED_ZERO,
     "STREAM.PURGE.*": {"purged": 0},
+    "STREAM.LIST": {**_PAGED_ZERO, "streams": []},
+    "STREAM.NAMES": {**_PAGED_ZERO, "streams": None},
 }
 _TYPES = {
     "INFO": ("account_info_response", account_info),

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import trio
 
 from ..codec.headers import build_headers
+from ..codec.json_depth import loads
 from ..core.client import Msg
 from ..core.clock import rfc3339
 from ..core.subject import is_literal, subject_matches
@@ -60,6 +61,7 @@ NBUF_MSGS = 128                                # store read-ahead: messages per 
 NBUF_BYTES = 256 * 1024                        # ... and at most about this many payload bytes
 FAST_BURST_BYTES = 1 << 20                     # bulk path: payload bytes per burst before settling
 FLUSH_INTERVAL = 0.1                           # seconds between consumer state writes
+STATE_RETRY = 1.0                              # ... and before retrying one that failed
 
 PENDING_MSGS_HDR = "Nats-Pending-Messages"
 PENDING_BYTES_HDR = "Nats-Pending-Bytes"
@@ -168,7 +170,7 @@ def parse_next_request(data: bytes, now: float) -> tuple[int, float, int, bool, 
         return 1, 0.0, 0, False, 0.0, None
     if req[:1] == b"{":
         try:
-            d = json.loads(req)
+            d = loads(req)
         except ValueError as e:
             raise ValueError(str(e)) from None
         if not isinstance(d, dict):
@@ -320,6 +322,7 @@ class Consumer:
         self._pause_at = 0.0
         self.dthresh = 0.0
         self._flush_at = 0.0
+        self._state_write_failing = False
         self._dirty = False
         self._cfg_dirty = False
         self._files_lock = threading.Lock()   # state writes (worker threads) vs removal
@@ -762,8 +765,21 @@ class Consumer:
         snap = self._state_snapshot()
         try:
             await run_blocking(self._write_state_blocking, snap, with_meta)
+        except OSError as e:
+            # disk full or failing: the state stays dirty and is tried again in a second
+            # (logged once per failing spell)
+            if not self._state_write_failing:
+                log.error("writing consumer state for %s > %s failed: %s", self.stream_name,
+                          self.name, e.strerror or e)
+            self._state_write_failing = True
+            self._cfg_dirty = self._cfg_dirty or with_meta
+            self._dirty = True
+            self._flush_at = self._now() + STATE_RETRY
+            self._wake()
         except Exception:
             log.exception("writing consumer state for %s > %s failed", self.stream_name, self.name)
+        else:
+            self._state_write_failing = False
 
     def _next_deadline(self) -> float:
         d = float("inf")
@@ -2207,8 +2223,12 @@ def _add_header(hdr: bytes | None, key: str, value: str) -> bytes:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a partial copy would only take more of a full disk
+        raise

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+from ..codec.json_depth import loads
 from ..core.clock import parse_rfc3339, rfc3339
 from ..core.subject import subjects_collide
 from .advisories import nuid
@@ -72,7 +73,7 @@ def _is_empty_request(data: bytes) -> bool:
     if not data:
         return True
     try:
-        v = json.loads(data)
+        v = loads(data)
     except ValueError:
         return False
     return isinstance(v, dict) and not v
@@ -80,7 +81,7 @@ def _is_empty_request(data: bytes) -> bool:
 
 def _json_body(data: bytes) -> Any:
     try:
-        return json.loads(data)
+        return loads(data)
     except ValueError as e:
         raise err("JSInvalidJSONErr", err=str(e)) from None
 
@@ -225,7 +226,7 @@ def handle_create(js: Any, subject: str, data: bytes) -> dict[str, Any] | None:
     if n < 5:
         return None  # nats-server logs and drops it
     try:
-        req = json.loads(data) if data.strip() else None
+        req = loads(data) if data.strip() else None
         if req is None:
             raise ValueError("unexpected end of JSON input")
         if not isinstance(req, dict):

@@ -59,7 +59,7 @@ from .errors import (
     JSError,
     js_err,
 )
-from .store.base import LimitError, MsgStore, StoredMsg, StoreError, StoreLimits
+from .store.base import ErrStoreClosed, LimitError, MsgStore, StoredMsg, StoreError, StoreLimits
 from ..core.blocking import run_blocking
 
 if TYPE_CHECKING:
@@ -455,9 +455,14 @@ class Stream:
         except StoreError as e:
             log.error("JetStream failed to store msgs on stream '%s > %s': %s",
                       self.account.name, self.name, e)
+            self._forget_unstored(getattr(e, "seqs", ()))
+            # 10077 with the errno's text, as nats-server up to 2.13 answers a failed store
+            # (2.14+ answers nothing and refuses every write until restart; edgebus tells the
+            # publisher at once and takes writes again as soon as the disk has room)
             err = js_err(STREAM_STORE_FAILED, err=str(e))
             self.last_error = err
             body = self._err_body(err)
+            # the read's messages went to the file in one write: none of them is acknowledged
             acks = [(reply, body) for reply, _ in acks]
         # consecutive replies to one subject (a pipelining publisher with one reply inbox)
         # go out as a run: one match, one formatted write per equal-size stretch
@@ -479,6 +484,17 @@ class Stream:
                 for k in range(i, j):
                     self._publish_reply(*acks[k])
             i = j
+
+    def _forget_unstored(self, seqs: Any) -> None:
+        """Messages the store accepted but could not write (disk full) were dropped again:
+        a retry with the same Nats-Msg-Id must be stored, not answered as a duplicate."""
+        if not seqs:
+            return
+        gone = set(seqs)
+        for msg_id in [k for k, (seq, _) in self._dd.items() if seq in gone]:
+            del self._dd[msg_id]
+        if self.lseq in gone:
+            self.lmsgid = ""
 
     def process(self, subject: str, reply: str | bytes | None, hdr: bytes | None, data: bytes, *,
                 sourced: bool = False, lseq: int = -1, ts: int = 0) -> int:
@@ -954,8 +970,10 @@ class Stream:
                 await trio.sleep(svc.sync_interval)
                 try:
                     await run_blocking(self.store.sync)
-                except StoreError:
-                    return
+                except StoreError as e:
+                    # logged by the store; the blocks stay unsynced and the next tick retries
+                    if isinstance(e, ErrStoreClosed):
+                        return
 
     async def _flush_acks(self) -> None:
         self._sync_wanted = trio.Event()
@@ -964,7 +982,15 @@ class Stream:
             return
         try:
             await run_blocking(self.store.sync)
-        except StoreError:
-            return
+        except StoreError as e:
+            if isinstance(e, ErrStoreClosed):
+                return
+            # not on disk for sure: no PubAck, the publishers get the error instead (and a
+            # retry with the same Nats-Msg-Id is stored again, not called a duplicate)
+            self._forget_unstored([json.loads(body).get("seq") for _, body in acks])
+            err = js_err(STREAM_STORE_FAILED, err=str(e))
+            self.last_error = err
+            body = self._err_body(err)
+            acks = [(reply, body) for reply, _ in acks]
         for reply, body in acks:
             self._publish_reply(reply, body)

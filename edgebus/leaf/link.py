@@ -35,6 +35,7 @@ import trio
 
 from .. import NATS_VERSION
 from ..codec import leaf as proto
+from ..codec.json_depth import loads
 from ..codec.leaf import (OP_CONNECT, OP_ERR, OP_INFO, OP_LMSG, OP_LSUB, OP_LUNSUB, OP_PING,
                           OP_PONG, LeafParser)
 from ..codec.nats import ProtocolError, info_frame
@@ -420,7 +421,7 @@ class LeafLink(Client):
             self.close_reason = "Wrong Port"
             return False
         try:
-            info = json.loads(ops[0][1])
+            info = loads(ops[0][1])
             if not isinstance(info, dict):
                 raise ValueError("not an object")
         except ValueError:
@@ -547,7 +548,7 @@ class LeafLink(Client):
 
     def _on_info(self, raw: bytes) -> None:
         try:
-            info = json.loads(raw)
+            info = loads(raw)
             if not isinstance(info, dict):
                 return
         except ValueError:
@@ -604,7 +605,7 @@ class LeafLink(Client):
         b = self.broker
         o = b.options
         try:
-            opts = json.loads(raw)
+            opts = loads(raw)
             if not isinstance(opts, dict):
                 raise ValueError("not an object")
         except ValueError:

@@ -3,54 +3,28 @@
 nats-server's leaf dialer sends `GET /leafnode` (after the URL's own path) with the usual
 upgrade headers, checks the 101 answer, then speaks the leaf protocol in binary frames, masked
 unless the hub agreed to `Nats-No-Masking: true`. `WebSocketClientStream` is the trio byte
-stream the leaf link reads and writes; framing is shared with the WebSocket listener
-(`FrameReader` parses the server's unmasked frames).
+stream the leaf link reads and writes; the upgrade and the framing are the sans-IO codec's
+(`codec/websocket.py`), shared with the WebSocket listener.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
-import struct
-
 import trio
 
-from ..transport.websocket import (OP_BINARY, OP_CLOSE, OP_PONG, FrameReader, WsClose,
-                                   close_payload)
+from ..codec.websocket import (NO_MASKING_HEADER, OP_BINARY, OP_CLOSE, OP_PONG, BadRequest,
+                               ClientHandshakeError, FrameReader, HeadReader, WsClose,
+                               check_client_answer, client_frame, client_request, close_payload,
+                               new_client_key)
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+__all__ = ["NO_MASKING_HEADER", "WebSocketClientStream", "WebSocketHandshakeError", "client_frame",
+           "handshake", "leaf_path"]
+
 LEAF_PATH = "leafnode"
-NO_MASKING_HEADER = "Nats-No-Masking"
+ANSWER_LIMIT = 65536
 
 
 class WebSocketHandshakeError(OSError):
     """The server did not upgrade the connection."""
-
-
-def _mask(data: bytes, key: bytes) -> bytes:
-    n = len(data)
-    if not n:
-        return b""
-    mask = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
-
-
-def client_frame(opcode: int, payload: bytes, masked: bool = True) -> bytes:
-    """One final frame from client to server (masked with a fresh key unless told not to)."""
-    b0 = 0x80 | opcode
-    n = len(payload)
-    mbit = 0x80 if masked else 0
-    if n <= 125:
-        head = bytes((b0, mbit | n))
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, mbit | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, mbit | 127, n)
-    if not masked:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + _mask(payload, key)
 
 
 def leaf_path(url_path: str) -> str:
@@ -62,37 +36,24 @@ def leaf_path(url_path: str) -> str:
 async def handshake(stream: trio.abc.Stream, host: str, url_path: str, *, no_masking: bool,
                     timeout: float) -> tuple["WebSocketClientStream", bytes]:
     """Upgrade `stream`; returns the framed stream and any bytes read past the HTTP answer."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    req = (f"GET {leaf_path(url_path)} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
-    if no_masking:
-        req += f"{NO_MASKING_HEADER}: true\r\n"
-    req += "\r\n"
-    buf = b""
+    key = new_client_key()
+    answer = HeadReader(limit=ANSWER_LIMIT)
+    head = None
     with trio.fail_after(timeout):
-        await stream.send_all(req.encode())
-        while b"\r\n\r\n" not in buf:
+        await stream.send_all(client_request(host, leaf_path(url_path), key, no_masking=no_masking))
+        while head is None:
             data = await stream.receive_some(4096)
             if not data:
                 raise WebSocketHandshakeError("connection closed during websocket handshake")
-            buf += data
-            if len(buf) > 65536:
-                raise WebSocketHandshakeError("websocket handshake answer too long")
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ")
-    headers: dict[str, str] = {}
-    for ln in lines[1:]:
-        k, _, v = ln.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
-    if (len(status) < 2 or status[1] != "101" or headers.get("upgrade", "").lower() != "websocket"
-            or headers.get("connection", "").lower() != "upgrade"
-            or headers.get("sec-websocket-accept") != accept):
-        raise WebSocketHandshakeError("invalid websocket connection")
-    masked = not (no_masking and headers.get(NO_MASKING_HEADER.lower()) == "true")
-    ws = WebSocketClientStream(stream, masked=masked)
-    return ws, rest
+            try:
+                head = answer.feed(data)
+            except BadRequest:  # 431: too long
+                raise WebSocketHandshakeError("websocket handshake answer too long") from None
+    try:
+        masked = check_client_answer(head, key, no_masking=no_masking)
+    except ClientHandshakeError as e:
+        raise WebSocketHandshakeError(str(e)) from None
+    return WebSocketClientStream(stream, masked=masked), answer.trailing
 
 
 class WebSocketClientStream(trio.abc.Stream):

@@ -27,14 +27,16 @@ import json
 import logging
 import os
 import re
-import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import trio
 
 from ..jetstream.store.base import MsgStore, StoredMsg, StoreError, StoreLimits
 from ..core.blocking import run_blocking
+
+if TYPE_CHECKING:
+    from ..core.clock import Clock
 
 log = logging.getLogger("edgebus.mqtt")
 
@@ -61,10 +63,6 @@ def nuid() -> str:
         n, r = divmod(n, 62)
         out.append(_DIGITS[r])
     return "".join(out)
-
-
-def _now_ns() -> int:
-    return time.time_ns()
 
 
 class RecordLog:
@@ -100,12 +98,13 @@ def _scan_store(store: MsgStore, filt: str = ">") -> Iterator[StoredMsg]:
 class StoreLog(RecordLog):
     """A RecordLog on a MsgStore of its own (limits: one message per subject)."""
 
-    def __init__(self, store: MsgStore, backend: str) -> None:
+    def __init__(self, store: MsgStore, backend: str, clock: Clock) -> None:
         self.store = store
         self.backend = backend
+        self.clock = clock
 
     def put(self, subject: str, hdr: bytes | None, data: bytes) -> None:
-        self.store.store_msg(subject, hdr, data, _now_ns())
+        self.store.store_msg(subject, hdr, data, self.clock.now_ns())
 
     def delete(self, subject: str) -> None:
         self.store.purge_ex(subject)
@@ -154,12 +153,13 @@ class PendingLog:
                       `Nmqtt-Subject`, `Nmqtt-PI`.
     """
 
-    def __init__(self, store: MsgStore, backend: str) -> None:
+    def __init__(self, store: MsgStore, backend: str, clock: Clock) -> None:
         self.store = store
         self.backend = backend
+        self.clock = clock
 
     def add(self, subject: str, hdr: bytes, data: bytes) -> int:
-        return self.store.store_msg(subject, hdr, data, _now_ns())[0]
+        return self.store.store_msg(subject, hdr, data, self.clock.now_ns())[0]
 
     def remove(self, seq: int) -> None:
         if seq:
@@ -296,6 +296,7 @@ async def _jetstream_stream(server: Any, account: Any, name: str, subject: str) 
 async def open_account_storage(server: Any, account: Any, client: Any) -> AccountStorage:
     """Open (or create) the MQTT storage of `account`; `client` publishes into the account."""
     o = server.options
+    clock = server.broker.clock
     mq = o.mqtt
     domain = (getattr(mq, "js_domain", None) or "") if mq is not None else ""
     dtok = domain + "." if domain else ""
@@ -317,16 +318,16 @@ async def open_account_storage(server: Any, account: Any, client: Any) -> Accoun
                     "store", account.name, e)
     if sessions is None or retained is None:
         st, kind = await _open_store(adir / "sess" if adir else None, one, sync_always)
-        sessions = StoreLog(st, kind)
+        sessions = StoreLog(st, kind, clock)
         st, kind = await _open_store(adir / "rmsgs" if adir else None, one, sync_always)
-        retained = StoreLog(st, kind)
+        retained = StoreLog(st, kind, clock)
     elif adir is not None:
         # JetStream was off in an earlier run: move its records into the streams
         for name, log_ in (("sess", sessions), ("rmsgs", retained)):
             if (adir / name).is_dir():
                 await _migrate(adir / name, log_, one)
     st, kind = await _open_store(adir / "pending" if adir else None, StoreLimits(), sync_always)
-    return AccountStorage(sessions, retained, PendingLog(st, kind), dtok)
+    return AccountStorage(sessions, retained, PendingLog(st, kind, clock), dtok)
 
 
 async def _migrate(path: Path, dest: RecordLog, limits: StoreLimits) -> None:

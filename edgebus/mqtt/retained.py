@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Iterator
 
+from ..codec.json_depth import loads
 from ..codec.mqtt_topics import subject_to_topic
 
 __all__ = ["RETAINED_PREFIX", "RetainedMsg", "RetainedIndex", "decode", "encode", "topic_field"]
@@ -115,7 +115,7 @@ def decode(stream_subject: str, hdr: bytes | None, body: bytes) -> tuple[Retaine
         data = body
     else:  # 2.10 JSON record
         try:
-            obj = json.loads(body)
+            obj = loads(body)
             flags = int(obj.get("flags", 0))
             data = base64.b64decode(obj.get("msg") or "")
             origin = str(obj.get("origin") or "")
@@ -193,27 +193,30 @@ class RetainedIndex:
                 and ">" not in filter_subject:
             return [self._by_subject[filter_subject]]
         out: list[RetainedMsg] = []
-        self._walk(self._root, filter_subject.split("."), 0, out)
+        self._walk(self._root, filter_subject.split("."), out)
         out.sort(key=lambda m: m.subject)
         return out
 
-    def _walk(self, node: _Node, toks: list[str], i: int, out: list[RetainedMsg]) -> None:
-        if i == len(toks):
-            if node.msg is not None:
-                out.append(node.msg)
-            return
-        tok = toks[i]
-        if tok == ">":
-            for child in node.children.values():
-                self._collect(child, out)
-            return
-        if tok == "*":
-            for child in node.children.values():
-                self._walk(child, toks, i + 1, out)
-            return
-        child = node.children.get(tok)
-        if child is not None:
-            self._walk(child, toks, i + 1, out)
+    def _walk(self, root: _Node, toks: list[str], out: list[RetainedMsg]) -> None:
+        # iterative: a filter may have ~2,000 levels, deeper than Python's recursion limit
+        last = len(toks)
+        stack: list[tuple[_Node, int]] = [(root, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i == last:
+                if node.msg is not None:
+                    out.append(node.msg)
+                continue
+            tok = toks[i]
+            if tok == ">":
+                for child in node.children.values():
+                    self._collect(child, out)
+            elif tok == "*":
+                stack.extend((child, i + 1) for child in node.children.values())
+            else:
+                child = node.children.get(tok)
+                if child is not None:
+                    stack.append((child, i + 1))
 
     def _collect(self, node: _Node, out: list[RetainedMsg]) -> None:
         stack = [node]

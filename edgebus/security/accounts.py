@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -156,7 +155,7 @@ class AccountState:
     default_permissions: Any = None
     limits: dict[str, Any] = field(default_factory=dict)
     mappings: dict[str, Any] = field(default_factory=dict)  # as configured, for /accountz
-    updated: float = field(default_factory=time.time)
+    updated: float = 0.0  # wall seconds (server clock) of the last config/JWT change
 
 
 class AccountManager:
@@ -170,13 +169,17 @@ class AccountManager:
         self.on_account_update: list[Callable[[Account], None]] = []
         self._hops = 0
 
+    def _wall(self) -> float:
+        """Wall-clock seconds from the server clock (MockClock moves it too)."""
+        return self.broker.clock.now_ns() / 1e9
+
     # -- registry -------------------------------------------------------------------------
     def state(self, acc: Account | str) -> AccountState:
         name = acc if isinstance(acc, str) else acc.name
         st = self.states.get(name)
         if st is None:
             account = self.broker.get_account(name, create=True)
-            st = AccountState(account)
+            st = AccountState(account, updated=self._wall())
             self.states[name] = st
             account.exports = st.exports
             account.imports = st.imports
@@ -250,7 +253,7 @@ class AccountManager:
                 if isinstance(limits.get(n), int):
                     st.limits[key] = int(limits[n])
         st.account.limits = st.limits
-        st.updated = time.time()
+        st.updated = self._wall()
 
     def _add_config_import(self, st: AccountState, imp: dict[str, Any]) -> None:
         if "stream" in imp:
@@ -414,10 +417,10 @@ class AccountManager:
                 reply = f"{ex_state.reply_prefix}{_rand62(10)}"
                 thr = export.threshold
                 ex_state.replies[reply] = _Pending(importer, msg.reply, msg.reply_b or msg.reply.encode(),
-                                                   export.response_type, time.monotonic() + thr,
+                                                   export.response_type, self.broker.clock.monotonic() + thr,
                                                    msg.src)
                 if len(ex_state.replies) > 4096:
-                    _prune(ex_state.replies)
+                    _prune(ex_state.replies, self.broker.clock.monotonic())
             self._hops += 1
             try:
                 n = exporter.route(Msg(map_subject(msg.subject, local, remote), reply, msg.hdr,
@@ -445,8 +448,7 @@ class AccountManager:
             p = st.replies.get(msg.subject)
             if p is None:
                 return
-            now = time.monotonic()
-            if p.expires < now:
+            if p.expires < self.broker.clock.monotonic():
                 del st.replies[msg.subject]
                 return
             if p.rtype == RESP_SINGLETON:
@@ -524,7 +526,7 @@ class AccountManager:
                 st.account.mappings = Mappings.from_jwt(claims.mappings)
         except Exception as e:
             log.warning("account %s: bad mappings: %s", claims.subject, e)
-        st.updated = time.time()
+        st.updated = self._wall()
         self.link_all(strict=False)
         # importers of this account may now link (or must re-link to the new exports)
         for other in self.states.values():
@@ -555,8 +557,7 @@ def _js_limits_from_jwt(limits: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-def _prune(replies: dict[str, _Pending]) -> None:
-    now = time.monotonic()
+def _prune(replies: dict[str, _Pending], now: float) -> None:
     for k in [k for k, v in replies.items() if v.expires < now]:
         del replies[k]
 

@@ -8,7 +8,6 @@ strings; the HTTP layer (transport/monitor.py) and `$SYS` requests both call the
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from ..core.clock import rfc3339
@@ -20,7 +19,7 @@ def _truthy(v: str | None) -> bool:
 
 def accountz(server: Any, query: dict[str, str]) -> dict[str, Any]:
     b = server.broker
-    out: dict[str, Any] = {"server_id": b.server_id, "now": rfc3339(time.time_ns()),
+    out: dict[str, Any] = {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()),
                            "system_account": b.system_account.name}
     name = query.get("acc") or query.get("account")
     if name:
@@ -40,11 +39,12 @@ def account_detail(server: Any, acc: Any) -> dict[str, Any]:
     mgr = b.subsystems.get("accounts")
     st = mgr.states.get(acc.name) if mgr is not None else None
     claims = st.claims if st is not None else None
+    now_ns = b.clock.now_ns()
     d: dict[str, Any] = {
         "account_name": acc.name,
-        "update_time": rfc3339(int((st.updated if st else time.time()) * 1e9)),
+        "update_time": rfc3339(int(st.updated * 1e9) if st else now_ns),
         "is_system": acc is b.system_account,
-        "expired": bool(claims is not None and claims.expires and claims.expires <= time.time()),
+        "expired": bool(claims is not None and claims.expires and claims.expires * 1e9 <= now_ns),
         "complete": True,
         "jetstream_enabled": acc.jetstream is not None,
         "leafnode_connections": acc.num_leafnodes(),
@@ -107,4 +107,4 @@ def accstatz(server: Any, query: dict[str, str]) -> dict[str, Any]:
                       "sent": {"msgs": a.out_msgs, "bytes": a.out_bytes},
                       "received": {"msgs": a.in_msgs, "bytes": a.in_bytes},
                       "slow_consumers": a.slow_consumers})
-    return {"server_id": b.server_id, "now": rfc3339(time.time_ns()), "account_statz": stats}
+    return {"server_id": b.server_id, "now": rfc3339(b.clock.now_ns()), "account_statz": stats}

@@ -19,11 +19,11 @@ import json
 import logging
 import os
 import platform
-import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
+from ..codec.json_depth import loads
 from ..core.client import InternalClient, Msg
 from ..core.clock import rfc3339
 
@@ -47,10 +47,6 @@ _OPT_NAMES = {"account": "acc", "accounts": "accounts", "subscriptions": "subs",
 
 def nuid() -> str:
     return "".join(_B62[b % 62] for b in os.urandom(22))
-
-
-def _now_rfc3339() -> str:
-    return rfc3339(time.time_ns())
 
 
 class SystemService:
@@ -83,6 +79,9 @@ class SystemService:
             if self.client is not None:
                 self.send(f"$SYS.SERVER.{self.broker.server_id}.SHUTDOWN", self.server_info())
             self.stop()
+
+    def _now_rfc3339(self) -> str:
+        return rfc3339(self.broker.clock.now_ns())
 
     def install(self) -> None:
         b = self.broker
@@ -128,7 +127,7 @@ class SystemService:
                                 "id": b.server_id, "ver": b.info_base()["version"],
                                 "jetstream": bool(o.jetstream.enabled),
                                 "flags": 1 if o.jetstream.enabled else 0,
-                                "seq": self.seq, "time": _now_rfc3339()}
+                                "seq": self.seq, "time": rfc3339(b.clock.now_ns())}
         if o.server_tags:
             info["tags"] = list(o.server_tags)
         if o.jetstream.domain:
@@ -169,7 +168,7 @@ class SystemService:
         if extra.get("tags"):
             ci["tags"] = extra["tags"]
         if stopped:
-            ci["stop"] = rfc3339(c.stop_ns or time.time_ns())
+            ci["stop"] = rfc3339(c.stop_ns or self.broker.clock.now_ns())
         return {k: v for k, v in ci.items() if v not in ("", None, 0) or k in ("acc",)}
 
     def name_tag(self, acc: "Account") -> str:
@@ -184,7 +183,7 @@ class SystemService:
             return
         acc = c.account.name
         self.send(f"$SYS.ACCOUNT.{acc}.CONNECT",
-                  {"type": CONNECT_EVENT, "id": nuid(), "timestamp": _now_rfc3339(),
+                  {"type": CONNECT_EVENT, "id": nuid(), "timestamp": self._now_rfc3339(),
                    "server": self.server_info(), "client": self.client_info(c)})
         self._account_conns(c.account)
 
@@ -193,7 +192,7 @@ class SystemService:
             return
         acc = c.account.name
         self.send(f"$SYS.ACCOUNT.{acc}.DISCONNECT",
-                  {"type": DISCONNECT_EVENT, "id": nuid(), "timestamp": _now_rfc3339(),
+                  {"type": DISCONNECT_EVENT, "id": nuid(), "timestamp": self._now_rfc3339(),
                    "server": self.server_info(), "client": self.client_info(c, stopped=True),
                    "sent": {"msgs": c.out_msgs, "bytes": c.out_bytes},
                    "received": {"msgs": c.in_msgs, "bytes": c.in_bytes},
@@ -201,7 +200,7 @@ class SystemService:
         self._account_conns(c.account)
 
     def _account_conns(self, acc: "Account") -> None:
-        body = {"type": ACCOUNT_CONNS_EVENT, "id": nuid(), "timestamp": _now_rfc3339(),
+        body = {"type": ACCOUNT_CONNS_EVENT, "id": nuid(), "timestamp": self._now_rfc3339(),
                 "server": self.server_info(), **self._account_stat(acc)}
         self.send(f"$SYS.ACCOUNT.{acc.name}.SERVER.CONNS", body)
 
@@ -214,7 +213,7 @@ class SystemService:
               "ver": str(opts.get("version") or ""), "server": self.broker.server_name,
               "kind": "Client", "client_type": "nats"}
         self.send(f"$SYS.SERVER.{self.broker.server_id}.CLIENT.AUTH.ERR",
-                  {"type": DISCONNECT_EVENT, "id": nuid(), "timestamp": _now_rfc3339(),
+                  {"type": DISCONNECT_EVENT, "id": nuid(), "timestamp": self._now_rfc3339(),
                    "server": self.server_info(), "client": {k: v for k, v in ci.items() if v},
                    "sent": {"msgs": 0, "bytes": 0}, "received": {"msgs": 0, "bytes": 0},
                    "reason": "Authentication Failure"})
@@ -324,7 +323,7 @@ class SystemService:
             monitor = None  # type: ignore[assignment]
         fn = getattr(monitor, name.lower(), None) if monitor is not None else None
         if fn is None:
-            return {"server_id": self.broker.server_id, "now": _now_rfc3339()}
+            return {"server_id": self.broker.server_id, "now": self._now_rfc3339()}
         _status, doc = fn(self.server, {k: [v] for k, v in query.items()})
         return doc
 
@@ -390,10 +389,10 @@ class SystemService:
                 if kind == "CONNS":
                     if msg.reply:
                         self.send(msg.reply, {"type": ACCOUNT_CONNS_EVENT, "id": nuid(),
-                                              "timestamp": _now_rfc3339(),
+                                              "timestamp": self._now_rfc3339(),
                                               "server": self.server_info(), **stat}, respond_in)
                     return
-                data = {"server_id": self.broker.server_id, "now": _now_rfc3339(),
+                data = {"server_id": self.broker.server_id, "now": self._now_rfc3339(),
                         "account_statz": [stat]}
             else:
                 return
@@ -416,7 +415,7 @@ class SystemService:
             data["permissions"] = c.permissions.to_dict()
         exp = getattr(c, "auth_expires", None)
         if exp:
-            data["expires"] = max(0, int((exp - time.time()) * 1e9))
+            data["expires"] = max(0, int(exp * 1e9) - self.broker.clock.now_ns())
         self._respond(msg, data, account=sub.client.account)
 
     # -- account resolver (nats resolver) -------------------------------------------------
@@ -537,7 +536,7 @@ class SystemService:
         mgr = self.broker.subsystems.get("accounts")
         if mgr is None:
             return
-        now = time.time()
+        now = self.broker.clock.now_ns() / 1e9
         for st in list(mgr.states.values()):
             cl = st.claims
             if cl is not None and cl.expires and cl.expires <= now:
@@ -576,7 +575,7 @@ def _opts(data: bytes) -> dict[str, str]:
     if not data or not data.strip():
         return {}
     try:
-        d = json.loads(data)
+        d = loads(data)
     except ValueError:
         return {}
     if not isinstance(d, dict):

@@ -860,8 +860,7 @@ class NatsConnection(Client):
                 self.permissions = res.permissions
 
     def _expire_at(self, wall_seconds: float) -> None:
-        import time
-        delay = max(0.0, wall_seconds - time.time())
+        delay = max(0.0, wall_seconds - self.broker.clock.now_ns() / 1e9)
         if self._expiry_scope is not None:
             self._expiry_scope.cancel()  # re-authenticated: only the newest expiry counts
         scope = self._expiry_scope = trio.CancelScope()

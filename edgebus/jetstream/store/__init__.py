@@ -23,6 +23,7 @@ from .base import (
     StreamState,
 )
 from .file import FileStore
+from .fileio import StoreWriteError
 from .memory import MemoryStore
 from .subjects import subject_matches
 
@@ -42,6 +43,7 @@ __all__ = [
     "SimpleState",
     "StoreError",
     "StoreLimits",
+    "StoreWriteError",
     "StoredMsg",
     "StreamState",
     "subject_matches",

@@ -25,7 +25,14 @@ and the block is rewritten clean. `index.db` lets a clean restart skip the repla
 deleted as soon as it is loaded, so after a crash it is absent and the blocks are replayed.
 
 Writes go straight to the OS with `pwrite` (a killed process loses nothing acknowledged);
-`sync_always` adds `fdatasync` before `store_msg` returns. An owner may set `defer_writes`
+`sync_always` adds `fdatasync` before `store_msg` returns. Every write and sync goes through
+`fileio` (where tests can make them fail).
+
+A failed write (disk full, I/O error) raises `StoreWriteError` and leaves nothing behind: the
+block is cut back to where the record began, and a message that did not reach the file is not
+in the index. Sequences are never reused for that: the next STATE record covers them. Reads
+keep working; tombstones and STATE records that could not be written stay pending and are
+written by a later operation, so writing resumes by itself once the disk has room. An owner may set `defer_writes`
 while it handles a batch (the stream does for one client read): appends are then held and
 written together by `flush_writes()`, before any other operation of the store, or once 1 MiB
 is held; the owner acknowledges the batch only after `flush_writes()` returned.
@@ -40,6 +47,7 @@ there are headers), so `state().bytes` and max_bytes match a real server.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import json
 import logging
@@ -51,9 +59,11 @@ from collections import OrderedDict
 from typing import Any, Iterator
 from zlib import crc32
 
+from . import fileio
 from .base import StoredMsg, StoreError, StoreLimits, check_meta_name
 from .base import new_stored_msg as _new_sm
 from .core import StoreCore, _op
+from .fileio import StoreWriteError
 from .index import Page, SubjInfo
 
 log = logging.getLogger(__name__)
@@ -197,6 +207,8 @@ class FileStore(StoreCore):
         self._need_state = False
         self._recovering = False
         self._newly_dead: set[int] = set()
+        # a deferred write that failed outside flush_writes(), for flush_writes() to raise
+        self._write_error: StoreWriteError | None = None
         with self._lock:
             self._open()
 
@@ -249,7 +261,10 @@ class FileStore(StoreCore):
             self._new_block()
         for blk in list(self._blocks.values()):
             if blk.corrupt:
-                self._rewrite_block(blk)
+                try:
+                    self._rewrite_block(blk)
+                except StoreWriteError as e:  # no room for the clean copy: reads check CRCs
+                    log.warning("filestore %s: %s not rewritten: %s", self.directory, blk.path, e)
         self._enforce_limits()
         maxp = self.limits.max_msgs_per_subject
         if maxp > 0:
@@ -364,7 +379,7 @@ class FileStore(StoreCore):
     def _fsync_dir(self, path: str) -> None:
         fd = os.open(path, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            fileio.fsync(fd)
         finally:
             os.close(fd)
 
@@ -390,7 +405,12 @@ class FileStore(StoreCore):
         self._active = blk
         self._active_fd = fd
         self._need_state = False
-        self._write(self._state_record())
+        try:
+            self._write(self._state_record())
+        except StoreWriteError:
+            # the block stays empty: the end of this operation tries the STATE again (a purge
+            # has freed room by then), else the block's first write carries it (_write)
+            self._need_state = True
         blk.state_last_max = self._last
         if self.sync_always:
             self._fsync_dir(self._msg_dir)
@@ -406,6 +426,13 @@ class FileStore(StoreCore):
         blk = self._active
         assert blk is not None
         off = blk.size
+        at = off
+        if off == 0 and rec[2] != T_STATE:
+            # the block's STATE header did not make it (disk full when it was made): every
+            # block starts with one, so it goes in front of this record
+            head = self._state_record()
+            rec = head + rec
+            at = len(head)
         if self.defer_writes and not self.sync_always:
             if not self._wbuf:
                 self._wbuf_at = off
@@ -415,21 +442,38 @@ class FileStore(StoreCore):
             self._unsynced.add(blk.index)
             if blk.size - self._wbuf_at >= WBUF_MAX:
                 self._flush_pending_io()
-            return off
-        n = os.pwrite(self._active_fd, rec, off)
-        if n != len(rec):
-            raise StoreError(f"short write to {blk.path}: {n} of {len(rec)} bytes")
+            return at
+        try:
+            n = fileio.pwrite(self._active_fd, rec, off)
+            if n != len(rec):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a short write: full
+            if self.sync_always:
+                fileio.fdatasync(self._active_fd)
+        except OSError as e:
+            self._cut_back(off)
+            _log_write_error(self.directory, e)
+            raise StoreWriteError(e) from None
         blk.size = off + n
-        if self.sync_always:
-            os.fdatasync(self._active_fd)
-        else:
+        if not self.sync_always:
             self._unsynced.add(blk.index)
-        return off
+        return at
+
+    def _cut_back(self, size: int) -> None:
+        """After a failed write, end the active block where the failed record began (so no
+        partial record is left for a later append to follow)."""
+        blk = self._active
+        assert blk is not None
+        blk.size = size
+        try:
+            os.ftruncate(self._active_fd, size)
+        except OSError:
+            pass  # a torn tail is cut off on recovery anyway
 
     def _flush_pending_io(self) -> None:
-        """Write the held-back appends of the active block with one pwrite. On failure the
-        block ends where the last good write did: records indexed past it no longer check
-        out and are dropped when read (see `_load`)."""
+        """Write the held-back appends of the active block with one pwrite. On failure
+        nothing of them stays: the block is cut back, their messages leave the index, their
+        tombstones and STATE go back to pending, and the error waits for `flush_writes()`
+        (the owner answers the batch's publishers with it)."""
         buf = self._wbuf
         if not buf:
             self._io_pending = False
@@ -438,16 +482,47 @@ class FileStore(StoreCore):
         at = self._wbuf_at
         self._wbuf = []
         self._io_pending = False
-        blk = self._active
-        assert blk is not None
         try:
-            n = os.pwrite(self._active_fd, data, at)
+            n = fileio.pwrite(self._active_fd, data, at)
+            if n != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         except OSError as e:
-            blk.size = at
-            raise StoreError(f"write to {blk.path} failed: {e}") from e
-        if n != len(data):
-            blk.size = at + n
-            raise StoreError(f"short write to {blk.path}: {n} of {len(data)} bytes")
+            self._cut_back(at)
+            _log_write_error(self.directory, e)
+            seqs = self._unindex_failed(data)
+            if self._write_error is None:
+                self._write_error = StoreWriteError(e, seqs)
+            else:
+                self._write_error.seqs += seqs
+
+    def _unindex_failed(self, data: bytes) -> tuple[int, ...]:
+        """Undo in memory what the records in `data` (which never reached the file) did."""
+        seqs: list[int] = []
+        tombs: list[int] = []
+        for off, typ, _end in _iter_records(data):
+            if typ == T_MSG:
+                seqs.append(TOMBF.unpack_from(data, off + 8)[0])
+            elif typ == T_TOMB:
+                tombs.append(TOMBF.unpack_from(data, off + 8)[0])
+        for seq in seqs:
+            if self._seqs.get(seq) is not None:
+                self._remove_seq(seq)
+        gone = set(seqs)
+        # nothing on disk to hide for those; the tombstones that were lost are written later
+        self._pending_tombs = [t for t in self._pending_tombs if t not in gone] + \
+            [t for t in tombs if t not in gone]
+        self._pending_erase = [e for e in self._pending_erase if e[0] not in gone]
+        # the next STATE record keeps last_seq past the lost sequences (never reused)
+        self._need_state = True
+        return tuple(seqs)
+
+    def flush_writes(self) -> None:
+        with self._lock:
+            if self._io_pending and not self._closed:
+                self._flush_pending_io()
+            err, self._write_error = self._write_error, None
+        if err is not None:
+            raise err
 
     def _room_for(self, n: int) -> None:
         blk = self._active
@@ -610,7 +685,10 @@ class FileStore(StoreCore):
         old = [b for b in self._blocks.values()]
         self._new_block()
         if self.sync_always:
-            os.fsync(self._active_fd)
+            try:
+                fileio.fsync(self._active_fd)
+            except OSError as e:
+                raise StoreWriteError(e) from None
         for blk in old:
             self._unlink_block(blk)
         self._dead.clear()
@@ -648,10 +726,16 @@ class FileStore(StoreCore):
             recs = [self._state_record()] if self._need_state else []
             recs.extend(_record(T_TOMB, TOMBF.pack(s)) for s in tombs)
             data = b"".join(recs)
-            self._room_for(len(data))
+            try:
+                self._room_for(len(data))
+                self._write(data)
+            except (StoreWriteError, OSError):
+                # kept for the next operation: the operation itself (a read, or a message
+                # already written) succeeded
+                self._pending_tombs = tombs + self._pending_tombs
+                return
             blk = self._active
             assert blk is not None
-            self._write(data)
             for s in tombs:
                 blk.add_tomb(s)
             if self._need_state and self._last > blk.state_last_max:
@@ -680,20 +764,24 @@ class FileStore(StoreCore):
         rec = _record(T_ERASED, ERASEDF.pack(seq, ts) + bytes(rl - REC_OVERHEAD - ERASEDF.size))
         if self._io_pending:
             self._flush_pending_io()
-        if blk is self._active:
-            os.pwrite(self._active_fd, rec, pos)
-            if self.sync_always:
-                os.fdatasync(self._active_fd)
-            return
-        fd = os.open(blk.path, os.O_WRONLY)
         try:
-            os.pwrite(fd, rec, pos)
-            if self.sync_always:
-                os.fdatasync(fd)
-            else:
-                self._unsynced.add(index)
-        finally:
-            os.close(fd)
+            if blk is self._active:
+                fileio.pwrite(self._active_fd, rec, pos)
+                if self.sync_always:
+                    fileio.fdatasync(self._active_fd)
+                return
+            fd = os.open(blk.path, os.O_WRONLY)
+            try:
+                fileio.pwrite(fd, rec, pos)
+                if self.sync_always:
+                    fileio.fdatasync(fd)
+                else:
+                    self._unsynced.add(index)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            _log_write_error(self.directory, e)
+            raise StoreWriteError(e) from None
 
     def _tomb_targets_elsewhere(self, blk: Block) -> bool:
         """Could a tombstone in `blk` still hide a message physically present in an older
@@ -742,6 +830,14 @@ class FileStore(StoreCore):
         self._newly_dead.clear()
 
     def _maintenance(self) -> None:
+        try:
+            self._compact_blocks()
+        except (OSError, StoreWriteError) as e:
+            # compaction needs room for a copy of a block: with a full disk it waits
+            log.warning("filestore %s: compaction postponed: %s", self.directory,
+                        e if isinstance(e, StoreWriteError) else fileio.describe(e))
+
+    def _compact_blocks(self) -> None:
         self._drop_dead_blocks()
         for index in sorted(self._sparse):
             blk = self._blocks.get(index)
@@ -787,16 +883,22 @@ class FileStore(StoreCore):
             self._unlink_block(blk)
             return
         tmp = blk.path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            data = b"".join(out)
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                data = b"".join(out)
+                done = 0
+                while done < len(data):
+                    done += fileio.pwrite(fd, data[done:], done)
+                fileio.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise StoreWriteError(e) from None
         self._close_read_fd(blk.index)
         if is_active:
             os.close(self._active_fd)
@@ -832,14 +934,26 @@ class FileStore(StoreCore):
                     fds.append(os.dup(self._active_fd))
                 elif index in self._blocks:
                     fds.append(os.dup(self._read_fd(index)))
-            self._unsynced.clear()
+            unsynced, self._unsynced = self._unsynced, set()
         # fsync outside the lock so a sync from a worker thread does not stall writers.
+        failed: OSError | None = None
         for fd in fds:
             try:
-                os.fsync(fd)
+                fileio.fsync(fd)
+            except OSError as e:
+                failed = e
             finally:
                 os.close(fd)
-        self._fsync_dir(self._msg_dir)
+        if failed is None:
+            try:
+                self._fsync_dir(self._msg_dir)
+            except OSError as e:
+                failed = e
+        if failed is not None:
+            with self._lock:
+                self._unsynced |= unsynced
+            _log_write_error(self.directory, failed)
+            raise StoreWriteError(failed)
 
     def stop(self) -> None:
         with self._lock:
@@ -849,17 +963,22 @@ class FileStore(StoreCore):
                 self._flush_pending_io()
             self._flush()
             self._maintenance()
-            if self._active_fd >= 0:
-                os.fsync(self._active_fd)
-            for index in list(self._unsynced):
-                if index in self._blocks:
-                    os.fsync(self._read_fd(index))
-            self._unsynced.clear()
-            self._fsync_dir(self._msg_dir)
             try:
+                if self._active_fd >= 0:
+                    fileio.fsync(self._active_fd)
+                for index in list(self._unsynced):
+                    if index in self._blocks:
+                        fileio.fsync(self._read_fd(index))
+                self._unsynced.clear()
+                self._fsync_dir(self._msg_dir)
                 self._write_index()
             except OSError as e:  # a missing index only costs a replay on next open
-                log.warning("filestore %s: could not write index: %s", self.directory, e)
+                log.warning("filestore %s: could not sync or write the index: %s",
+                            self.directory, fileio.describe(e))
+                try:
+                    os.unlink(self._index_path + ".tmp")
+                except OSError:
+                    pass
             self._close_fds()
             self._closed = True
 
@@ -1031,17 +1150,25 @@ class FileStore(StoreCore):
     def write_meta(self, name: str, data: bytes) -> None:
         path = self._meta_path(name)
         tmp = os.path.join(self._meta_dir, f".{name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(bytes(data))
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        self._fsync_dir(self._meta_dir)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = bytes(data)
+                done = 0
+                while done < len(view):
+                    done += fileio.pwrite(fd, view[done:], done)
+                fileio.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            self._fsync_dir(self._meta_dir)
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            _log_write_error(self.directory, e)
+            raise StoreWriteError(e) from None
 
     @_op
     def read_meta(self, name: str) -> bytes | None:
@@ -1063,6 +1190,10 @@ class FileStore(StoreCore):
     @_op
     def list_meta(self) -> list[str]:
         return sorted(n for n in os.listdir(self._meta_dir) if not n.startswith("."))
+
+
+def _log_write_error(directory: str, e: OSError) -> None:
+    log.error("filestore %s: write failed: %s", directory, fileio.describe(e))
 
 
 class _CorruptRecord(Exception):
