@@ -9,11 +9,16 @@ What it says to people is edgebus's own: messages are prefixed `edgebus:`, the b
 `--version` name edgebus (and the nats-server version it speaks), and every start-up failure is
 one line naming its cause (the file and line, the listener and port, the path) with no
 traceback. The protocol-facing parts (INFO, readiness lines, ports file) stay nats-server's.
+
+Start-up order matters to client test harnesses, which start many servers at once and give each
+about a second to write its ports file: the listeners are bound (transport/listen.py, standard
+library only) and the ports and pid files written before trio and the server are imported;
+clients that connect meanwhile wait in the listen backlog until the accept loops run. Only what
+the configuration uses is imported afterwards (services.py).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -22,10 +27,9 @@ import sys
 import time
 from typing import Any, NoReturn
 
-import trio
-
 from . import NATS_VERSION, __version__
 from .options import Options
+from .transport import listen  # standard library only: binds before the server is imported
 
 log = logging.getLogger("edgebus")
 PROG = "edgebus"
@@ -85,9 +89,9 @@ def ports_file_path(directory: str) -> str:
     return os.path.join(directory, f"nats-server_{os.getpid()}.ports")
 
 
-def write_ports_file(server: Any, directory: str) -> str:
+def write_ports_file(ports: dict[str, list[str]], directory: str) -> str:
     path = ports_file_path(directory)
-    data = {k: v for k, v in server.ports.items() if v}
+    data = {k: v for k, v in ports.items() if v}
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f)
@@ -194,9 +198,12 @@ def _check_store_dir(o: Options) -> None:
         fatal(f"Error: storage directory is not a directory: {sd}")
 
 
-async def _run(o: Options, handler: logging.Handler) -> int:
+async def _run(o: Options, handler: logging.Handler, bound: dict[str, list[Any]]) -> int:
+    import trio
+
     from .server import Server
     server = Server(o)
+    server.prebound = bound
     log.info("Starting edgebus")
     log.info("  Version:  %s (speaks nats-server %s)", __version__, NATS_VERSION)
     log.info("  Name:     %s", server.broker.server_name)
@@ -211,35 +218,23 @@ async def _run(o: Options, handler: logging.Handler) -> int:
     # the receiver is open before "Server is ready" so a harness may signal right after it
     sigs = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2]
     with trio.open_signal_receiver(*sigs) as receiver:
+        if _early_stop:  # stopped while starting: nothing to serve, nothing to lose
+            log.info("Trapped %r signal", signal.Signals(_early_stop[0]).name.lower().replace("sig", ""))
+            return 0
         return await _serve_until_stopped(server, o, handler, receiver)
 
 
 def startup_error_text(e: BaseException, o: Options) -> str:
     """One line naming why the server could not start."""
-    from .services import ListenError, listen_error_text
-    if isinstance(e, ListenError):  # a listener other than the client port: it names itself
-        return str(e)
-    if isinstance(e, OSError) and e.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-        return (f'Error listening on port: {o.host}:{o.port}, '
-                f'"{listen_error_text(o.host, o.port, e)}"')
+    if isinstance(e, listen.BindError):
+        return bind_error_text(e)
     text = str(e) or type(e).__name__
     return f"Error starting server: {text}"
 
 
 async def _serve_until_stopped(server: Any, o: Options, handler: logging.Handler,
                                receiver: Any) -> int:
-    paths: list[str] = []
-
-    def write_files() -> None:
-        # before "Server is ready": harnesses read these as soon as they see that line
-        if o.ports_file_dir:
-            paths.append(write_ports_file(server, o.ports_file_dir))
-        if o.pid_file:
-            with open(o.pid_file, "w") as f:
-                f.write(str(os.getpid()))
-            paths.append(o.pid_file)
-
-    server.before_ready.append(write_files)
+    import trio
     async with trio.open_nursery() as n:
         try:
             await n.start(server.run)
@@ -252,32 +247,83 @@ async def _serve_until_stopped(server: Any, o: Options, handler: logging.Handler
             await _wait_stopped(server)
         finally:
             n.cancel_scope.cancel()
-    for path in paths:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
     log.info("Server Exiting..")
     return 0
 
 
+# TERM/INT received before trio's signal receiver is open (the ports file is written before
+# trio is imported, so a harness may stop us that early): remembered, then honoured as a stop
+_early_stop: list[int] = []
+_importing = [False]
+
+
+def _trap_early_stop() -> None:
+    def remember(signum: int, frame: Any) -> None:
+        _early_stop.append(signum)
+        if _importing[0]:  # still importing the server: stop right here (main cleans up)
+            raise SystemExit(0)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, remember)
+
+
+def _bind_listeners(o: Options) -> dict[str, list[Any]]:
+    """Bind every listener, or exit with nats-server's `[FTL]` line for the one that failed."""
+    try:
+        return listen.bind_all(o)
+    except listen.BindError as e:
+        fatal(bind_error_text(e))
+
+
+def bind_error_text(e: listen.BindError) -> str:
+    """nats-server's line for a listener that could not bind: it names the listener and the
+    port (an operator must learn that 1883 is taken, not 4222)."""
+    host = e.host if ":" not in e.host else f"[{e.host.strip('[]')}]"
+    hp = f"{host}:{listen.normalize_port(e.port)}"
+    why = f"listen tcp {hp}: bind: {_go_error_text(e)}"
+    if e.name == listen.NATS:
+        return f'Error listening on port: {hp}, "{why}"'
+    if e.name == listen.MONITORING:
+        return f"Can't start monitoring: can't listen to the monitor port: {why}"
+    if e.name == listen.LEAFNODES:
+        return f"Error listening on leafnode port: {listen.normalize_port(e.port)} - {why}"
+    kind = "websocket" if e.name == listen.WEBSOCKET else "MQTT"
+    return f"Unable to listen for {kind} connections: {why}"
+
+
+def _go_error_text(e: OSError) -> str:
+    text = e.strerror or str(e)
+    return text[:1].lower() + text[1:]
+
+
+def _write_files(o: Options, bound: dict[str, list[Any]]) -> list[str]:
+    """The ports file (once every listener is bound) and the pid file; their paths."""
+    paths: list[str] = []
+    if o.pid_file:
+        try:
+            with open(o.pid_file, "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as e:
+            fatal(f"Could not write pidfile: open {o.pid_file}: {_go_error_text(e)}")
+        paths.append(o.pid_file)
+    if o.ports_file_dir:
+        ports = {name: listen.bound_port(socks) for name, socks in bound.items()}
+        try:
+            paths.append(write_ports_file(listen.port_urls(o, ports), o.ports_file_dir))
+        except OSError as e:  # nats-server logs it and runs on
+            path = ports_file_path(o.ports_file_dir)
+            log.error("Error writing ports file (%s): open %s: %s", path, path, _go_error_text(e))
+    return paths
+
+
 def _leaf_exception(e: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) exception groups (a listener's bind
-    failure first: it is the cause, the others are its consequences)."""
-    from .services import _bind_error
-    bind = _bind_error(e)
-    if bind is not None:
-        return bind
+    """The first real error inside (possibly nested) exception groups."""
     while isinstance(e, BaseExceptionGroup) and e.exceptions:
         e = e.exceptions[0]
     return e
 
 
 async def _wait_stopped(server: Any) -> None:
-    while server._stop is None or not server._stop.is_set():
-        await trio.sleep(0.05)
-    while server.running:
-        await trio.sleep(0.01)
+    await server.stopped.wait()
 
 
 async def _signals(server: Any, handler: logging.Handler, receiver: Any) -> None:
@@ -392,11 +438,40 @@ def main(argv: list[str] | None = None) -> int:
     for note in actions.get("notices") or []:
         log.warning("%s", note)
     _check_store_dir(o)
+    _trap_early_stop()
+    bound = _bind_listeners(o)
+    paths = _write_files(o, bound)
     try:
-        return trio.run(_run, o, handler)
+        _importing[0] = True
+        import trio
+
+        from . import server  # noqa: F401  # (imported here so that a TERM meanwhile exits at once)
+        _importing[0] = False
+        return trio.run(_run, o, handler, bound)
     except KeyboardInterrupt:
         return 0
+    finally:
+        listen.close_all(bound)  # any the server never took (it failed first)
+        for path in paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def run() -> NoReturn:
+    """The process entry point (`edgebus`, `python -m edgebus`): `main()`, then exit at once.
+
+    By the time `main()` returns the server has closed its connections and flushed and closed
+    its stores; what is left is the interpreter tearing down the heap, tens of milliseconds a
+    test harness that restarts servers all the time would wait for nothing.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conf.errors import ConfigError
-from .conf.options_map import load_config
 from .conf.validate import is_valid_host
 from .options import Options, TLSOptions
 
@@ -415,6 +414,7 @@ def build_options(argv: Sequence[str]) -> tuple[Options, CliActions]:
         raise CliError("must specify [-c, --config] option to check configuration file syntax")
     opts = Options()
     if result.config_file:
+        from .conf.options_map import load_config  # only a start with a config file needs it
         opts, report = load_config(result.config_file)
         if actions.test_config and report.warnings:
             raise ConfigError.collect([w.as_error() for w in report.warnings])

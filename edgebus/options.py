@@ -121,7 +121,7 @@ class Options:
     server_tags: list[str] = field(default_factory=list)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT  # -1 or 0 = pick a free port
-    http_host: str = DEFAULT_HOST
+    http_host: str = ""  # empty: the client `host`, as nats-server defaults it
     http_port: int | None = None  # None = monitoring off; -1/0 = free port
     https_port: int | None = None
     ports_file_dir: str | None = None

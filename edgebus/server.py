@@ -17,7 +17,7 @@ import trio
 from .core.broker import Broker
 from .core.clock import Clock
 from .options import Options
-from .transport import nats_tcp
+from .transport import listen, nats_tcp
 
 log = logging.getLogger("edgebus")
 
@@ -39,24 +39,26 @@ class Server:
         self.mqtt_port = 0
         self.leaf_port = 0
         self.ports: dict[str, list[str]] = {}
+        # listener name -> sockets the `edgebus` command bound before the server was imported
+        # (see transport/listen.py); each listener takes its own, or binds when absent
+        self.prebound: dict[str, list[Any]] = {}
         self._stop: trio.Event | None = None
         self.running = False
+        self.stopped = trio.Event()  # set when run() has closed everything
         self.services: dict[str, Any] = {}
-        # called just before "Server is ready" (the CLI writes its ports and pid files here)
+        # called just before "Server is ready" (embedders' hooks; the `edgebus` command writes
+        # its ports and pid files earlier, as soon as its listeners are bound)
         self.before_ready: list[Any] = []
 
     # -- addresses ------------------------------------------------------------------------
     @property
     def client_host(self) -> str:
         h = self.options.host
-        return "127.0.0.1" if h in ("0.0.0.0", "", "::") else h
+        return "127.0.0.1" if h in listen.WILDCARD_HOSTS else h.strip("[]")
 
     @property
     def client_url(self) -> str:
-        h = self.client_host
-        if ":" in h:
-            h = f"[{h}]"
-        return f"nats://{h}:{self.port}"
+        return f"nats://{listen.url_host(self.options.host)}:{self.port}"
 
     def _url(self, scheme: str, port: int) -> str | None:
         if not port:
@@ -93,13 +95,15 @@ class Server:
             self.nursery = root
             async with trio.open_nursery() as conns:
                 self.conn_nursery = conns
-                listeners = await nats_tcp.open_listeners(o.host, o.port)
+                listeners = listen.trio_listeners(listen.take(self, listen.NATS))
                 self.port = nats_tcp.listener_port(listeners)
                 b.client_port = self.port
-                self.ports["nats"] = [self.client_url]
                 # subsystems first (JetStream recovers its streams), so that the first client
                 # accepted already finds them
                 await self._start_services(root)
+                self.ports = listen.port_urls(o, {
+                    listen.NATS: self.port, listen.MONITORING: self.http_port,
+                    listen.WEBSOCKET: self.ws_port, listen.MQTT: self.mqtt_port})
                 await conns.start(nats_tcp.serve_nats, self, listeners)
                 log.info("Listening for client connections on %s:%d", o.host, self.port)
                 self.running = True
@@ -111,7 +115,9 @@ class Server:
                 await self._graceful_close()
                 conns.cancel_scope.cancel()
             root.cancel_scope.cancel()
+        listen.close_all(self.prebound)  # any a failed service never took
         self.running = False
+        self.stopped.set()
 
     def _setup_security(self) -> None:
         """Build authenticators and the TLS context from options (security/ plugs in here)."""

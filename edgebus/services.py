@@ -4,9 +4,7 @@ nursery and reports started(); each is imported lazily so an unused one costs no
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 from typing import Any
 
 import trio
@@ -14,59 +12,9 @@ import trio
 log = logging.getLogger("edgebus")
 
 
-class ListenError(OSError):
-    """A listener could not bind; the message names which one and the address, in the words
-    nats-server logs for that listener (an operator must learn that 1883 is taken, not 4222)."""
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
-# listener -> (how nats-server introduces the failure, the options' (host, port))
-_LISTENERS: dict[str, tuple[str, Any]] = {
-    "websocket": ("Unable to listen for websocket connections: ",
-                  lambda o: (o.websocket.host, o.websocket.port)),
-    "mqtt": ("Unable to listen for MQTT connections: ", lambda o: (o.mqtt.host, o.mqtt.port)),
-    "leaf": ("Error listening on leafnode port: {port} - ",
-             lambda o: (o.leafnodes.host, o.leafnodes.port)),
-    "monitor": ("Can't start monitoring: can't listen to the monitor port: ",
-                lambda o: (o.http_host, o.http_port)),
-}
-_BIND_ERRNOS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
-
-
-def _bind_error(e: BaseException) -> OSError | None:
-    """The bind failure inside `e` (possibly nested in exception groups), if that is what it is."""
-    if isinstance(e, OSError) and e.errno in _BIND_ERRNOS:
-        return e
-    if isinstance(e, BaseExceptionGroup):
-        for sub in e.exceptions:
-            found = _bind_error(sub)
-            if found is not None:
-                return found
-    return None
-
-
-def listen_error_text(host: str, port: int, err: OSError) -> str:
-    """Go's `listen tcp HOST:PORT: bind: <reason>`."""
-    reason = os.strerror(err.errno).lower() if err.errno else str(err)
-    h = f"[{host}]" if ":" in host else host
-    return f"listen tcp {h}:{port}: bind: {reason}"
-
-
 async def start_all(server: Any, nursery: trio.Nursery) -> None:
     for name, starter in _STARTERS:
-        try:
-            await starter(server, nursery)
-        except BaseException as e:
-            err = _bind_error(e)
-            if err is None or name not in _LISTENERS:
-                raise
-            intro, where = _LISTENERS[name]
-            host, port = where(server.options)
-            host = host or "0.0.0.0"
-            raise ListenError(err.errno, intro.format(port=port)
-                              + listen_error_text(host, port, err)) from e
+        await starter(server, nursery)
 
 
 async def _jetstream(server: Any, nursery: trio.Nursery) -> None:

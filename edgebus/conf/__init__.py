@@ -4,10 +4,26 @@
 a dict into `edgebus.options.Options`; `load_config` does both for a path.
 """
 
-from .durations import parse_duration
-from .errors import ConfigError, Position
-from .options_map import ConfigReport, ConfigWarning, load_config, options_from_config
-from .parser import ConfigList, ConfigMap, parse_file, parse_string
+from importlib import import_module
+from typing import Any
+
+# lazy (PEP 562): `edgebus.conf.errors` alone must not load the parser and the option mapping,
+# which a start without a config file never uses
+_WHERE = {
+    "parse_duration": ".durations",
+    "ConfigError": ".errors", "Position": ".errors",
+    "ConfigReport": ".options_map", "ConfigWarning": ".options_map",
+    "load_config": ".options_map", "options_from_config": ".options_map",
+    "ConfigList": ".parser", "ConfigMap": ".parser", "parse_file": ".parser",
+    "parse_string": ".parser",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(name)
+    return getattr(import_module(_WHERE[name], __name__), name)
+
 
 __all__ = [
     "ConfigError",

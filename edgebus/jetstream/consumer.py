@@ -816,7 +816,12 @@ class Consumer:
             self.advisories.pause(False, self.cfg.pause_until)
             self._kick = True
         if self.is_pull and self.waiting:
-            self._process_waiting(eos=False)
+            # a request's expiry or heartbeat time came: nats-server's request timer then runs
+            # processWaiting with eos, which ends a no_wait request (404) even while delivery
+            # is stalled on max_ack_pending
+            due = any((wr.expires and now >= wr.expires) or (wr.hbt and now >= wr.hbt)
+                      for wr in self.waiting)
+            self._process_waiting(eos=due)
         if self._dtmr_at and now >= self._dtmr_at:
             self._dtmr_at = 0.0
             self._delete_not_active()

@@ -26,6 +26,7 @@ import trio
 
 from .. import NATS_VERSION
 from ..core.sublist import Subscription
+from ..transport import listen
 from ..transport.nats_tcp import peer_of
 from . import wsclient
 from .interest import LDS_PREFIX
@@ -71,8 +72,7 @@ class LeafService:
         async with trio.open_nursery() as n:
             self._nursery = n
             if lo.port is not None and lo.port != 0:
-                host = None if lo.host in ("", "0.0.0.0", "::") else lo.host
-                listeners = await trio.open_tcp_listeners(0 if lo.port < 0 else lo.port, host=host)
+                listeners = listen.trio_listeners(listen.take(self.server, listen.LEAFNODES))
                 self.port = listeners[0].socket.getsockname()[1]
                 self.server.leaf_port = self.port
                 log.info("Listening for leafnode connections on %s:%d", lo.host, self.port)

@@ -33,8 +33,15 @@ def server_context(tls: TLSOptions) -> ssl.SSLContext:
         raise TLSConfigError(f"error parsing X509 certificate/key pair: {e}") from e
     verify = tls.verify or tls.verify_and_map
     if tls.ca_file:
+        # The CA verifies client certificates, so it joins the context's store only when
+        # they are asked for: OpenSSL completes a server chain from that store when cert_file
+        # holds no chain of its own, and nats-server sends cert_file's certificates only (a
+        # client that does not trust the CA must see "unable to get local issuer certificate",
+        # not a self-signed certificate in the chain). With `verify` the store needs the CA,
+        # and Python's ssl cannot turn the completion off (SSL_MODE_NO_AUTO_CHAIN).
         try:
-            ctx.load_verify_locations(cafile=tls.ca_file)
+            (ctx if verify else ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)).load_verify_locations(
+                cafile=tls.ca_file)
         except (OSError, ssl.SSLError) as e:
             raise TLSConfigError(f"failed to parse root ca certificate: {e}") from e
     elif verify:

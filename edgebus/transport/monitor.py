@@ -19,7 +19,7 @@ import trio
 
 from .. import NATS_VERSION, RUNTIME
 from ..core.clock import rfc3339
-from .nats_tcp import normalize_port
+from . import listen
 
 log = logging.getLogger("edgebus")
 
@@ -88,7 +88,7 @@ def varz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]
         "max_subscriptions": o.max_subscriptions,
         "ping_interval": int(o.ping_interval * 1e9),
         "ping_max": o.ping_max,
-        "http_host": o.http_host,
+        "http_host": o.http_host or o.host,
         "http_port": server.http_port,
         "http_base_path": "",
         "https_port": 0,
@@ -449,11 +449,9 @@ async def _serve_http_conn(server: Any, stream: trio.SocketStream) -> None:
 
 async def serve_monitor(server: Any, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
     o = server.options
-    host = o.http_host
-    listeners = await trio.open_tcp_listeners(normalize_port(o.http_port), host=host)
-    server.http_port = listeners[0].socket.getsockname()[1]
-    h = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-    server.ports["monitoring"] = [f"http://{h}:{server.http_port}"]
+    host = listen.addresses(o)[listen.MONITORING][0]
+    listeners = listen.trio_listeners(listen.take(server, listen.MONITORING))
+    server.http_port = listen.bound_port([ln.socket for ln in listeners])
     log.info("Starting http monitor on %s:%d", host, server.http_port)
     async with trio.open_nursery() as n:
         task_status.started()

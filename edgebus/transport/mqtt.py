@@ -3,10 +3,10 @@
 `MQTTService(server)` is started by `services.py` when `mqtt.port` is set (`-1` picks a free
 port). It opens the listener (TLS when `mqtt.tls` is configured), logs
 `Listening for MQTT clients on mqtt://host:port` (`tls://` with TLS) like nats-server, and
-records `server.mqtt_port` / `server.ports["mqtt"]`. Every accepted connection, and every MQTT
-client that arrives over WebSocket (`handle_stream`, called by the WebSocket front-end for URL
-paths ending in `/mqtt`), runs an `edgebus.mqtt.connection.MQTTConnection` in the server's
-connection nursery.
+records `server.mqtt_port` (the server lists it in `server.ports`). Every accepted connection,
+and every MQTT client that arrives over WebSocket (`handle_stream`, called by the WebSocket
+front-end for URL paths ending in `/mqtt`), runs an `edgebus.mqtt.connection.MQTTConnection` in
+the server's connection nursery.
 
 Per account, an `edgebus.mqtt.manager.AccountSessions` holds sessions and retained messages; it
 is opened on the first CONNECT in the account, or at start when an earlier run left state
@@ -31,7 +31,8 @@ from ..codec.mqtt_topics import topic_to_subject
 from ..mqtt import persist
 from ..mqtt.connection import MQTTConnection
 from ..mqtt.manager import AccountSessions
-from .nats_tcp import normalize_port, peer_of
+from . import listen
+from .nats_tcp import peer_of
 from ..core.blocking import run_blocking
 
 log = logging.getLogger("edgebus")
@@ -65,13 +66,11 @@ class MQTTService:
         if tls is not None and (tls.cert_file or tls.key_file):
             from ..security import tlsconf
             self.tls_context = tlsconf.server_context(tls)
-        host = mq.host or "0.0.0.0"
-        listeners = await trio.open_tcp_listeners(normalize_port(mq.port), host=host)
+        listeners = listen.trio_listeners(listen.take(server, listen.MQTT))
         self.port = listeners[0].socket.getsockname()[1]
         server.mqtt_port = self.port
         scheme = "tls" if self.tls_context is not None else "mqtt"
-        h = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-        server.ports["mqtt"] = [f"{scheme}://{h}:{self.port}"]
+        host = listen.addresses(server.options)[listen.MQTT][0]
         await self._restore()
         async with trio.open_nursery() as n:
             self.nursery = n

@@ -21,6 +21,8 @@ import json
 import logging
 import os
 import random
+import socket
+import ssl
 from typing import Any
 
 import trio
@@ -109,6 +111,7 @@ class NatsConnection(Client):
         self.connect_opts: dict[str, Any] = {}  # kept for re-authentication on reload
         self.auth_extra: Any = None  # authenticator's identity details ($SYS events, USER.INFO)
         self.deny_filter = False  # a wildcard sub overlaps a subscribe deny entry
+        self._peer_gone = False  # the client closed (seen with its last data): write nothing more
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -303,14 +306,26 @@ class NatsConnection(Client):
 
     async def _writer(self) -> None:
         wd = self.broker.options.write_deadline
+        tls = type(self.stream) is trio.SSLStream
         try:
             while True:
+                if self._peer_gone:
+                    break  # nothing may follow the client's close_notify
                 if not self.out:
                     if self.closing:
                         break
                     self._parked = True
                     await self._lot.park()
                     continue
+                if tls and _tls_input_waiting(self.stream):
+                    # the client sent something meanwhile, maybe its close_notify: let the
+                    # reader see it first (a few turns at most: a busy client must not stall us)
+                    for _ in range(3):
+                        await trio.lowlevel.checkpoint()
+                        if self._peer_gone or not _tls_input_waiting(self.stream):
+                            break
+                    if self._peer_gone or not self.out:
+                        continue
                 data = self.out
                 self.out = bytearray()
                 # hand the buffer to the stream in pieces, so `inflight` (counted as pending
@@ -465,6 +480,8 @@ class NatsConnection(Client):
             while not self.closing:
                 if raw is None:
                     data = await stream.receive_some(size)
+                    if data and type(stream) is trio.SSLStream:
+                        data = self._read_on_tls(stream, data, size)
                 else:
                     # plain TCP: read the socket directly (trio's stream layers cost a few
                     # microseconds per read); wait only when it has nothing, and yield once per
@@ -479,7 +496,12 @@ class NatsConnection(Client):
                         await trio.lowlevel.checkpoint()
                     waited = False
                 if not data:
-                    self.close("Client Closed")
+                    if type(stream) is trio.SSLStream:
+                        # close_notify: nothing may follow it (the client's TLS stack would
+                        # report an error), so what is pending is dropped
+                        self.kill("Client Closed")
+                    else:
+                        self.close("Client Closed")  # a half-closed client still reads
                     return
                 if len(data) == size and size < top:
                     size *= 2
@@ -496,10 +518,46 @@ class NatsConnection(Client):
                         c._flush()
                 if stop:
                     return
+                if self._peer_gone:
+                    self.kill("Client Closed")
+                    return
                 if self._stall_targets:
                     await self._stall()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.close("Client Closed")
+
+    def _read_on_tls(self, stream: Any, data: Any, size: int) -> Any:
+        """Take the complete records the client has already sent after this read, without
+        waiting for more. A client that publishes and closes sends its last PUBs and its
+        close_notify together: seeing the close_notify before handling the PUBs lets the
+        deliveries back to it be dropped (`_peer_gone`) instead of written after it, which
+        the client's TLS stack reports as an error (APPLICATION_DATA_AFTER_CLOSE_NOTIFY).
+        trio's SSLStream has no non-blocking read, so this reads its (private) SSLObject and
+        feeds its receive buffer from the kernel's; a partial record stays for the next read."""
+        obj = getattr(stream, "_ssl_object", None)
+        incoming = getattr(stream, "_incoming", None)
+        sock = _raw_of(getattr(stream, "transport_stream", None))
+        # a busy publisher's full reads are left as they are (the read size bounds what one
+        # read may deliver before the fast-producer stall acts)
+        while obj is not None and incoming is not None and len(data) < size:
+            try:
+                more = obj.read(size)
+            except ssl.SSLWantReadError:
+                chunk = _recv_now(sock)
+                if not chunk:
+                    break  # nothing more arrived (EOF included: the normal read meets it)
+                incoming.write(chunk)
+                continue
+            except ssl.SSLZeroReturnError:
+                self._peer_gone = True
+                break
+            except ssl.SSLError:
+                break  # the next receive_some meets it and closes
+            if not more:
+                self._peer_gone = True
+                break
+            data += more
+        return data
 
     async def _handle(self, data: bytes) -> bool:
         """Parse and act on one read; True when the connection is done reading."""
@@ -971,3 +1029,38 @@ def _min_limit(base: int, *limits: Any) -> int:
         if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
             out = v if out < 0 else min(out, v)
     return out
+
+
+def _tls_input_waiting(stream: Any) -> bool:
+    """Has the TLS client sent more than the stream has decrypted: records in its receive
+    buffer (trio keeps them in a private MemoryBIO) or bytes (or EOF) in the kernel?"""
+    incoming = getattr(stream, "_incoming", None)
+    if incoming is not None and incoming.pending:
+        return True
+    sock = _raw_of(getattr(stream, "transport_stream", None))
+    if sock is None:
+        return False
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True  # an error to read: let the reader meet it
+    return True  # data, or b"" (EOF)
+
+
+def _raw_of(transport: Any) -> Any:
+    """The stdlib socket under a trio SocketStream, or None."""
+    return getattr(getattr(transport, "socket", None), "_sock", None)
+
+
+def _recv_now(sock: Any) -> bytes | None:
+    """What the kernel holds for `sock` right now (b"" at EOF), or None if nothing."""
+    if sock is None:
+        return None
+    try:
+        return sock.recv(65536, socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return None  # the normal read meets the error

@@ -8,26 +8,17 @@ from typing import Any
 
 import trio
 
+from .listen import normalize_port, unmap_v4  # noqa: F401  (normalize_port: its old home)
 from .nats_conn import NatsConnection
 
 log = logging.getLogger("edgebus")
-
-
-def normalize_port(port: int | None) -> int:
-    """nats-server's -1 ("any free port") is trio's 0."""
-    return 0 if port is None or port < 0 else port
-
-
-async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
-    h = None if host in ("", "0.0.0.0", "::") and False else host
-    return await trio.open_tcp_listeners(normalize_port(port), host=h)
 
 
 def peer_of(stream: Any) -> tuple[str, int]:
     try:
         sock = stream.socket
         addr = sock.getpeername()
-        return str(addr[0]), int(addr[1])
+        return unmap_v4(str(addr[0])), int(addr[1])
     except (AttributeError, OSError):
         return "", 0
 

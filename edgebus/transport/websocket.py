@@ -29,7 +29,8 @@ from ..codec.websocket import (KIND_CLIENT, KIND_LEAF, KIND_MQTT, OP_CLOSE, OP_P
                                encode_frame, go_bad_request, http_error, parse_request,
                                parse_request_uri, upgrade_response)
 from .nats_conn import NatsConnection
-from .nats_tcp import normalize_port, peer_of
+from . import listen
+from .nats_tcp import peer_of
 
 log = logging.getLogger("edgebus")
 
@@ -312,11 +313,9 @@ class WebsocketListener:
         server = self.server
         validate_websocket_options(server.options)
         self.ssl_context = self._make_ssl_context()
-        listeners = await trio.open_tcp_listeners(normalize_port(self.wo.port), host=self.host)
+        listeners = listen.trio_listeners(listen.take(server, listen.WEBSOCKET))
         self.port = listeners[0].socket.getsockname()[1]
         server.ws_port = self.port
-        h = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
-        server.ports["websocket"] = [f"{self.scheme}://{h}:{self.port}"]
         log.info("Listening for websocket clients on %s://%s:%d", self.scheme, self.host, self.port)
         if self.ssl_context is None:
             log.warning("Websocket not configured with TLS. DO NOT USE IN PRODUCTION!")
