@@ -29,7 +29,7 @@ or the core. Operations:
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from .nats import (ERR_MAX_CONTROL_LINE, ERR_MAX_PAYLOAD, ERR_UNKNOWN_OP, ProtocolError,
                    parse_size)
@@ -106,21 +106,22 @@ class LeafParser:
         self.max_payload = max_payload
         self.max_control_line = max_control_line * LEAF_CONTROL_LINE_FACTOR
         # (subject, reply, queues, hdr size or -1, total size) of a message awaiting its payload
-        self._pending: tuple | None = None
+        self._pending: tuple[Any, ...] | None = None
 
-    def feed(self, data: bytes) -> list[tuple]:
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
         """Every complete operation in the bytes seen so far; raises ProtocolError (after
         which the parser must not be used again: the connection closes)."""
-        ops: list[tuple] = []
+        ops: list[tuple[Any, ...]] = []
         err = self.feed_into(data, ops)
         if err is not None:
             raise err
         return ops
 
-    def feed_into(self, data: bytes, ops: list[tuple]) -> ProtocolError | None:
+    def feed_into(self, data: bytes | bytearray, ops: list[tuple[Any, ...]]) -> ProtocolError | None:
         """Append complete operations to `ops`; return a ProtocolError instead of raising, so
         the operations parsed before the violation still reach the caller."""
-        buf = self.buf + data if self.buf else data
+        # (bytes(data) is data itself when it is bytes, as a socket read gives)
+        buf = self.buf + data if self.buf else bytes(data)
         n = len(buf)
         pos = 0
         append = ops.append
@@ -159,7 +160,7 @@ class LeafParser:
         self.buf = buf[pos:] if pos < n else b""
         return None
 
-    def _line(self, line: bytes, append) -> None:
+    def _line(self, line: bytes, append: Callable[[tuple[Any, ...]], None]) -> None:
         # the operation name ends at the first space or tab; names are case-insensitive
         i = 0
         ln = len(line)

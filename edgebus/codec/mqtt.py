@@ -40,7 +40,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Callable, Union
 
 __all__ = [
     "MAX_REMAINING_LENGTH",
@@ -548,7 +548,7 @@ class MQTTParser:
         raise AssertionError(f"unhandled packet type {ptype}")  # pragma: no cover
 
 
-_PID_PACKETS = {4: PubAck, 5: PubRec, 6: PubRel, 7: PubComp, 11: UnsubAck}
+_PID_PACKETS: dict[int, Callable[[int], Packet]] = {4: PubAck, 5: PubRec, 6: PubRel, 7: PubComp, 11: UnsubAck}
 
 
 def _parse_publish(buf: bytes, flags: int, p: int, end: int) -> Publish:
@@ -798,6 +798,39 @@ def publish_header(
     if packet_id is not None:
         raise ValueError("QoS 0 PUBLISH has no packet identifier")
     return bytes((first,)) + _varint(len(topic_field) + payload_len) + topic_field
+
+
+# PUBLISH fixed header for QoS 0 without flags and a one-byte remaining length
+_QOS0_HEAD = [bytes((0x30, n)) for n in range(128)]
+
+
+def publish_for_field(topic_field: bytes, payload: bytes, qos: int, packet_id: int, dup: bool,
+                      retain: bool) -> bytes:
+    """A whole PUBLISH for a precomputed topic field (2-byte length, then the topic): how a
+    session frames a delivery (no checks: the session's values are valid)."""
+    first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
+    rl = len(topic_field) + len(payload) + (2 if qos else 0)
+    head = bytes((first, rl)) if rl < 128 else bytes((first,)) + _varint(rl)
+    if qos:
+        return head + topic_field + packet_id.to_bytes(2, "big") + payload
+    return head + topic_field + payload
+
+
+def append_qos0(out: bytearray, topic_field: bytes, payloads: Sequence[bytes]) -> int:
+    """Append one plain QoS 0 PUBLISH per payload to `out` (the delivery framing of a NATS
+    message to an MQTT session); returns the payload bytes."""
+    n = 0
+    for data in payloads:
+        rl = len(topic_field) + len(data)
+        if rl < 128:
+            out += _QOS0_HEAD[rl]
+        else:
+            out.append(0x30)
+            out += _varint(rl)
+        out += topic_field
+        out += data
+        n += len(data)
+    return n
 
 
 def publish(

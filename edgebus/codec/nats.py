@@ -19,7 +19,7 @@ Operations are plain tuples, first element an int opcode, because they are built
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 from .json_depth import loads
 
@@ -93,6 +93,66 @@ def msg_frame(subject: bytes, sid: bytes, reply: bytes | None, hdr: bytes | None
         head = b"".join((b"HMSG ", subject, b" ", sid, b" ", str(hl).encode(), b" ",
                          str(hl + len(payload)).encode(), CRLF))
     return b"".join((head, hdr, payload, CRLF))
+
+
+# b"<n>\r\n" for the payload sizes most messages have: a table lookup, not a format
+_SIZE_LINES = [b"%d\r\n" % i for i in range(4096)]
+_HEADS_MAX = 1024  # control-line heads remembered per subscription
+
+
+def append_msgs(out: bytearray, subject: bytes, sid: bytes, reply: bytes | None,
+                hdr: bytes | None, payloads: Sequence[bytes],
+                heads: dict[bytes, bytes] | None = None) -> int:
+    """Append one MSG (HMSG with `hdr`) per payload to `out`, all with the same subject, sid
+    and reply: the delivery framing of every NATS client connection. `heads`, when given,
+    remembers the `MSG <subject> <sid> ` head per subject for replyless messages (a
+    subscription sees the same few subjects again and again). A run of payloads of one size is
+    formatted once and joined. Returns the bytes counted as delivered (headers and payloads,
+    as nats-server counts out_bytes)."""
+    if hdr is None:
+        if reply:
+            if len(payloads) == 1:  # (replies differ per message: one format, no head kept)
+                data = payloads[0]
+                out += b"MSG %s %s %s %d\r\n%s\r\n" % (subject, sid, reply, len(data), data)
+                return len(data)
+            head = b"MSG %s %s %s " % (subject, sid, reply)
+        elif heads is not None:
+            h = heads.get(subject)
+            if h is None:
+                if len(heads) >= _HEADS_MAX:
+                    heads.clear()
+                h = heads[subject] = b"MSG %s %s " % (subject, sid)
+            head = h
+        else:
+            head = b"MSG %s %s " % (subject, sid)
+        if len(payloads) == 1:
+            data = payloads[0]
+            n = len(data)
+            out += head + (_SIZE_LINES[n] if n < 4096 else b"%d\r\n" % n) + data + b"\r\n"
+            return n
+        size = len(payloads[0])
+        k = len(payloads)
+        total = sum(map(len, payloads))
+        if total == k * size:
+            line = head + b"%d\r\n" % size
+            out += line
+            out += (b"\r\n" + line).join(payloads)
+            out += b"\r\n"
+            return total
+        for data in payloads:
+            n = len(data)
+            out += b"".join((head, b"%d\r\n" % n, data, b"\r\n"))
+        return total
+    hl = len(hdr)
+    total = 0
+    for data in payloads:
+        size = hl + len(data)
+        if reply:
+            out += b"HMSG %s %s %s %d %d\r\n%s%s\r\n" % (subject, sid, reply, hl, size, hdr, data)
+        else:
+            out += b"HMSG %s %s %d %d\r\n%s%s\r\n" % (subject, sid, hl, size, hdr, data)
+        total += size
+    return total
 
 
 def pub_frame(subject: bytes, reply: bytes | None, hdr: bytes | None, payload: bytes) -> bytes:
@@ -172,7 +232,7 @@ class _Base:
     def __init__(self, max_control_line: int = 4096) -> None:
         self.buf = b""
         self.max_control_line = max_control_line
-        self._pending: tuple | None = None
+        self._pending: tuple[Any, ...] | None = None
 
 
 # How the bytes after an operation's name are read (nats-server's parser states):
@@ -198,7 +258,7 @@ _CLIENT_OPS = (
 )
 
 
-def _classify(buf: bytes, pos: int, limit: int, complete: bool) -> tuple | None:
+def _classify(buf: bytes, pos: int, limit: int, complete: bool) -> tuple[Any, ...] | None:
     """Which client operation starts at `pos`?
 
     `limit` is the index of the line's '\n' (complete line) or the end of the data so far.
@@ -254,14 +314,14 @@ class ServerParser(_Base):
         self._have = 0
         self._need = 0
         self._carry = b""
-        self._lines: dict[bytes, tuple] = {}  # recent PUB control lines, parsed
+        self._lines: dict[bytes, tuple[Any, ...]] = {}  # recent PUB control lines, parsed
 
-    def feed(self, data: bytes) -> list[tuple]:
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
         """Every complete operation in the bytes seen so far; raises ProtocolError.
 
         Operations before a violation are lost to the caller; connections use `feed_into`.
         """
-        ops: list[tuple] = []
+        ops: list[tuple[Any, ...]] = []
         err = self.feed_into(data, ops)
         while err is None and self.more:
             err = self.feed_into(b"", ops)
@@ -269,7 +329,7 @@ class ServerParser(_Base):
             raise err
         return ops
 
-    def feed_into(self, data: bytes, ops: list[tuple]) -> ProtocolError | None:
+    def feed_into(self, data: bytes | bytearray, ops: list[tuple[Any, ...]]) -> ProtocolError | None:
         """Append complete operations to `ops`; return the first ProtocolError instead of raising."""
         self.more = False
         if type(data) is not bytes:
@@ -360,7 +420,7 @@ class ServerParser(_Base):
             pos = npos
         return pos
 
-    def _pub_line(self, ctl: bytes) -> tuple | None:
+    def _pub_line(self, ctl: bytes) -> tuple[Any, ...] | None:
         """(subject, reply, size) of a plain `PUB` control line (without CRLF), or None when
         it is anything else or anything unusual — the precise path then decides. Lines without
         a reply are remembered: publishers tend to repeat a few of them."""
@@ -411,6 +471,7 @@ class ServerParser(_Base):
         batch = self.batch
         ops = append.__self__
         line = self._pub_line
+        known = self._lines  # (what _pub_line remembers, looked up here without a call)
         prev = None
         size = 0
         subject = reply = None
@@ -418,7 +479,7 @@ class ServerParser(_Base):
         count = 0
         for ctl, payload in zip(parts[0:2 * npairs:2], parts[1:2 * npairs:2]):
             if ctl != prev:
-                hit = line(ctl)
+                hit = known.get(ctl) or line(ctl)
                 if hit is None:
                     break
                 subject, reply, size = hit
@@ -613,13 +674,13 @@ class ClientParser(_Base):
     def __init__(self, max_control_line: int = 64 * 1024) -> None:
         super().__init__(max_control_line)
 
-    def feed(self, data: bytes) -> list[tuple]:
+    def feed(self, data: bytes) -> list[tuple[Any, ...]]:
         if type(data) is not bytes:
             data = bytes(data)
         buf = self.buf + data if self.buf else data
         pos = 0
         n = len(buf)
-        ops: list[tuple] = []
+        ops: list[tuple[Any, ...]] = []
         try:
             while pos < n:
                 pend = self._pending

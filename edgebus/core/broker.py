@@ -72,16 +72,11 @@ class Broker:
                                                create=True)
         self.system_account.is_system = True
         self._cid = 0
+        self._n_client_conns = 0
         self.clients: dict[int, Any] = {}
         self.closed_clients: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.total_connections = 0
         self.slow_consumers = 0
-        # the end-of-read flush list of the NATS connection whose read is being handled
-        # right now (transport/nats_conn.py); output made meanwhile is sent with it
-        self.reading: list[Any] | None = None
-        # called once when that read is handled, before its output is flushed (a stream
-        # completes the writes it held back and releases its PubAcks here)
-        self.read_end: list[Any] = []
         self.auth: Any = NoAuth(self)
         self.lame_duck = False
         self.shutting_down = False
@@ -96,16 +91,6 @@ class Broker:
         self.client_host = self.options.host
 
     # -- accounts -------------------------------------------------------------------------
-    def end_of_read(self) -> None:
-        """Run the read_end callbacks queued while handling a read."""
-        while self.read_end:
-            cbs, self.read_end = self.read_end, []
-            for cb in cbs:
-                try:
-                    cb()
-                except Exception:
-                    log.exception("end-of-read callback failed")
-
     def get_account(self, name: str, create: bool = False) -> Account:
         acc = self.accounts.get(name)
         if acc is None:
@@ -122,15 +107,18 @@ class Broker:
 
     def register(self, client: Any) -> None:
         self.clients[client.cid] = client
-        client.account.clients.add(client)
+        client.account.add_client(client)
         if client.kind == "Client":
             self.total_connections += 1
+            self._n_client_conns += 1
 
     def unregister(self, client: Any, reason: str) -> None:
         if self.clients.pop(client.cid, None) is None:
             return
-        client.account.clients.discard(client)
+        client.settle()
+        client.account.remove_client(client)
         if client.kind == "Client":
+            self._n_client_conns -= 1
             snap = client.info_for_connz()
             if snap:
                 self.closed_clients.append(snap)
@@ -138,12 +126,16 @@ class Broker:
             cb(client, reason)
 
     def move_account(self, client: Any, account: Account) -> None:
-        client.account.clients.discard(client)
+        registered = client in client.account.clients
+        if registered:
+            client.settle()  # its figures so far stay with the old account
+            client.account.remove_client(client)
         client.account = account
-        account.clients.add(client)
+        if registered:
+            account.add_client(client)
 
     def num_client_connections(self) -> int:
-        return sum(1 for c in self.clients.values() if c.kind == "Client")
+        return self._n_client_conns
 
     # -- INFO -----------------------------------------------------------------------------
     def info_base(self) -> dict[str, Any]:

@@ -1,20 +1,25 @@
-"""The Client every connection kind is, and the message object routed between clients.
+"""The Client base of connection kinds, the in-process client, and the Msg callbacks get.
 
-A NATS TCP/WebSocket connection, an MQTT session, the leaf link, JetStream and $SYS are all
-Clients of the core: they belong to an account, own subscriptions, publish into the account and
-receive `deliver(sub, msg)` calls. `InternalClient` is the in-process kind: each of its
-subscriptions carries a callback that runs synchronously on delivery.
+A NATS TCP/WebSocket connection, an MQTT connection, the leaf link, JetStream and $SYS are
+Clients of the core: they belong to an account, own subscriptions and publish into the account.
+What receives messages implements the one delivery contract (`core.contract.Subscriber`);
+`InternalClient` is the in-process kind: each of its subscriptions carries a callback that runs
+synchronously on delivery, with the message as a `Msg` (or as parts, for a subscription that
+sets `raw`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from . import router
 from .sublist import Subscription
 
 if TYPE_CHECKING:
     from .account import Account
     from .broker import Broker
+    from .contract import Subscriber
 
 # connection kinds, as /connz names them
 CLIENT = "Client"
@@ -81,8 +86,10 @@ class Msg:
         return f"<Msg {self.subject} reply={self.reply} {len(self.data)}B>"
 
 
-class Client:
-    """Base of every connection kind. Subclasses implement `deliver` and `close`."""
+class Client(ABC):
+    """Base of every connection kind: a `core.contract.Subscriber` with an account, an id and
+    counters. Subclasses implement `deliver` (abstract: a kind without it cannot be made, and
+    the type checker says so) and `close`."""
 
     kind = CLIENT
     type = "nats"
@@ -134,6 +141,29 @@ class Client:
         else:
             self.remove_sub(sub)
 
+    # -- traffic figures ------------------------------------------------------------------
+    _settled_in_msgs = 0
+    _settled_in_bytes = 0
+    _settled_out_msgs = 0
+    _settled_out_bytes = 0
+
+    def settle(self) -> None:
+        """Add this client's traffic since the last call to its account's figures (called
+        per read, per write and on leaving, not per message)."""
+        acc = self.account
+        d = self.in_msgs - self._settled_in_msgs
+        if d:
+            acc.in_msgs += d
+            acc.in_bytes += self.in_bytes - self._settled_in_bytes
+            self._settled_in_msgs = self.in_msgs
+            self._settled_in_bytes = self.in_bytes
+        d = self.out_msgs - self._settled_out_msgs
+        if d:
+            acc.out_msgs += d
+            acc.out_bytes += self.out_bytes - self._settled_out_bytes
+            self._settled_out_msgs = self.out_msgs
+            self._settled_out_bytes = self.out_bytes
+
     def drop_all_subs(self) -> None:
         subs = list(self.subs.values())
         self.subs.clear()
@@ -146,14 +176,14 @@ class Client:
         """Route a message into this client's account; returns the number of deliveries."""
         self.in_msgs += 1
         self.in_bytes += len(data) + (len(hdr) if hdr else 0)
-        return self.account.route(Msg(subject, reply, hdr, data, self))
+        return router.route(self.account, subject.encode("utf-8", "surrogateescape"),
+                            reply.encode("utf-8", "surrogateescape") if reply else None,
+                            hdr, (data,), self)
 
-    def deliver(self, sub: Subscription, msg: Msg) -> None:
-        raise NotImplementedError
-
-    # a connection that can take a message as parts, with no Msg made, sets this to a
-    # method (sub, subject_b, reply_b, hdr, data, src) doing what `deliver` does
-    deliver_parts: Any = None
+    @abstractmethod
+    def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: "Subscriber | None", on: bytes | None) -> None:
+        """The delivery contract: see core.contract.Subscriber.deliver."""
 
     def close(self, reason: str = "Client Closed") -> None:
         raise NotImplementedError
@@ -189,10 +219,19 @@ class InternalClient(Client):
     def unsubscribe(self, sub: Subscription) -> None:
         self.remove_sub(sub)
 
-    def deliver(self, sub: Subscription, msg: Msg) -> None:
-        self.out_msgs += 1
-        self.out_bytes += msg.size()
-        sub.extra(sub, msg)
+    def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
+        self.out_msgs += len(payloads)
+        raw = sub.raw
+        hl = len(hdr) if hdr else 0
+        for data in payloads:
+            self.out_bytes += len(data) + hl
+            if raw is not None:
+                # a stream's ingest, a consumer's acks: parts, no Msg made
+                raw(sub, subject, reply, hdr, data, src)
+            else:
+                sub.extra(sub, Msg(None, None, hdr, data, src, subject, reply,
+                                   on.decode("utf-8", "surrogateescape") if on is not None else None))
 
     def close(self, reason: str = "Client Closed") -> None:
         if not self.closed:

@@ -42,7 +42,7 @@ class Clock:
             except RuntimeError:
                 pass  # before the trio run (config being applied): the clock's start time
             return self._wall0
-        return self._wall0 + int((read() - self._mono0) * 1e9)  # type: ignore[operator]
+        return self._wall0 + int((read() - self._mono0) * 1e9)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.now_ns() / 1e9, tz=timezone.utc)

@@ -16,7 +16,10 @@ those below `*`, then the literal token's; at the last level the literal before 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+if TYPE_CHECKING:
+    from .contract import Subscriber
 
 
 CACHE_MAX = 4096
@@ -31,8 +34,8 @@ class Subscription:
 
     __slots__ = ("client", "subject", "queue", "sid", "max", "delivered", "sid_b", "extra", "raw")
 
-    def __init__(self, client: Any, subject: str, queue: str | None = None, sid: bytes = b"",
-                 max_msgs: int = 0) -> None:
+    def __init__(self, client: "Subscriber", subject: str, queue: str | None = None,
+                 sid: bytes = b"", max_msgs: int = 0) -> None:
         self.client = client
         self.subject = subject
         self.queue = queue
@@ -41,8 +44,8 @@ class Subscription:
         self.max = max_msgs
         self.delivered = 0
         self.extra: Any = None
-        # an in-process subscriber may take messages as raw parts, with no Msg made:
-        # raw(sub, subject_b, reply_b, hdr, data, src) (see Account.route_raw)
+        # an in-process subscription may take messages as parts, with no Msg made:
+        # raw(sub, subject_b, reply_b, hdr, data, src) (see core.client.InternalClient)
         self.raw: Any = None
 
     def __repr__(self) -> str:
@@ -95,17 +98,11 @@ class MatchResult:
     @property
     def solo(self) -> Subscription | None:
         """The one subscription interested, when there is exactly one (no queue groups): a
-        message can go to it without a Msg or a delivery loop (Account.route_raw)."""
-        r = self._solo
+        message can go to it without a delivery loop (core.router.route)."""
+        r: Subscription | None = self._solo
         if r is _UNSET:
             r = self._solo = self.psubs[0] if not self.qsubs and len(self.psubs) == 1 else None
         return r
-
-    @property
-    def solo_raw(self) -> Subscription | None:
-        """`solo`, when it takes raw parts (a stream's ingest, a consumer's acks)."""
-        r = self.solo
-        return r if r is not None and r.raw is not None else None
 
 
 # the one result for "no interest": `match(...) is EMPTY_RESULT` is the cheap test
@@ -165,10 +162,15 @@ class Sublist:
         self.cache_hits = 0
         # called with (sub, added: bool) when interest changes; the leaf link listens here
         self.listeners: list[Any] = []
-        # subscriptions that could match a JetStream ack subject ($JS.ACK. + 7 tokens):
-        # while they are exactly the consumers' own, an ack is routed by its prefix alone
-        # (Account.route_raw)
-        self.ack_interest = 0
+        # the exact-prefix registry (see set_prefix_family): prefix -> its one subscription
+        self.prefixed: dict[bytes, Subscription] = {}
+        self._fam_head = b""
+        self._fam_template: tuple[str | None, ...] = ()
+        self._fam_prefix_tokens = 0
+        self._fam_tail_dots = 0
+        # subscriptions that could match some subject of the family: while they are exactly
+        # the registered ones, a subject of the family is routed by its prefix alone
+        self.family_interest = 0
 
     def insert(self, sub: Subscription) -> None:
         node = self.root
@@ -192,8 +194,8 @@ class Sublist:
             node.qsubs.setdefault(sub.queue, []).append(sub)
         self.count += 1
         self.inserts += 1
-        if sub.subject[0] in "$*>" and could_match_ack(sub.subject):
-            self.ack_interest += 1
+        if self._fam_template and _could_match(sub.subject, self._fam_template):
+            self.family_interest += 1
         self._add_to_cache(sub)
         for cb in self.listeners:
             cb(sub, True)
@@ -212,6 +214,7 @@ class Sublist:
                 node = node.children.get(tok)
             if node is None:
                 return False
+        assert node is not None  # (a subject has at least one token)
         if sub.queue is None:
             try:
                 node.psubs.remove(sub)
@@ -237,8 +240,8 @@ class Sublist:
                 del parent.children[tok]
         self.count -= 1
         self.removes += 1
-        if sub.subject[0] in "$*>" and could_match_ack(sub.subject):
-            self.ack_interest -= 1
+        if self._fam_template and _could_match(sub.subject, self._fam_template):
+            self.family_interest -= 1
         self._invalidate(sub.subject)
         for cb in self.listeners:
             cb(sub, False)
@@ -304,6 +307,55 @@ class Sublist:
         cache[subject] = r
         return r
 
+    # -- the exact-prefix registry ---------------------------------------------------------
+    # Some subjects are all different (acknowledgements carry sequence numbers), so each one
+    # misses the match cache and walks the trie. A subsystem whose subscriptions each own a
+    # literal prefix and every subject just below it (`<prefix>*.*...`) registers them here:
+    # while nothing else could match a subject of the family, such a subject is routed to its
+    # prefix's subscription with one dict lookup. The core knows no family by name.
+    def set_prefix_family(self, head: bytes, prefix_tokens: int, tail_tokens: int) -> None:
+        """Declare the family: subjects `head` + `prefix_tokens` tokens (the registered
+        prefix) + `tail_tokens` tokens. One family per sublist; declaring it again is a no-op."""
+        if self._fam_template:
+            if self._fam_head != head:
+                raise ValueError("the sublist already has another prefix family")
+            return
+        head_toks = head.decode("utf-8", "surrogateescape").rstrip(".").split(".")
+        self._fam_head = head
+        self._fam_prefix_tokens = prefix_tokens
+        self._fam_tail_dots = tail_tokens - 1
+        self._fam_template = tuple(head_toks) + (None,) * (prefix_tokens + tail_tokens)
+        self.family_interest = sum(1 for s in self.all_subs()
+                                   if _could_match(s.subject, self._fam_template))
+
+    def add_prefix(self, prefix: bytes, sub: Subscription) -> None:
+        """Register `sub` (already inserted, on `<prefix>*.*...`) as the owner of `prefix`."""
+        self.prefixed[prefix] = sub
+
+    def remove_prefix(self, prefix: bytes, sub: Subscription) -> None:
+        if self.prefixed.get(prefix) is sub:
+            del self.prefixed[prefix]
+
+    def prefix_match(self, subject: bytes) -> Subscription | None:
+        """The registered subscription that alone matches `subject`, or None (then match)."""
+        head = self._fam_head
+        if not subject.startswith(head) or self.family_interest != len(self.prefixed):
+            return None
+        i = len(head)
+        for _ in range(self._fam_prefix_tokens):
+            j = subject.find(b".", i)
+            if j <= i:
+                return None
+            i = j + 1
+        sub = self.prefixed.get(subject[:i])
+        if sub is None:
+            return None
+        rest = subject[i:]
+        if rest.count(b".") != self._fam_tail_dots or b".." in rest or rest[:1] == b"." \
+                or rest[-1:] == b".":
+            return None
+        return sub
+
     def has_interest(self, subject: str) -> bool:
         return bool(self.match(subject))
 
@@ -351,21 +403,19 @@ def _with_sub(r: MatchResult, sub: Subscription) -> MatchResult:
     return nr
 
 
-_ACK_TEMPLATE = ("$JS", "ACK", None, None, None, None, None, None, None)  # None: any token
-
-
-def could_match_ack(pattern: str) -> bool:
-    """Whether subscription subject `pattern` can match some `$JS.ACK.<7 tokens>` subject."""
+def _could_match(pattern: str, template: tuple[str | None, ...]) -> bool:
+    """Whether subscription subject `pattern` can match some subject of `template` (a literal
+    token per position, None for any token)."""
     toks = pattern.split(".")
     for i, t in enumerate(toks):
         if t == ">":
-            return i < len(_ACK_TEMPLATE)
-        if i >= len(_ACK_TEMPLATE):
+            return i < len(template)
+        if i >= len(template):
             return False
-        want = _ACK_TEMPLATE[i]
+        want = template[i]
         if want is not None and t != "*" and t != want:
             return False
-    return len(toks) == len(_ACK_TEMPLATE)
+    return len(toks) == len(template)
 
 
 def _match_level(root: _Node, toks: list[str], r: MatchResult,

@@ -836,7 +836,7 @@ class Mappings:
                     del self._cache[next(iter(self._cache))]
                 self._cache[subject] = hit
         if hit is None or type(hit) is str:
-            return hit  # type: ignore[return-value]
+            return hit
         m, tokenized = hit
         return self._select(m, subject.split(".") if tokenized else [])
 

@@ -40,7 +40,8 @@ import trio
 
 from ..codec.headers import build_headers
 from ..codec.json_depth import loads
-from ..core.client import Msg
+from ..core.client import CLIENT, LEAF
+from ..core.router import route
 from ..core.clock import rfc3339
 from ..core.subject import is_literal, subject_matches
 from .advisories import Advisories, nuid
@@ -50,6 +51,7 @@ from .store.subjects import compile_filter
 from ..core.blocking import run_blocking
 
 if TYPE_CHECKING:
+    from ..core.client import Msg
     from ..core.sublist import Subscription
 
 log = logging.getLogger("edgebus.jetstream.consumer")
@@ -122,22 +124,27 @@ def parse_go_duration(s: str) -> int:
 
 # -- pull requests -------------------------------------------------------------------------------
 
+# the subjects of consumer acks: $JS.ACK.<stream>.<consumer>.<5 tokens> (the 2 after the head
+# name the consumer; see Sublist.set_prefix_family)
+ACK_FAMILY = b"$JS.ACK."
+
+
 class _Target:
-    """A connection taking a fast burst's frames, and what the burst gave it."""
+    """The one subscriber a fast burst delivers to on one deliver subject (through the
+    delivery contract, core.contract.Subscriber), and how many it got."""
 
-    __slots__ = ("client", "sub", "sid", "out", "headers", "n", "nbytes")
+    __slots__ = ("deliver", "sub", "on", "n")
 
-    def __init__(self, client: Any, sub: Any) -> None:
-        self.client = client
+    def __init__(self, sub: Any, on: bytes) -> None:
+        self.deliver = sub.client.deliver
         self.sub = sub
-        self.sid = sub.sid
-        self.out = client.out
-        self.headers = client.headers
+        self.on = on
         self.n = 0
-        self.nbytes = 0
 
 
 _MISSING: Any = object()
+# subscriber kinds a fast burst hands messages to itself (see Consumer._fast_target)
+_BURST_KINDS = (CLIENT, LEAF)
 
 
 class PullRequest:
@@ -509,7 +516,11 @@ class Consumer:
             sub = c.subscribe(self.ack_prefix + "*.*.*.*.*", self._on_ack)
             sub.raw = self._on_ack_raw
             self._subs.append(sub)
-            self.account.ack_subs[self.ack_prefix_b] = sub
+            # acks are all different subjects (every match would miss the cache): the core's
+            # exact-prefix registry finds this consumer by the prefix alone
+            sl = self.account.sublist
+            sl.set_prefix_family(ACK_FAMILY, 2, 5)
+            sl.add_prefix(self.ack_prefix_b, sub)
         self._subs.append(c.subscribe(self.next_subject, self._on_next_request))
         if cfg.flow_control:
             self._set_max_pending_bytes(FLOW_CONTROL_MAX_PENDING)
@@ -572,10 +583,8 @@ class Consumer:
         self.waiting.clear()
         if advisory:
             self.advisories.deleted()
-        ack_subs = self.account.ack_subs
-        if ack_subs.get(self.ack_prefix_b) in self._subs:
-            del ack_subs[self.ack_prefix_b]
         for s in self._subs:
+            self.account.sublist.remove_prefix(self.ack_prefix_b, s)
             self.client.unsubscribe(s)
         self._subs.clear()
         try:
@@ -945,26 +954,23 @@ class Consumer:
         return self.account.mappings is None and hasattr(self.store, "load_next_msgs")
 
     def _fast_target(self, dsubj: str) -> "_Target | None":
-        """The one connection a delivery to `dsubj` goes to, when it can take formatted
-        frames straight into its output buffer (a NATS client connection with a single plain
-        subscription matching, no delivery filter, no auto-unsubscribe); else None."""
+        """The one subscription a delivery to `dsubj` goes to, when the burst may hand it
+        messages itself, as the router would (a single plain subscription, no auto-unsubscribe)
+        and nothing can re-enter this consumer during the burst (a client connection or a
+        leaf link, not an in-process subscriber whose callback might ack); else None."""
         sub = self.account.sublist.match(dsubj).solo
-        if sub is None:
+        if sub is None or sub.max or sub.client.kind not in _BURST_KINDS:
             return None
-        c = sub.client
-        if sub.max or c is self.client or getattr(c, "frames_done", None) is None or \
-                c.closing or c.deny_filter or \
-                (c.permissions is not None and c.permissions.resp_max):
-            return None
-        return _Target(c, sub)
+        return _Target(sub, dsubj.encode("utf-8", "surrogateescape"))
 
     def _burst_fast(self, limit: int, now: float, now_ns: int, retention: str) -> int:
-        """Deliver up to `limit` fresh messages the way `_deliver_burst` would, formatting each
-        straight into its connection's output buffer: one subscriber lookup per deliver
+        """Deliver up to `limit` fresh messages the way `_deliver_burst` would, each handed to
+        its subscriber through the delivery contract: one subscriber lookup per deliver
         subject per burst instead of a route per message, and the burst's state (timers,
         dirty mark, flush) settled once at the end. Stops (to let the general loop decide)
         at the first message or request that needs anything more. Returns the count."""
         cfg = self.cfg
+        c = self.client
         store = self.store
         push = bool(cfg.deliver_subject)
         acking = cfg.ack_policy != "none"
@@ -1020,17 +1026,12 @@ class Consumer:
                     sb = subj.encode("utf-8", "surrogateescape")
                 npc -= 1
                 pend = npc if npc > 0 else 0
-                if hdr is None or not t.headers:
-                    size = len(data)
-                    t.out += b"MSG %s %s %s1.%d.%d.%d.%d %d\r\n%s\r\n" % (
-                        sb, t.sid, prefix, seq, dseq, ts, pend, size, data)
-                else:
-                    hl = len(hdr)
-                    size = hl + len(data)
-                    t.out += b"HMSG %s %s %s1.%d.%d.%d.%d %d %d\r\n%s%s\r\n" % (
-                        sb, t.sid, prefix, seq, dseq, ts, pend, hl, size, hdr, data)
+                size = len(data) if hdr is None else len(hdr) + len(data)
+                # the delivery contract, as the router calls it: seen under the stored
+                # subject, routed on the deliver subject, the ack subject as reply
+                t.deliver(t.sub, sb, b"%s1.%d.%d.%d.%d" % (prefix, seq, dseq, ts, pend), hdr,
+                          (data,), c, t.on)
                 t.n += 1
-                t.nbytes += size
                 nbytes += size
                 if acking:
                     p = pending_map.get(seq)
@@ -1084,13 +1085,8 @@ class Consumer:
         c = self.client
         c.in_msgs += count
         c.in_bytes += nbytes
-        acc = self.account
-        acc.in_msgs += count
-        acc.out_msgs += count
         for t in used:
-            if t.n:
-                t.sub.delivered += t.n
-                t.client.frames_done(t.n, t.nbytes, c)
+            t.sub.delivered += t.n
         return count
 
     def _get_next_msg(self) -> tuple[Any, int] | str | None:
@@ -1311,12 +1307,14 @@ class Consumer:
         """Deliver to `dsubj` while the message keeps its stored subject.
 
         A pull consumer's messages are addressed to the request's inbox but must arrive with the
-        original subject; push deliveries likewise. The core routes on `Msg.deliver` and the
+        original subject; push deliveries likewise. The router routes on `on` (dsubj) and the
         frame carries the stored subject (nats-server's internal client does the same)."""
         c = self.client
         c.in_msgs += 1
         c.in_bytes += len(data) + (len(hdr) if hdr else 0)
-        return self.account.route(Msg(orig_subject, reply, hdr, data, c, deliver=dsubj))
+        return route(self.account, orig_subject.encode("utf-8", "surrogateescape"),
+                     reply.encode("utf-8", "surrogateescape") if reply else None, hdr, (data,), c,
+                     dsubj.encode("utf-8", "surrogateescape"))
 
     def _send(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes) -> int:
         return self.client.publish(subject, reply, hdr, data)
@@ -1516,7 +1514,7 @@ class Consumer:
 
     def _on_ack_raw(self, sub: Any, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None,
                     data: bytes, src: Any) -> None:
-        """An ack, from its parts (Account.route_raw hands them over with no Msg made)."""
+        """An ack, from its parts (the in-process client hands them over with no Msg made)."""
         if self.closed:
             return
         toks = subject_b.split(b".")

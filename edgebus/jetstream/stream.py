@@ -7,7 +7,8 @@ last subject sequence, expected last sequence, expected last msg id, rollup, siz
 limits), stored, and acknowledged to the reply subject with a pub ack. Then rollups purge,
 republish fires and `new_msg_listeners` (consumers) are told. During a client connection's
 read the replies are held and sent, in order, when the read has been handled
-(`Broker.read_end`); a file stream writes the read's messages in one go just before.
+(`core.outbox.at_end_of_read`); a file stream writes the read's messages in one go just
+before.
 
 Time-based work runs in the stream's own nursery on the server clock: the expiry task
 (max_age, per-message TTL, subject delete markers) and the sync task (periodic fsync, or a
@@ -39,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import trio
 
 from ..codec.headers import get_header
-from ..core.client import Msg
+from ..core.outbox import at_end_of_read, in_read
+from ..core.router import route
 from ..core.clock import rfc3339
 from ..core.subject import subjects_collide
 from .config import SECOND, StreamConfig
@@ -416,10 +418,8 @@ class Stream:
         c = self.js.client
         c.in_msgs += 1
         c.in_bytes += len(body)
-        if type(reply) is bytes:
-            c.account.route_raw(reply, None, None, body, c)
-        else:
-            c.account.route(Msg(reply, None, None, body, c))  # type: ignore[arg-type]
+        rb = reply if type(reply) is bytes else reply.encode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+        route(c.account, rb, None, None, (body,), c)
 
     def _reply_err(self, reply: str | bytes | None, err: JSError) -> None:
         self.last_error = err
@@ -437,12 +437,12 @@ class Stream:
 
     def _defer_replies(self) -> None:
         """Hold this read's file appends and replies back until the read is handled
-        (Broker.read_end): the appends then go to the file in one write, and only then do
-        the PubAcks leave, so a PubAck still means the message reached the file."""
+        (core.outbox.at_end_of_read): the appends then go to the file in one write, and only
+        then do the PubAcks leave, so a PubAck still means the message reached the file."""
         self._deferring = True
         if self._store_defers:
             self.store.defer_writes = True  # type: ignore[attr-defined]
-        self.broker.read_end.append(self._release_replies)
+        at_end_of_read(self._release_replies)
 
     def _release_replies(self) -> None:
         self._deferring = False
@@ -479,7 +479,7 @@ class Stream:
                 bodies = [x[1] for x in acks[i:j]]
                 c.in_msgs += j - i
                 c.in_bytes += size * (j - i)
-                c.account.route_run(reply, None, bodies, c)
+                route(c.account, reply, None, None, bodies, c)
             else:
                 for k in range(i, j):
                     self._publish_reply(*acks[k])
@@ -597,7 +597,7 @@ class Stream:
             ttl = self._sdm_ttl
             assert hdr is not None
             hdr = _set_ttl_header(hdr, ttl)
-        if self._defer_ok and not self._deferring and self.broker.reading is not None:
+        if self._defer_ok and not self._deferring and in_read():
             self._defer_replies()
         try:
             seq, ts = self.store.store_msg(subject, hdr, data, ts or now, ttl)

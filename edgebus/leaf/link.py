@@ -13,11 +13,13 @@ Afterwards:
   `updateSmap` does. A spoke announces only local interest (and interest of leaves that dial
   it), never what it learned from its hub. LS+ / LS- from the peer become `LeafSub`s in the
   account's sublist, so local publishes reach `deliver`.
-- messages out: `Account.route` calls `deliver` once per matching subscription of this link;
-  the calls for one message are gathered into one LMSG/HMSG with the chosen queue groups, built
-  when the writer runs (route is synchronous, so all calls for a message come before it).
-- messages in: LMSG/HMSG go through `routing.route_from_leaf` with this link as source, so
-  nothing returns over the link it came in on.
+- messages out: `core.router.route` calls `deliver` once per matching subscription of this
+  link; the calls for one message (the same payloads object) are gathered into one LMSG/HMSG
+  with the chosen queue groups, built when the writer runs (route is synchronous, so all calls
+  for a message come before it).
+- messages in: LMSG/HMSG go through `core.router.route` with this link as source and the queue
+  groups it named, so the leaf origin rules apply and nothing returns over the link it came in
+  on.
 
 Tasks: reader, writer (one send of everything pending), pinger; nothing per message.
 """
@@ -29,7 +31,7 @@ import json
 import logging
 import os
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import trio
 
@@ -39,15 +41,16 @@ from ..codec.json_depth import loads
 from ..codec.leaf import (OP_CONNECT, OP_ERR, OP_INFO, OP_LMSG, OP_LSUB, OP_LUNSUB, OP_PING,
                           OP_PONG, LeafParser)
 from ..codec.nats import ProtocolError, info_frame
-from ..core.client import LEAF, Client, Msg
+from ..core.client import LEAF, Client
+from ..core.outbox import Outbox
+from ..core.router import route
 from ..core.permissions import Permissions, SubjectRules
 from ..core.subject import valid_subject
 from ..core.sublist import Subscription
 from .auth import authorize
 from .remote import RemoteCfg, start_tls
 from .interest import LDS_PREFIX, InterestMap
-from .routing import (LeafSub, js_ack_deliver_idx, pick_local, route_from_leaf, sub_key,
-                      weight)
+from .routing import LeafSub, js_ack_deliver_idx, sub_key, weight
 
 if TYPE_CHECKING:
     from .service import LeafService
@@ -114,7 +117,7 @@ def _rules_json(rules: SubjectRules | None) -> dict[str, list[str]] | None:
     return rules.to_dict()
 
 
-class LeafLink(Client):
+class LeafLink(Client, Outbox):
     kind = LEAF
     type = "leafnode"
 
@@ -131,15 +134,13 @@ class LeafLink(Client):
         self.is_spoke = self.solicited and not remote.opts.hub  # type: ignore[union-attr]
         self.peer = peer
         self.ws = ws
-        self.echo = False  # never back to the sender (Account.route honours echo)
+        self.echo = False  # never back to the sender (core.router.route honours echo)
         self.headers = False
         self.parser = LeafParser(o.max_payload, o.max_control_line)
-        self.out = bytearray()
+        self._outbox_init(o.max_pending)
         # what the writer will send, in order: protocol bytes and gathered messages
         self._items: list[Any] = []
-        self._index: dict[int, list[Any]] = {}  # id(msg) -> its gathered entry
-        self._lot = trio.lowlevel.ParkingLot()
-        self._parked = False
+        self._index: dict[int, list[Any]] = {}  # id(payloads) -> its gathered entry
         self.closing = False
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
@@ -212,7 +213,7 @@ class LeafLink(Client):
         self.close_reason = reason
         if err:
             self._items.append(proto.err_frame(err))
-        self._wake()
+        self._release_writer()
 
     def kill(self, reason: str) -> None:
         """Close at once, dropping pending output."""
@@ -224,7 +225,7 @@ class LeafLink(Client):
         self.out = bytearray()
         if self._scope is not None:
             self._scope.cancel()
-        self._lot.unpark_all()
+        self._release_writer()
 
     async def _flush_now(self) -> None:
         """Send what is pending without the writer task (handshake failures)."""
@@ -237,15 +238,15 @@ class LeafLink(Client):
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
 
-    # -- output ---------------------------------------------------------------------------
+    # -- output (core.outbox.Outbox: buffer, wake-up, writer loop) -------------------------
+    _write_error_reason = "Write Error"
+
     def enqueue(self, data: bytes) -> None:
         self._items.append(data)
-        self._wake()
+        self.wake()
 
-    def _wake(self) -> None:
-        if self._parked:
-            self._parked = False
-            self._lot.unpark()
+    def _before_send(self) -> None:  # (core.outbox.Outbox: just before the writer sends)
+        self._serialize()
 
     def _serialize(self) -> None:
         items = self._items
@@ -261,61 +262,34 @@ class LeafLink(Client):
             if isinstance(it, (bytes, bytearray)):
                 out += it
                 continue
-            _, subject, reply, queues, hdr, data = it
+            payloads, subject, reply, queues, hdr = it
             if hdr is not None and not headers:
                 hdr = None  # the peer takes no headers: payload only, as nats-server strips them
-            out += lmsg(subject, reply, queues, hdr, data)
-            n += 1
-            nb += len(data) + (len(hdr) if hdr else 0)
+            hl = len(hdr) if hdr else 0
+            for data in payloads:
+                out += lmsg(subject, reply, queues, hdr, data)
+                n += 1
+                nb += len(data) + hl
         self.out_msgs += n
         self.out_bytes += nb
 
-    async def _writer(self) -> None:
-        wd = self.broker.options.write_deadline
-        try:
-            while True:
-                self._serialize()
-                if not self.out:
-                    if self.closing:
-                        break
-                    self._parked = True
-                    await self._lot.park()
-                    continue
-                data, self.out = self.out, bytearray()
-                with trio.move_on_after(wd) as cs:
-                    await self.stream.send_all(data)
-                if cs.cancelled_caught:
-                    self.broker.slow_consumers += 1
-                    log.warning("Slow Consumer Detected: WriteDeadline exceeded on leaf cid=%d", self.cid)
-                    self.kill("Slow Consumer (Write Deadline)")
-                    break
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            self.closing = True
-            if not self.close_reason:
-                self.close_reason = "Write Error"
-        if self._scope is not None:
-            self._scope.cancel()
-
-    # -- delivery of local messages (called by Account.route) -----------------------------
-    def deliver(self, sub: Subscription, msg: Msg) -> None:
+    # -- delivery of local messages (core.contract.Subscriber, called by core.router.route)
+    def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
         if self.closing or not self.connected:
             return
         queue = sub.queue
-        if queue is not None and pick_local(self.account, queue, msg):
-            return
-        subject_b = msg.subject_b
-        reply_b = msg.reply_b
-        if msg.deliver is not None:
+        if on is not None:
             # A JetStream delivery: routed on its deliver subject (a pull request's inbox, a
             # push deliver subject) while it carries its stored subject. Across a link
             # nats-server sends it on the deliver subject with the stored subject after '@' in
             # the reply ($JS.ACK...@orders.1); the receiving server restores it.
-            subject_b = msg.deliver.encode("utf-8", "surrogateescape")
-            if reply_b and js_ack_deliver_idx(reply_b) < 0:
-                reply_b = reply_b + b"@" + msg.subject_b
-        key = id(msg)
+            if reply and js_ack_deliver_idx(reply) < 0:
+                reply = reply + b"@" + subject
+            subject = on
+        key = id(payloads)
         e = self._index.get(key)
-        if e is not None and e[0] is msg and e[1] == subject_b:
+        if e is not None and e[0] is payloads and e[1] == subject:
             # another subscription of this link matched the same message: one LMSG, more queues
             if queue is not None:
                 qb = queue.encode()
@@ -323,14 +297,12 @@ class LeafLink(Client):
                     e[3].append(qb)
             return
         perms = self.perms
-        if perms is not None and not perms.can_publish(
-                msg.subject if subject_b is msg.subject_b else subject_b.decode()):
+        if perms is not None and not perms.can_publish(subject.decode("utf-8", "surrogateescape")):
             return
-        e = [msg, subject_b, reply_b, [queue.encode()] if queue is not None else [],
-             msg.hdr, msg.data]
+        e = [payloads, subject, reply, [queue.encode()] if queue is not None else [], hdr]
         self._index[key] = e
         self._items.append(e)
-        self._wake()
+        self.wake()
 
     # -- reader ---------------------------------------------------------------------------
     async def _reader(self) -> None:
@@ -348,6 +320,7 @@ class LeafLink(Client):
                         self._process(op)
                     if self.closing:
                         return
+                self.settle()  # this read's traffic into the account's figures
                 if err is not None:
                     log.debug("leaf cid=%d protocol error: %s", self.cid, err)
                     self.close(err.reason if err.err else "Protocol Violation", err.err)
@@ -794,9 +767,15 @@ class LeafLink(Client):
             if not subject.startswith(_EXEMPT_IN) and not self._receive_allowed(subject):
                 self._perm_violation(True, subject)
                 return
-        acc = self.account
-        acc.in_bytes += size
-        route_from_leaf(acc, Msg(None, None, hdr, data, self, subject_b, reply_b), queues)
+        on = None
+        if reply_b is not None:
+            at = js_ack_deliver_idx(reply_b)
+            if at >= 0:
+                # a JetStream delivery sent on its deliver subject with `reply@stored-subject`:
+                # routed on the deliver subject, seen under the stored subject and plain reply
+                on = subject_b
+                subject_b, reply_b = reply_b[at + 1:], reply_b[:at]
+        route(self.account, subject_b, reply_b, hdr, (data,), self, on, queues)
 
     def _receive_allowed(self, subject: str) -> bool:
         if self.is_spoke:

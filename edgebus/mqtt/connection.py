@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import trio
 
@@ -43,7 +43,10 @@ from ..codec.mqtt import (Connect, Disconnect, MQTTParser, MQTTProtocolError, Pi
 from ..codec.mqtt_topics import (TopicError, parent_subject, subject_to_topic,
                                   subscription_subjects, topic_to_subject)
 from ..core.broker import AuthResult
-from ..core.client import CLIENT, Client, Msg
+from ..core.client import CLIENT, Client
+from ..core.outbox import Outbox
+from ..core.router import route
+from ..core.sublist import Subscription
 from .manager import SessionCollision
 from .persist import nuid
 from .session import PUB_HEADERS, Session
@@ -75,7 +78,7 @@ def _looks_like_jwt(s: str) -> bool:
     return s.startswith("eyJ") and s.count(".") == 2
 
 
-class MQTTConnection(Client):
+class MQTTConnection(Client, Outbox):
     kind = CLIENT
     type = "mqtt"
 
@@ -94,12 +97,9 @@ class MQTTConnection(Client):
         self.peer_cert: Any = None
         # before CONNECT nats-server bounds a packet by max_payload
         self.parser = MQTTParser(our_role=Role.SERVER, max_packet_size=o.max_payload)
-        self.out = bytearray()
-        self._lot = trio.lowlevel.ParkingLot()
+        self._outbox_init(o.max_pending)
         self._timer_lot = trio.lowlevel.ParkingLot()
         self._timer_at = math.inf
-        self.inflight_bytes = 0
-        self.max_pending = o.max_pending
         self.max_payload = o.max_payload
         self.closing = False
         self.connected = False
@@ -182,7 +182,7 @@ class MQTTConnection(Client):
             return
         self.closing = True
         self.close_reason = reason
-        self._lot.unpark_all()
+        self._release_writer()
         self._timer_lot.unpark_all()
 
     def kill(self, reason: str) -> None:
@@ -193,14 +193,8 @@ class MQTTConnection(Client):
         self.out = bytearray()
         if self._scope is not None:
             self._scope.cancel()
-        self._lot.unpark_all()
+        self._release_writer()
         self._timer_lot.unpark_all()
-
-    def slow_consumer(self) -> None:
-        self.broker.slow_consumers += 1
-        self.account.slow_consumers += 1
-        log.warning("Slow Consumer Detected: MQTT client %r cid=%d", self.client_id, self.cid)
-        self.kill("Slow Consumer (Pending Bytes)")
 
     def _on_closed(self) -> None:
         sess, mgr = self.session, self.mgr
@@ -215,42 +209,20 @@ class MQTTConnection(Client):
             except Exception:
                 log.exception("MQTT: publishing the Will of %r failed", self.client_id)
 
-    # -- writer ---------------------------------------------------------------------------
-    def wake(self) -> None:
-        if self._lot:
-            self._lot.unpark()
+    def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
+        """The subscriptions of an MQTT client belong to its session, which outlives the
+        connection: what is delivered here is the session's."""
+        s = self.session
+        if s is not None:
+            s.deliver(sub, subject, reply, hdr, payloads, src, on)
 
+    # -- output (core.outbox.Outbox: buffer, slow consumer rule, wake-up, writer loop) -----
     def wake_timer(self, due: float) -> None:
         """A QoS 1/2 delivery went out, due again at `due`: wake the timer task if it sleeps
         past that."""
         if due < self._timer_at and self._timer_lot:
             self._timer_lot.unpark()
-
-    async def _writer(self) -> None:
-        wd = self.broker.options.write_deadline
-        try:
-            while True:
-                if not self.out:
-                    if self.closing:
-                        break
-                    await self._lot.park()
-                    continue
-                data = self.out
-                self.out = bytearray()
-                self.inflight_bytes = len(data)
-                with trio.move_on_after(wd) as cs:
-                    await self.stream.send_all(data)
-                self.inflight_bytes = 0
-                if cs.cancelled_caught:
-                    self.broker.slow_consumers += 1
-                    self.kill("Slow Consumer (Write Deadline)")
-                    break
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            self.closing = True
-            if not self.close_reason:
-                self.close_reason = "Client Closed"
-        if self._scope is not None:
-            self._scope.cancel()
 
     # -- reader ---------------------------------------------------------------------------
     async def _reader(self) -> None:
@@ -278,6 +250,7 @@ class MQTTConnection(Client):
                     return
                 if packets:
                     await self._handle(packets)
+                    self.settle()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.close("Client Closed")
 
@@ -298,9 +271,7 @@ class MQTTConnection(Client):
                     self.in_msgs += 1
                     n = len(data)
                     self.in_bytes += n
-                    acc = self.account
-                    acc.in_bytes += n + len(hdr0)
-                    acc.route(Msg(ent[0], None, hdr0, data, self, ent[1]))
+                    route(self.account, ent[1], None, hdr0, (data,), self)
                 else:
                     self._on_publish(p)
             elif t is PubAck:
@@ -477,6 +448,7 @@ class MQTTConnection(Client):
                 self.close("Protocol Violation")
                 return
             pid = p.packet_id
+            assert pid is not None  # (the codec requires one for QoS > 0)
             sess = self._own_session()
             if sess is not None:
                 sess.store_qos2(pid, ent[0], data, p.retain)
@@ -486,12 +458,10 @@ class MQTTConnection(Client):
         if p.retain or self.permissions is not None:
             self._publish(ent[0], ent[1], p.topic, data, qos, p.retain)
         else:  # the common case, inlined
-            hdr = PUB_HEADERS[qos]
-            acc = self.account
-            acc.in_bytes += len(data) + len(hdr)
-            acc.route(Msg(ent[0], None, hdr, data, self, ent[1]))
+            route(self.account, ent[1], None, PUB_HEADERS[qos], (data,), self)
         if qos:
             pid = p.packet_id
+            assert pid is not None
             self.out += bytes((0x40, 2, pid >> 8, pid & 0xFF))
             self.wake()
 
@@ -527,9 +497,7 @@ class MQTTConnection(Client):
                     key = mapped
             self.mgr.retain(key, subject_to_topic(key) if key != subject or topic is None else topic,
                             data, qos, self.user)
-        hdr = PUB_HEADERS[qos]
-        acc.in_bytes += len(data) + len(hdr)
-        acc.route(Msg(subject, None, hdr, data, self, subject_b))
+        route(acc, subject_b, None, PUB_HEADERS[qos], (data,), self)
 
     # -- SUBSCRIBE / UNSUBSCRIBE ----------------------------------------------------------
     def _on_subscribe(self, p: Subscribe) -> None:

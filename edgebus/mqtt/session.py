@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import trio
 
+from ..codec.mqtt import append_qos0, publish_for_field
 from ..codec.mqtt_topics import FilterSubjects, PARENT_SID_SUFFIX, subject_to_topic
-from ..core.client import CLIENT, Msg
+from ..core.client import CLIENT
 from ..core.sublist import Subscription
 from .persist import get_hash, header_block
 
@@ -49,9 +50,6 @@ PUB_HEADERS = (b"NATS/1.0\r\nNmqtt-Pub:0\r\n\r\n",
                b"NATS/1.0\r\nNmqtt-Pub:2\r\n\r\n")
 _QOS_OF_HEADER = {h: q for q, h in enumerate(PUB_HEADERS)}
 
-# PUBLISH fixed header for QoS 0 without flags and a one-byte remaining length
-_QOS0_HEAD = [bytes((0x30, n)) for n in range(128)]
-
 # subject -> length-prefixed MQTT topic (shared: a pure function of the subject)
 _TOPIC_FIELDS: dict[str, bytes] = {}
 _TOPIC_CACHE_MAX = 50_000
@@ -66,28 +64,6 @@ def topic_field_for(subject: str) -> bytes:
             _TOPIC_FIELDS.clear()
         _TOPIC_FIELDS[subject] = tf
     return tf
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        d = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(d | 0x80)
-        else:
-            out.append(d)
-            return bytes(out)
-
-
-def publish_frame(tf: bytes, data: bytes, qos: int, pid: int, dup: bool, retain: bool) -> bytes:
-    """A whole PUBLISH packet for a precomputed topic field."""
-    first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
-    rl = len(tf) + len(data) + (2 if qos else 0)
-    head = bytes((first, rl)) if rl < 128 else bytes((first,)) + varint(rl)
-    if qos:
-        return head + tf + pid.to_bytes(2, "big") + data
-    return head + tf + data
 
 
 class SubInfo:
@@ -132,14 +108,12 @@ class InboundQoS2:
 
 
 class Session:
-    """See the module docstring. Duck-types the core `Client` where subscriptions need it."""
+    """See the module docstring. The subscriber of its subscriptions (core.contract.Subscriber):
+    it outlives connections, so it is not a connection `Client`."""
 
     kind = CLIENT
     type = "mqtt"
     echo = True
-    # the core's parts fast path (Client.deliver_parts) is not offered: it makes a Msg and
-    # calls deliver(); without this a NATS publish to a lone MQTT subscriber raised
-    deliver_parts = None
 
     def __init__(self, mgr: "AccountSessions", client_id: str, clean: bool) -> None:
         self.mgr = mgr
@@ -233,54 +207,39 @@ class Session:
         p = conn.permissions if conn is not None else None
         return p is not None and p.delivery_denied(subject)
 
-    # -- delivery (called by Account.route) -----------------------------------------------
-    def deliver(self, sub: Subscription, msg: Msg) -> None:
+    # -- delivery (the core.contract.Subscriber method, called by core.router.route) -------
+    def deliver(self, sub: Subscription, subject_b: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
         info = sub.extra
-        subject = msg.subject
-        if info.reserved and subject[:1] == "$":
+        if info.reserved and subject_b[:1] == b"$":
             return
-        hdr = msg.hdr
+        subject = subject_b.decode("utf-8", "surrogateescape")
         q = _QOS_OF_HEADER.get(hdr, 0) if type(hdr) is bytes else 0
         if info.qos < q:
             q = info.qos
-        if q == 0:
-            conn = self.conn
-            if conn is None or conn.closing:
-                return
-            if self.deny_filter and self._denied(subject):
-                return
-            tf = _TOPIC_FIELDS.get(subject) or topic_field_for(subject)
-            data = msg.data
-            out = conn.out
-            idle = not out  # the writer parks only on an empty buffer: wake it only then
-            rl = len(tf) + len(data)
-            if rl < 128:
-                out += _QOS0_HEAD[rl]
-            else:
-                out.append(0x30)
-                out += varint(rl)
-            out += tf
-            out += data
-            conn.out_msgs += 1
-            conn.out_bytes += len(data)
-            if len(out) + conn.inflight_bytes > conn.max_pending:
-                conn.slow_consumer()
-                return
-            if idle:
-                conn.wake()
+        if q:
+            for data in payloads:
+                self._deliver_qos(sub, subject, data, q)
             return
-        self._deliver_qos(sub, msg, q)
-
-    def _deliver_qos(self, sub: Subscription, msg: Msg, qos: int) -> None:
-        subject = msg.subject
+        conn = self.conn
+        if conn is None or conn.closing:
+            return
         if self.deny_filter and self._denied(subject):
             return
-        p = Pending(qos, subject, msg.data, sub.sid)
+        tf = _TOPIC_FIELDS.get(subject) or topic_field_for(subject)
+        conn.out_bytes += append_qos0(conn.out, tf, payloads)
+        conn.out_msgs += len(payloads)
+        conn._after_append()  # the slow consumer rule, the stall, the wake-up
+
+    def _deliver_qos(self, sub: Subscription, subject: str, data: bytes, qos: int) -> None:
+        if self.deny_filter and self._denied(subject):
+            return
+        p = Pending(qos, subject, data, sub.sid)
         if not self.clean:
             hdr = header_block([("Nmqtt-Pub", str(qos)), ("Nmqtt-Subject", subject),
                                 ("Nmqtt-Sid", sub.sid.decode("utf-8", "surrogateescape"))])
             try:
-                p.seq = self.mgr.storage.pending.add(self.hash + ".out", hdr, msg.data)
+                p.seq = self.mgr.storage.pending.add(self.hash + ".out", hdr, data)
             except Exception:
                 log.exception("MQTT: storing a QoS %d delivery for session %r failed", qos, self.id)
         conn = self.conn
@@ -333,7 +292,7 @@ class Session:
         tf = p.tf or _TOPIC_FIELDS.get(p.subject) or topic_field_for(p.subject)
         out = conn.out
         idle = not out
-        out += publish_frame(tf, data, p.qos, pid, p.dup, p.retain)
+        out += publish_for_field(tf, data, p.qos, pid, p.dup, p.retain)
         conn.out_msgs += 1
         conn.out_bytes += len(data)
         if not self.clean:
@@ -354,12 +313,12 @@ class Session:
                 p.pid = pid
                 p.sent = trio.current_time()
                 self.inflight[pid] = p
-                conn.out += publish_frame(rm.tf, rm.data, qos, pid, False, True)
+                conn.out += publish_for_field(rm.tf, rm.data, qos, pid, False, True)
                 conn.out_msgs += 1
                 conn.out_bytes += len(rm.data)
                 conn.wake_timer(p.sent + self.mgr.ack_wait)
                 return
-        conn.out += publish_frame(rm.tf, rm.data, 0, 0, False, True)
+        conn.out += publish_for_field(rm.tf, rm.data, 0, 0, False, True)
         conn.out_msgs += 1
         conn.out_bytes += len(rm.data)
 
@@ -472,7 +431,7 @@ class Session:
         p.dup = True
         self.inflight[p.pid] = p
         tf = p.tf or _TOPIC_FIELDS.get(p.subject) or topic_field_for(p.subject)
-        conn.out += publish_frame(tf, data, p.qos, p.pid, True, p.retain)
+        conn.out += publish_for_field(tf, data, p.qos, p.pid, True, p.retain)
 
     def next_due(self, ack_wait: float) -> float | None:
         """When the oldest unacknowledged PUBLISH or PUBREL is due again (trio time)."""

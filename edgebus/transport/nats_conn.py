@@ -7,8 +7,8 @@ and the pinger. Deliveries from other clients append to the outbound buffer; not
 message path creates a task or sends on a channel.
 
 The hot path, in order: the reader reads the socket directly on plain TCP; the parser hands over
-runs of identical PUB lines as one operation, routed as a run (`Account.route_run`, one
-formatted append per subscriber); at the end of the read the reader writes the output it caused
+runs of identical PUB lines as one operation, routed as a run (`core.router.route` with several
+payloads, one formatted append per subscriber); at the end of the read the reader writes the output it caused
 straight to each idle receiver's socket, waking a writer task only for what the kernel did not
 take. Pending output counts against `max_pending` (slow consumer), and a publisher whose
 receivers are over 3/4 of it waits up to 10 ms per read for them (nats-server's stall).
@@ -23,15 +23,17 @@ import os
 import random
 import socket
 import ssl
-from typing import Any
+from typing import Any, Sequence
 
 import trio
 
 from .. import NATS_VERSION
 from ..codec import nats as proto
 from ..codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_PING, OP_PONG, OP_PUB, OP_PUBS, OP_SUB,
-                          OP_UNSUB, err_frame)
-from ..core.client import CLIENT, Client, Msg
+                          OP_UNSUB, append_msgs, err_frame)
+from ..core.client import CLIENT, Client
+from ..core.outbox import Outbox, ReadBatch
+from ..core.router import route
 from ..core.subject import valid_literal_subject, valid_subject
 from ..core.sublist import Subscription
 
@@ -54,7 +56,7 @@ _RESERVED_REPLY_PREFIXES = (b"_R_.", b"$JS.ACK.", b"_GR_.")
 _RESERVED_SUBJECT_PREFIXES = (b"_GR_.", b"$NRG.")
 
 
-class NatsConnection(Client):
+class NatsConnection(Client, Outbox):
     kind = CLIENT
 
     def __init__(self, broker: Any, stream: trio.abc.Stream, *, conn_type: str = "nats",
@@ -75,17 +77,9 @@ class NatsConnection(Client):
         self.no_auth_user = no_auth_user
         self.parser = proto.ServerParser(o.max_payload, o.max_control_line)
         self.parser.batch = True  # runs of identical PUB lines arrive as one OP_PUBS
-        self.out = bytearray()
-        self._lot = trio.lowlevel.ParkingLot()
-        self._parked = False  # the writer waits in _lot for output
-        self.inflight = 0
-        self.max_pending = o.max_pending
-        self._piece = max(16384, min(1 << 20, o.max_pending // 4))  # bytes per send_all
-        # fast-producer stall, as nats-server: a subscriber with more than 3/4 of max_pending
-        # queued makes the publishing connection wait (at most 10 ms per read) for it to drain
-        self._stall_at = o.max_pending * 3 // 4
-        self._stall_targets: list[NatsConnection] = []
-        self._drained: trio.Event | None = None
+        # the outbox; fast-producer stall, as nats-server: a subscriber with more than 3/4 of
+        # max_pending queued makes the publishing connection wait (at most 10 ms per read)
+        self._outbox_init(o.max_pending)
         self.verbose = True
         self.pedantic = True
         self.headers = False
@@ -195,7 +189,7 @@ class NatsConnection(Client):
             first = await sock.recv(1, _socket.MSG_PEEK)
         except OSError:
             return True
-        return first[:1] == b"\x16"
+        return bool(first[:1] == b"\x16")
 
     def make_info(self) -> dict[str, Any]:
         info = self.broker.info_base()
@@ -226,11 +220,8 @@ class NatsConnection(Client):
         self.close_reason = reason
         if err:
             self.out += err_frame(err)
-        self._parked = False
-        self._lot.unpark_all()
-        if self._scope is None:
-            return
         # the writer flushes and then cancels the nursery
+        self._release_writer()
 
     def kill(self, reason: str) -> None:
         """Close at once, dropping pending output (slow consumer, shutdown)."""
@@ -240,222 +231,51 @@ class NatsConnection(Client):
         self.out = bytearray()
         if self._scope is not None:
             self._scope.cancel()
-        self._parked = False
-        self._lot.unpark_all()
+        self._release_writer()
 
-    # -- writer ---------------------------------------------------------------------------
+    # -- output (core.outbox.Outbox: buffer, slow consumer rule, wake-up, writer loop) -----
     def enqueue(self, data: bytes) -> None:
         self.out += data
-        if self._parked:
-            self._wake(self)
+        self.wake()
 
-    def _wake(self, src: Any) -> None:
-        """Output is waiting and the writer is idle. If the producing connection's reader is
-        in the middle of a read, it flushes us when done (one direct send for everything the
-        read produced, no task switch); otherwise the writer task is woken."""
-        later = getattr(src, "_flush_later", None)
-        if later is None:
-            # produced by an in-process client (a PubAck, a $SYS reply) while some reader is
-            # handling a read: that reader's end-of-read flush sends it too
-            later = self.broker.reading
-        if later is not None:
-            if not self._flush_queued:
-                self._flush_queued = True
-                later.append(self)
-        else:
-            self._parked = False
-            self._lot.unpark()
+    def _stop_writing(self) -> bool:  # (core.outbox.Outbox hook)
+        return self._peer_gone  # nothing may follow the client's close_notify
 
-    def _flush(self) -> None:
-        """Called by a reader at the end of its read for the connections it gave output to."""
-        self._flush_queued = False
-        if not self._parked:
-            return  # the writer is already busy and will see the new output
-        out = self.out
-        sock = self._raw_socket()
-        if sock is not None and out and not self.closing:
-            try:
-                sent = sock.send(out)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                sent = 0  # the writer will meet the error and close
-            if sent == len(out):
-                self.out = bytearray()
-                return  # all taken by the kernel; the writer stays parked
-            if sent:
-                del out[:sent]
-        self._parked = False
-        self._lot.unpark()
-
-    def _raw_socket(self) -> Any:
-        """The non-blocking stdlib socket under a plain TCP stream (not TLS or WebSocket),
-        for direct sends while the writer task is idle."""
-        st = self.stream
-        if st is not self._raw_for:
-            self._raw_for = st
-            self._raw = None
-            if type(st) is trio.SocketStream:
-                self._raw = getattr(st.socket, "_sock", None)
-        return self._raw
-
-    _raw_for: Any = None
-    _raw: Any = None
-    _flush_queued = False
-    _flush_later: list | None = None  # set while this connection's reader handles a read
-
-    async def _writer(self) -> None:
-        wd = self.broker.options.write_deadline
-        tls = type(self.stream) is trio.SSLStream
-        try:
-            while True:
-                if self._peer_gone:
-                    break  # nothing may follow the client's close_notify
-                if not self.out:
-                    if self.closing:
-                        break
-                    self._parked = True
-                    await self._lot.park()
-                    continue
-                if tls and _tls_input_waiting(self.stream):
-                    # the client sent something meanwhile, maybe its close_notify: let the
-                    # reader see it first (a few turns at most: a busy client must not stall us)
-                    for _ in range(3):
-                        await trio.lowlevel.checkpoint()
-                        if self._peer_gone or not _tls_input_waiting(self.stream):
-                            break
-                    if self._peer_gone or not self.out:
-                        continue
-                data = self.out
-                self.out = bytearray()
-                # hand the buffer to the stream in pieces, so `inflight` (counted as pending
-                # against max_pending) is what the kernel has not taken yet, not all of it
-                total = len(data)
-                piece = self._piece
-                with memoryview(data) as view:
-                    off = 0
-                    while off < total:
-                        self.inflight = total - off
-                        with trio.move_on_after(wd) as cs:
-                            await self.stream.send_all(view[off:off + piece])
-                        if cs.cancelled_caught:
-                            break
-                        off += piece
-                        if self._drained is not None and \
-                                len(self.out) + total - off <= self._stall_at:
-                            self._drained.set()  # release stalled publishers
-                            self._drained = None
-                self.inflight = 0
-                if cs.cancelled_caught:
-                    self._slow_consumer("Slow Consumer (Write Deadline)")
+    async def _ready_to_write(self) -> bool:  # (core.outbox.Outbox hook)
+        if type(self.stream) is trio.SSLStream and _tls_input_waiting(self.stream):
+            # the client sent something meanwhile, maybe its close_notify: let the reader
+            # see it first (a few turns at most: a busy client must not stall us)
+            for _ in range(3):
+                await trio.lowlevel.checkpoint()
+                if self._peer_gone or not _tls_input_waiting(self.stream):
                     break
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            self.closing = True
-            if not self.close_reason:
-                self.close_reason = "Client Closed"
-        if self._scope is not None:
-            self._scope.cancel()
+            if self._peer_gone or not self.out:
+                return False
+        return True
 
-    async def _stall(self) -> None:
-        """Wait (10 ms at most per read, like nats-server) for the subscribers this read's
-        messages pushed past 3/4 of their max_pending to drain below it."""
-        targets = self._stall_targets
-        self._stall_targets = []
-        with trio.move_on_after(0.010):
-            for t in dict.fromkeys(targets):
-                while not t.closing and len(t.out) + t.inflight > t._stall_at:
-                    if t._drained is None:
-                        t._drained = trio.Event()
-                    await t._drained.wait()
-
-    def _slow_consumer(self, reason: str) -> None:
-        b = self.broker
-        b.slow_consumers += 1
-        self.account.slow_consumers += 1
-        log.warning("Slow Consumer Detected: %s cid=%d", reason, self.cid)
-        self.kill(reason)
-
-    # -- delivery (called by Account.route) -----------------------------------------------
-    def deliver(self, sub: Subscription, msg: Msg) -> None:
-        self.deliver_parts(sub, msg.subject_b, msg.reply_b, msg.hdr, msg.data, msg.src)
-
-    def deliver_parts(self, sub: Subscription, subject_b: bytes, reply: bytes | None,  # type: ignore[override]
-                      hdr: bytes | None, data: bytes, src: Any) -> None:
-        """Write one MSG/HMSG for `sub` (Account.route_raw calls this without a Msg)."""
+    # -- delivery (the core.contract.Subscriber method, called by core.router.route) -------
+    def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
+                payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
+        """MSG/HMSG frames for `sub` (codec.nats.append_msgs) into the outbound buffer."""
         if self.closing:
             return
-        if self.deny_filter and self.permissions is not None and self.permissions.delivery_denied(
-                subject_b.decode("utf-8", "surrogateescape"), sub.queue):
+        perms = self.permissions
+        if perms is not None and self.deny_filter and perms.delivery_denied(
+                subject.decode("utf-8", "surrogateescape"), sub.queue):
             return
         out = self.out
-        if hdr is None or not self.headers:
-            size = len(data)
-            if reply:
-                out += b"MSG %s %s %s %d\r\n%s\r\n" % (subject_b, sub.sid, reply, size, data)
-            else:
-                out += b"MSG %s %s %d\r\n%s\r\n" % (subject_b, sub.sid, size, data)
-        else:
-            hl = len(hdr)
-            size = hl + len(data)
-            if reply:
-                out += b"HMSG %s %s %s %d %d\r\n%s%s\r\n" % (subject_b, sub.sid, reply, hl, size,
-                                                              hdr, data)
-            else:
-                out += b"HMSG %s %s %d %d\r\n%s%s\r\n" % (subject_b, sub.sid, hl, size, hdr, data)
-        self.out_msgs += 1
-        self.out_bytes += size
-        if reply and self.permissions is not None and self.permissions.resp_max:
+        heads = sub.extra  # (a NATS subscription's extra: its MSG heads per subject)
+        if heads is None:
+            heads = sub.extra = {}
+        self.out_bytes += append_msgs(out, subject, sub.sid, reply,
+                                      hdr if self.headers else None, payloads, heads)
+        self.out_msgs += len(payloads)
+        if reply and perms is not None and perms.resp_max:
             self._grant_response(reply.decode("utf-8", "surrogateescape"))
-        pending = len(out) + self.inflight
-        if pending > self._stall_at:
-            if pending > self.max_pending:
-                self._slow_consumer("Slow Consumer (Pending Bytes)")
-                return
-            # falling behind: the publishing connection waits a little for us (stall)
-            stalls = getattr(src, "_stall_targets", None)
-            if stalls is not None:  # (its own writer is a separate task: self-stall works)
-                stalls.append(self)
-        if self._parked:
-            self._wake(src)
-
-    def deliver_run(self, sub: Subscription, subject_b: bytes, reply_b: bytes | None,
-                    payloads: list[bytes], src: Any) -> None:
-        """Several messages for one subscription (see Account.route_run): one formatted
-        append when they have the same size, which runs from the NATS parser do."""
-        if self.closing:
-            return
-        size = len(payloads[0])
-        k = len(payloads)
-        if self.deny_filter or (reply_b and self.permissions is not None and
-                                self.permissions.resp_max) or sum(map(len, payloads)) != k * size:
-            for p in payloads:
-                self.deliver(sub, Msg(None, None, None, p, src, subject_b, reply_b))
-            return
-        if reply_b:
-            head = b"MSG %s %s %s %d\r\n" % (subject_b, sub.sid, reply_b, size)
-        else:
-            head = b"MSG %s %s %d\r\n" % (subject_b, sub.sid, size)
-        out = self.out
-        out += head
-        out += (b"\r\n" + head).join(payloads)
-        out += b"\r\n"
-        self.frames_done(k, k * size, src)
-
-    def frames_done(self, n: int, nbytes: int, src: Any) -> None:
-        """`n` MSG/HMSG frames (`nbytes` of payload) were appended to `out` directly (a run,
-        a JetStream consumer's bulk path): count them and do what the end of `deliver` does."""
-        self.out_msgs += n
-        self.out_bytes += nbytes
-        pending = len(self.out) + self.inflight
-        if pending > self._stall_at:
-            if pending > self.max_pending:
-                self._slow_consumer("Slow Consumer (Pending Bytes)")
-                return
-            stalls = getattr(src, "_stall_targets", None)
-            if stalls is not None:
-                stalls.append(self)
-        if self._parked:
-            self._wake(src)
+        if len(out) + self.inflight > self._stall_at:
+            self._after_append()  # the slow consumer rule and the stall (core.outbox)
+        elif self._parked and not self._flush_queued:
+            self._wake()
 
     def _grant_response(self, reply: str) -> None:
         p = self.permissions
@@ -506,23 +326,19 @@ class NatsConnection(Client):
                 if len(data) == size and size < top:
                     size *= 2
                 self.last_activity_ns = self.broker.clock.now_ns()
-                b = self.broker
-                later = self._flush_later = b.reading = []
+                batch = ReadBatch.begin()
                 try:
                     stop = await self._handle(data)
                 finally:
-                    if b.read_end:
-                        b.end_of_read()
-                    self._flush_later = b.reading = None
-                    for c in later:
-                        c._flush()
+                    batch.end()
+                    self.settle()
                 if stop:
                     return
                 if self._peer_gone:
                     self.kill("Client Closed")
                     return
-                if self._stall_targets:
-                    await self._stall()
+                if batch.stall:
+                    await batch.wait_stalled()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.close("Client Closed")
 
@@ -559,7 +375,7 @@ class NatsConnection(Client):
             data += more
         return data
 
-    async def _handle(self, data: bytes) -> bool:
+    async def _handle(self, data: bytes | bytearray) -> bool:
         """Parse and act on one read; True when the connection is done reading."""
         parser = self.parser
         while True:
@@ -569,23 +385,41 @@ class NatsConnection(Client):
                 # activity that spares the client a PING (a lone PONG is not)
                 self.last_rx = trio.current_time()
             pub = self._pub
+            # a PUB with nothing to check or answer goes straight to the router (the
+            # per-message path of mixed subjects); `plain` holds until an operation other
+            # than PUB (a CONNECT) may change what the connection checks
+            plain = self._plain_pubs()
+            acc = self.account
+            reserved = _RESERVED_SUBJECT_PREFIXES
             for op in ops:
                 code = op[0]
-                if code == OP_PUBS and self.authed:
+                if code == OP_PUB:
+                    if plain and op[2] is None and not op[1].startswith(reserved):
+                        hdr = op[3]
+                        payload = op[4]
+                        self.in_msgs += 1
+                        self.in_bytes += len(payload) if hdr is None else len(payload) + len(hdr)
+                        route(acc, op[1], None, hdr, (payload,), self)
+                    elif self.authed:
+                        pub(op[1], op[2], op[3], op[4])
+                    else:
+                        self._process(op)
+                elif code == OP_PUBS and self.authed:
                     self._pub_run(op[1], op[2], op[3])
-                elif code == OP_PUB and self.authed:
-                    pub(op[1], op[2], op[3], op[4])
                 else:
                     self._process(op)
+                    plain = self._plain_pubs()
+                    acc = self.account
                 if self.closing:
                     return True
             if self._pending_auth is not None:
                 # other readers run meanwhile: output made then is not this read's to flush
-                if self.broker.read_end:
-                    self.broker.end_of_read()
-                self.broker.reading = None
+                batch = ReadBatch.current
+                if batch is not None:
+                    batch.suspend()
                 await self._await_auth()
-                self.broker.reading = self._flush_later
+                if batch is not None:
+                    batch.resume()
                 if self.closing:
                     return True
             if err is not None:
@@ -666,6 +500,11 @@ class NatsConnection(Client):
     def _auth_violation(self) -> None:
         self.close("Authentication Failure", proto.ERR_AUTH_VIOLATION)
 
+    def _plain_pubs(self) -> bool:
+        """Whether a PUB without reply needs nothing per message but routing: no pedantic
+        subject check, no +OK, no publish permissions (reserved subjects aside)."""
+        return self.authed and not (self.pedantic or self.verbose) and self.permissions is None
+
     def _pub(self, subject_b: bytes, reply_b: bytes | None, hdr: bytes | None, data: bytes) -> None:
         size = len(data) if hdr is None else len(data) + len(hdr)
         self.in_msgs += 1
@@ -695,8 +534,7 @@ class NatsConnection(Client):
                     return
         if self.verbose:
             self.enqueue(proto.OK)  # before any delivery, as nats-server orders it
-        acc.in_bytes += size
-        n = acc.route_raw(subject_b, reply_b, hdr, data, self)
+        n = route(acc, subject_b, reply_b, hdr, (data,), self)
         if n == 0 and reply_b is not None and self.no_responders:
             self._send_no_responders(None, reply_b, subject_b)
 
@@ -721,9 +559,7 @@ class NatsConnection(Client):
         size = k * len(payloads[0])
         self.in_msgs += k
         self.in_bytes += size
-        acc = self.account
-        acc.in_bytes += size
-        acc.route_run(subject_b, reply_b, payloads, self)
+        route(self.account, subject_b, reply_b, None, payloads, self)
 
     def _pub_violation(self, subject_b: bytes) -> None:
         self.enqueue(err_frame('Permissions Violation for Publish to "%s"'
@@ -753,7 +589,7 @@ class NatsConnection(Client):
                     hdr = b"NATS/1.0 503\r\nNats-Subject: %s\r\n\r\n" % subject_b
                 else:
                     hdr = _NO_RESPONDERS_HDR
-                self.deliver(sub, Msg(None, None, hdr, b"", None, reply_b))
+                self.deliver(sub, reply_b, None, hdr, (b"",), None, None)
                 return
 
     def _sub(self, subject_b: bytes, queue_b: bytes | None, sid: bytes) -> None:

@@ -330,7 +330,7 @@ The machine is shared with other work, so single figures move by ±20 %; `ext_cp
 other processes used during a run (% of one core); each run waits (up to a minute) for the
 machine to be quiet first, and runs above {a.max_ext_cpu:.0f} % are retried (DISTURBED if they never ran clean).
 
-How edgebus gets there (edgebus/codec/nats.py, edgebus/core/account.py,
+How edgebus gets there (edgebus/codec/nats.py, edgebus/core/router.py,
 edgebus/transport/nats_conn.py): runs of identical PUB control lines are parsed once (split of
 the read for small payloads, jumps by size for large ones) and routed as a run — one match, one
 formatted append per subscriber; the reader reads plain TCP sockets directly and, at the end of

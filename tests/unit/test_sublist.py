@@ -290,10 +290,38 @@ TestSublistModel.settings = settings(max_examples=150, stateful_step_count=40, d
     ("$JS.API.>", False), ("*.*.*", False), ("$JS.ACK.S.C.1.2.3.4.5.6", False),
     ("foo.>", False), ("$JS.ACK.S.C.*.*.*.*", False), ("$KV.ACK.>", False),
 ])
-def test_ack_interest_counts_what_could_match_an_ack_subject(pattern, could):
+def test_family_interest_counts_what_could_match_a_subject_of_the_family(pattern, could):
+    # the family JetStream declares for its acks: $JS.ACK.<stream>.<consumer>.<5 tokens>
     sl = Sublist()
-    s = Subscription(object(), pattern, None, b"1")
+    sl.set_prefix_family(b"$JS.ACK.", 2, 5)
+    s = Subscription(object(), pattern, None, b"1")  # type: ignore[arg-type]
     sl.insert(s)
-    assert sl.ack_interest == (1 if could else 0)
+    assert sl.family_interest == (1 if could else 0)
     sl.remove(s)
-    assert sl.ack_interest == 0
+    assert sl.family_interest == 0
+
+
+def test_family_declared_late_counts_existing_subscriptions():
+    sl = Sublist()
+    sl.insert(Subscription(object(), ">", None, b"1"))  # type: ignore[arg-type]
+    sl.set_prefix_family(b"$JS.ACK.", 2, 5)
+    assert sl.family_interest == 1
+
+
+def test_prefix_match_only_while_nothing_else_could_match():
+    sl = Sublist()
+    sl.set_prefix_family(b"$JS.ACK.", 2, 5)
+    own = Subscription(object(), "$JS.ACK.S.C.*.*.*.*.*", None, b"1")  # type: ignore[arg-type]
+    sl.insert(own)
+    sl.add_prefix(b"$JS.ACK.S.C.", own)
+    assert sl.prefix_match(b"$JS.ACK.S.C.1.2.3.4.5") is own
+    for miss in (b"$JS.ACK.S.C.1.2.3.4", b"$JS.ACK.S.C.1.2.3.4.5.6", b"$JS.ACK.S.D.1.2.3.4.5",
+                 b"$JS.ACK.S.C.1..3.4.5", b"$JS.ACK.S.C.1.2.3.4.", b"foo.bar"):
+        assert sl.prefix_match(miss) is None, miss
+    other = Subscription(object(), "$JS.ACK.>", None, b"2")  # type: ignore[arg-type]
+    sl.insert(other)
+    assert sl.prefix_match(b"$JS.ACK.S.C.1.2.3.4.5") is None  # now two are interested
+    sl.remove(other)
+    assert sl.prefix_match(b"$JS.ACK.S.C.1.2.3.4.5") is own
+    sl.remove_prefix(b"$JS.ACK.S.C.", own)
+    assert sl.prefix_match(b"$JS.ACK.S.C.1.2.3.4.5") is None
