@@ -46,24 +46,15 @@ class IsolatedAccount:
 
     @classmethod
     def create(cls, server: EmbeddedServer) -> "IsolatedAccount":
-        """A fresh account, ready to connect to; the next one is made ahead meanwhile."""
+        """A fresh account, ready to connect to: one made ahead (by the previous `close()`)
+        when there is one, else made now."""
         ready = _ready.setdefault(server, deque())
-        iso = None
         while ready:
             made = ready.popleft()
             if made._made_in is server.server:  # not one from before a restart
-                iso = made
-                break
-        if iso is None:
-            iso = cls._new(server)
-            server.call(iso._create)
-
-        async def make_next(srv: Any) -> None:
-            nxt = cls._new(server)
-            await nxt._create(srv)
-            ready.append(nxt)  # only once it is complete (deque appends are thread-safe)
-
-        server.call_soon(make_next)
+                return made
+        iso = cls._new(server)
+        server.call(iso._create)
         return iso
 
     @property
@@ -96,14 +87,22 @@ class IsolatedAccount:
             await js.enable_account(acc)
 
     def close(self, wait: bool = False) -> None:
-        """Cut the account's clients, delete its streams, forget its user. Unless `wait`, done
-        in the server's loop without waiting for it: nothing else uses this account, and the
-        next test's set-up need not wait for this one's teardown."""
+        """Cut the account's clients, delete its streams, forget its user, and make the next
+        test's account ahead. Unless `wait`, done in the server's loop without waiting for it
+        (one wake-up of the server's thread per test): nothing else uses this account."""
         if wait:
             if self.server.running:
                 self.server.call(self._close)
         else:
-            self.server.call_soon(self._close)
+            self.server.call_soon(self._close_and_make_next)
+
+    async def _close_and_make_next(self, server: Any) -> None:
+        await self._close(server)
+        ready = _ready.setdefault(self.server, deque())
+        if not ready:
+            nxt = self._new(self.server)
+            await nxt._create(server)
+            ready.append(nxt)  # only once it is complete (deque appends are thread-safe)
 
     async def _close(self, server: Any) -> None:
         b = server.broker

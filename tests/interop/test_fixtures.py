@@ -3,6 +3,7 @@ helpers, and `edgebus_isolated` (a fresh account per test on one shared server).
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,17 +151,23 @@ async def test_bcrypt_auth_in_virtual_time(edgebus_trio_server: Any, autojump_cl
 
 def test_isolated_account_after_a_restart_of_the_shared_server() -> None:
     # accounts are made ahead; one made before a restart no longer exists after it
+    from edgebus.testing import isolation
     with EmbeddedServer(jetstream=True) as srv:
-        IsolatedAccount.create(srv).close(wait=True)
-        srv.call(lambda s: None)  # let the account made ahead complete
+        IsolatedAccount.create(srv).close()  # makes the next account ahead, in the server
+        for _ in range(1000):  # until it is made (each call lets the server's loop run)
+            if isolation._ready.get(srv):
+                break
+            srv.call(lambda s: None)
+        assert isolation._ready.get(srv), "no account was made ahead"
         srv.restart()
         iso = IsolatedAccount.create(srv)
 
-        async def connect() -> bool:
+        async def accounts_while_connected() -> list[str]:
             nc = await nats.connect(iso.client_url, allow_reconnect=False)
             await nc.flush()
-            ok = nc.is_connected
+            names = await asyncio.to_thread(
+                srv.call, lambda s: [c.account.name for c in s.connections])
             await nc.close()
-            return ok
+            return names
 
-        assert run_async(connect)
+        assert run_async(accounts_while_connected) == [iso.account]
