@@ -5,6 +5,11 @@ process around the server: nats-server's log line format on stderr (or the log f
 readiness lines harnesses wait for, the ports and pid files, signals (TERM/INT stop, HUP reload,
 USR1 reopen log, USR2 lame duck), `--signal` to send them, and `[FTL]` exits.
 
+What it says to people is edgebus's own: messages are prefixed `edgebus:`, the banner and
+`--version` name edgebus (and the nats-server version it speaks), and every start-up failure is
+one line naming its cause (the file and line, the listener and port, the path) with no
+traceback. The protocol-facing parts (INFO, readiness lines, ports file) stay nats-server's.
+
 Start-up order matters to client test harnesses, which start many servers at once and give each
 about a second to write its ports file: the listeners are bound (transport/listen.py, standard
 library only) and the ports and pid files written before trio and the server are imported;
@@ -27,6 +32,12 @@ from .options import Options
 from .transport import listen  # standard library only: binds before the server is imported
 
 log = logging.getLogger("edgebus")
+PROG = "edgebus"
+
+
+def _say(msg: str) -> None:
+    """A message to the operator on stderr, outside the log (nats-server's `PrintAndDie`)."""
+    print(f"{PROG}: {msg}", file=sys.stderr)
 
 _LEVELS = {logging.DEBUG: "DBG", logging.INFO: "INF", logging.WARNING: "WRN",
            logging.ERROR: "ERR", logging.CRITICAL: "FTL", 5: "TRC"}
@@ -90,21 +101,29 @@ def write_ports_file(ports: dict[str, list[str]], directory: str) -> str:
     return path
 
 
+def _cmdline(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return None
+
+
+def _is_edgebus(argv: list[bytes] | None) -> bool:
+    """An `edgebus ...` or `python -m edgebus ...` command line."""
+    if not argv:
+        return False
+    if any(os.path.basename(a) == b"edgebus" for a in argv[:2]):
+        return True
+    return len(argv) > 2 and argv[1:3] == [b"-m", b"edgebus"]
+
+
 def _find_pids() -> list[int]:
-    """Running edgebus processes other than this one (for --signal without a pid)."""
+    """Running edgebus processes other than this one (for --signal without a pid). Only
+    edgebus: a nats-server on the same machine is someone else's and is never signalled."""
     me = os.getpid()
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == me:
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"edgebus") for a in argv[:2]) or (len(argv) > 2 and argv[1:3] == [b"-m", b"edgebus"]):
-            pids.append(int(d))
-    return pids
+    return [int(d) for d in os.listdir("/proc")
+            if d.isdigit() and int(d) != me and _is_edgebus(_cmdline(int(d)))]
 
 
 _SIGNALS = {"stop": signal.SIGKILL, "kill": signal.SIGKILL, "quit": signal.SIGINT,
@@ -112,37 +131,65 @@ _SIGNALS = {"stop": signal.SIGKILL, "kill": signal.SIGKILL, "quit": signal.SIGIN
             "ldm": signal.SIGUSR2}
 
 
+def _read_pid_file(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def send_signal(spec: str, pid_file: str | None) -> int:
+    """`--signal CMD[=PID|=PIDFILE]`: the pid given, else the pid file (-P or the config's
+    pid_file), else the one running edgebus process. A pid that is not an edgebus process is
+    refused: a stale pid file must not make us signal whatever now has that number."""
     name, _, pid_s = spec.partition("=")
     sig = _SIGNALS.get(name.lower())
     if sig is None:
-        print(f"nats-server: unknown signal {name!r}", file=sys.stderr)
+        _say(f"unknown signal {name!r} (one of: {', '.join(sorted(_SIGNALS))})")
         return 1
     pids: list[int]
     if pid_s:
         if os.path.exists(pid_s):
-            pid_s = open(pid_s).read().strip()
-        try:
-            pids = [int(pid_s)]
-        except ValueError:
-            print(f"nats-server: invalid pid {pid_s!r}", file=sys.stderr)
-            return 1
+            pid = _read_pid_file(pid_s)
+            if pid is None:
+                _say(f"pid file {pid_s} does not hold a process id")
+                return 1
+            pids = [pid]
+        else:
+            try:
+                pids = [int(pid_s)]
+            except ValueError:
+                _say(f"invalid pid {pid_s!r} (neither a process id nor an existing pid file)")
+                return 1
     elif pid_file and os.path.exists(pid_file):
-        pids = [int(open(pid_file).read().strip())]
+        pid = _read_pid_file(pid_file)
+        if pid is None:
+            _say(f"pid file {pid_file} does not hold a process id")
+            return 1
+        pids = [pid]
     else:
         pids = _find_pids()
         if not pids:
-            print("nats-server: no nats-server processes running", file=sys.stderr)
+            _say("no edgebus processes running")
             return 1
         if len(pids) > 1:
-            print("nats-server: multiple nats-server processes running:\n"
-                  + "\n".join(map(str, pids)), file=sys.stderr)
+            _say("multiple edgebus processes running (give one: --signal "
+                 f"{name}=<pid>):\n" + "\n".join(map(str, pids)))
             return 1
     for p in pids:
+        argv = _cmdline(p)
+        if argv is None:
+            _say(f"no process {p} is running")
+            return 1
+        if not _is_edgebus(argv):
+            cmd = b" ".join(argv).decode(errors="replace").strip()
+            _say(f"process {p} is not edgebus ({cmd}); not signalling it")
+            return 1
         try:
             os.kill(p, sig)
         except OSError as e:
-            print(f"nats-server: {e}", file=sys.stderr)
+            _say(f"signalling process {p}: {e.strerror}")
             return 1
     return 0
 
@@ -153,15 +200,14 @@ def _check_store_dir(o: Options) -> None:
         fatal(f"Error: storage directory is not a directory: {sd}")
 
 
-async def _run(o: Options, handler: logging.Handler, bound: dict[str, list[Any]]) -> None:
+async def _run(o: Options, handler: logging.Handler, bound: dict[str, list[Any]]) -> int:
     import trio
 
     from .server import Server
     server = Server(o)
     server.prebound = bound
-    log.info("Starting nats-server")
-    log.info("  Version:  %s", NATS_VERSION)
-    log.info("  Git:      [edgebus %s]", __version__)
+    log.info("Starting edgebus")
+    log.info("  Version:  %s (speaks nats-server %s)", __version__, NATS_VERSION)
     log.info("  Name:     %s", server.broker.server_name)
     if o.jetstream.enabled:
         log.info("  Node:     %s", server.broker.server_id[:8])
@@ -176,23 +222,35 @@ async def _run(o: Options, handler: logging.Handler, bound: dict[str, list[Any]]
     with trio.open_signal_receiver(*sigs) as receiver:
         if _early_stop:  # stopped while starting: nothing to serve, nothing to lose
             log.info("Trapped %r signal", signal.Signals(_early_stop[0]).name.lower().replace("sig", ""))
-            return
-        await _serve_until_stopped(server, o, handler, receiver)
+            return 0
+        return await _serve_until_stopped(server, o, handler, receiver)
 
 
-async def _serve_until_stopped(server: Any, o: Options, handler: logging.Handler, receiver: Any) -> None:
+def startup_error_text(e: BaseException, o: Options) -> str:
+    """One line naming why the server could not start."""
+    if isinstance(e, listen.BindError):
+        return bind_error_text(e)
+    text = str(e) or type(e).__name__
+    return f"Error starting server: {text}"
+
+
+async def _serve_until_stopped(server: Any, o: Options, handler: logging.Handler,
+                               receiver: Any) -> int:
     import trio
     async with trio.open_nursery() as n:
         try:
             await n.start(server.run)
-        except (OSError, ValueError, BaseExceptionGroup) as eg:
-            fatal(f"Error starting server: {_leaf_exception(eg)}")
+        except Exception as eg:  # ExceptionGroup included
+            # no traceback and no sys.exit() inside trio (it would come out as one): one line
+            log.critical("%s", startup_error_text(_leaf_exception(eg), o))
+            return 1
         n.start_soon(_signals, server, handler, receiver)
         try:
             await _wait_stopped(server)
         finally:
             n.cancel_scope.cancel()
     log.info("Server Exiting..")
+    return 0
 
 
 # TERM/INT received before trio's signal receiver is open (the ports file is written before
@@ -215,17 +273,23 @@ def _bind_listeners(o: Options) -> dict[str, list[Any]]:
     try:
         return listen.bind_all(o)
     except listen.BindError as e:
-        host = e.host if ":" not in e.host else f"[{e.host.strip('[]')}]"
-        hp = f"{host}:{listen.normalize_port(e.port)}"
-        why = f"listen tcp {hp}: bind: {_go_error_text(e)}"
-        if e.name == listen.NATS:
-            fatal(f'Error listening on port: {hp}, "{why}"')
-        if e.name == listen.MONITORING:
-            fatal(f"Can't start monitoring: can't listen to the monitor port: {why}")
-        if e.name == listen.LEAFNODES:
-            fatal(f"Error listening on leafnode port: {listen.normalize_port(e.port)} - {why}")
-        kind = "websocket" if e.name == listen.WEBSOCKET else "MQTT"
-        fatal(f"Unable to listen for {kind} connections: {why}")
+        fatal(bind_error_text(e))
+
+
+def bind_error_text(e: listen.BindError) -> str:
+    """nats-server's line for a listener that could not bind: it names the listener and the
+    port (an operator must learn that 1883 is taken, not 4222)."""
+    host = e.host if ":" not in e.host else f"[{e.host.strip('[]')}]"
+    hp = f"{host}:{listen.normalize_port(e.port)}"
+    why = f"listen tcp {hp}: bind: {_go_error_text(e)}"
+    if e.name == listen.NATS:
+        return f'Error listening on port: {hp}, "{why}"'
+    if e.name == listen.MONITORING:
+        return f"Can't start monitoring: can't listen to the monitor port: {why}"
+    if e.name == listen.LEAFNODES:
+        return f"Error listening on leafnode port: {listen.normalize_port(e.port)} - {why}"
+    kind = "websocket" if e.name == listen.WEBSOCKET else "MQTT"
+    return f"Unable to listen for {kind} connections: {why}"
 
 
 def _go_error_text(e: OSError) -> str:
@@ -302,6 +366,46 @@ def _reload(server: Any) -> None:
         log.error("Failed to reload server configuration: %s", e)
 
 
+def _argument_error(e: Exception) -> str:
+    """One line for a bad command line or config file."""
+    from .cliargs import CliError
+    from .conf.errors import ConfigError
+    if isinstance(e, CliError) and e.show_usage:
+        return f"{e.message} (see '{PROG} --help')"
+    if isinstance(e, ConfigError) and e.position is not None and e.position.line == 0 \
+            and e.reason.startswith("open "):
+        # the config file itself cannot be opened: say so, not ":0:0: Parse error"
+        cause = e.reason.rsplit(": ", 1)[-1]
+        what = "not found" if cause == "no such file or directory" else f"cannot be read: {cause}"
+        return f"configuration file {e.position.file} {what}"
+    return str(e)
+
+
+def _signal_pid_file(argv: list[str]) -> str | None:
+    """The pid file a `--signal` should read: `-P`, else the config file's `pid_file`."""
+    from .cliargs import parse_args
+    from .conf.options_map import load_config
+    res = parse_args(argv)
+    pid_file = res.overrides.get("pid_file")
+    if pid_file is None and res.config_file:
+        try:
+            pid_file = load_config(res.config_file)[0].pid_file
+        except Exception:  # an unreadable config: fall back to finding the process
+            pid_file = None
+    return pid_file
+
+
+def standalone_mqtt_error(o: Options) -> str | None:
+    """nats-server refuses MQTT without JetStream on a standalone server: retained messages,
+    sessions and QoS 1/2 state would live only in memory and vanish on restart."""
+    mq = o.mqtt
+    if mq is None or mq.port is None or o.jetstream.enabled:
+        return None
+    if o.cluster or getattr(o, "routes", None) or (o.leafnodes is not None and o.leafnodes.remotes):
+        return None
+    return "mqtt requires JetStream to be enabled if running in standalone mode"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("nk", "passwd"):
@@ -310,8 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     from .cliargs import build_options
     try:
         o, actions = build_options(argv)
-    except Exception as e:  # bad flags or config: nats-server prints and exits 1
-        print(f"nats-server: {e}", file=sys.stderr)
+    except Exception as e:  # bad flags or config: one line, exit 1
+        _say(_argument_error(e))
         return 1
     o._argv = argv  # type: ignore[attr-defined]  # for reload
     if actions.get("help"):
@@ -319,13 +423,17 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if actions.get("version"):
-        print(f"nats-server: v{NATS_VERSION} (edgebus {__version__})")
+        print(f"{PROG}: v{__version__} (speaks nats-server v{NATS_VERSION})")
         return 0
     if actions.get("signal"):
-        return send_signal(actions["signal"], o.pid_file)
+        return send_signal(actions["signal"], _signal_pid_file(argv))
     if actions.get("test_config"):
-        print(f"nats-server: configuration file {o.config_file} is valid")
+        print(f"{PROG}: configuration file {o.config_file} is valid")
         return 0
+    refused = standalone_mqtt_error(o)
+    if refused:
+        _say(refused)
+        return 1
     handler = setup_logging(o)
     for w in actions.get("config_warnings") or []:
         log.warning("%s", w)
@@ -341,9 +449,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from . import server  # noqa: F401  # (imported here so that a TERM meanwhile exits at once)
         _importing[0] = False
-        trio.run(_run, o, handler, bound)
+        return trio.run(_run, o, handler, bound)
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         listen.close_all(bound)  # any the server never took (it failed first)
         for path in paths:
@@ -351,7 +459,6 @@ def main(argv: list[str] | None = None) -> int:
                 os.unlink(path)
             except OSError:
                 pass
-    return 0
 
 
 def run() -> NoReturn:

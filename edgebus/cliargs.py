@@ -486,6 +486,15 @@ Clustering (accepted for compatibility; {program} does not form routes, use leaf
     --cluster_name <name>             --cluster_advertise <url>
     --no_advertise                    --connect_retries <n>
 
+Config file only (-c <file>; same format and blocks as nats-server):
+    mqtt {{ port: 1883 }}               MQTT 3.1.1 for sensors (needs jetstream {{}} too)
+    websocket {{ port: 8080 }}          NATS and MQTT over WebSocket (tls {{}} or no_tls: true)
+    leafnodes {{ remotes: [...] }}      Leaf link to a NATS hub/cloud; leafnodes {{ port }} to accept
+    accounts {{ A: {{ users: [...] }} }}  Accounts, users, imports/exports; also operator JWTs
+    authorization, tls, mappings, jetstream {{ store_dir, domain, max_file_store }}, ...
+  Reference: https://docs.nats.io/running-a-nats-service/configuration
+  What {program} implements of it: README.md ("What works"); examples/gateway.conf
+
 Other:
     --profile <port>                  Accepted for compatibility (no profiler)
     -h, --help                        Show this text

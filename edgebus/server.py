@@ -60,6 +60,29 @@ class Server:
     def client_url(self) -> str:
         return f"nats://{listen.url_host(self.options.host)}:{self.port}"
 
+    def _url(self, scheme: str, port: int) -> str | None:
+        if not port:
+            return None
+        h = self.client_host
+        return f"{scheme}://[{h}]:{port}" if ":" in h else f"{scheme}://{h}:{port}"
+
+    @property
+    def ws_url(self) -> str | None:
+        """The WebSocket listener (`ws://`, `wss://` with TLS), None when not configured."""
+        ws = self.options.websocket
+        tls = ws is not None and ws.tls is not None and not ws.no_tls
+        return self._url("wss" if tls else "ws", self.ws_port)
+
+    @property
+    def mqtt_url(self) -> str | None:
+        """The MQTT listener (`mqtt://host:port`), None when not configured."""
+        return self._url("mqtt", self.mqtt_port)
+
+    @property
+    def http_url(self) -> str | None:
+        """The monitoring listener (`http://host:port`), None when not configured."""
+        return self._url("http", self.http_port)
+
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         o = self.options
@@ -134,6 +157,13 @@ class Server:
         if self._stop is not None:
             self._stop.set()
 
+    async def connect(self, account: str | None = None, name: str = "") -> Any:
+        """An in-process client (`edgebus.client.InProcClient`) of `account` (default the
+        global account) for trio code in this server's loop: no socket, the server's clock."""
+        from .client import InProcClient
+        await trio.lowlevel.checkpoint()
+        return InProcClient(self, account, name)
+
     async def lame_duck(self) -> None:
         """Lame duck mode: stop accepting, tell clients (INFO ldm), close them over time, stop."""
         from .codec.nats import info_frame
@@ -167,17 +197,34 @@ def validate_options(o: Options) -> None:
 
 
 @asynccontextmanager
-async def serve(options: Options | None = None, **overrides: Any) -> AsyncIterator[Server]:
+async def serve(options: Options | None = None, *, jetstream: bool = False,
+                store_dir: str | None = None, **overrides: Any) -> AsyncIterator[Server]:
     """Run a server inside the caller's trio loop for the duration of the block.
 
-    `async with edgebus.serve(port=-1) as srv: ...` — srv.client_url is ready inside.
+    `async with edgebus.serve(jetstream=True) as srv: ...` — srv.client_url is ready inside,
+    `await srv.connect()` gives an in-process client. A free port unless told; with JetStream
+    and no `store_dir`, a temporary store removed afterwards.
     """
     server = Server(options, **overrides)
     if "port" not in overrides and options is None:
         server.options.port = -1
-    async with trio.open_nursery() as n:
-        await n.start(server.run)
-        try:
-            yield server
-        finally:
-            server.shutdown()
+    js = server.options.jetstream
+    if jetstream:
+        js.enabled = True
+    if store_dir is not None:
+        js.store_dir = store_dir
+    tmp = None
+    if js.enabled and not js.store_dir:
+        import tempfile
+        tmp = tempfile.TemporaryDirectory(prefix="edgebus-js-")
+        js.store_dir = tmp.name
+    try:
+        async with trio.open_nursery() as n:
+            await n.start(server.run)
+            try:
+                yield server
+            finally:
+                server.shutdown()
+    finally:
+        if tmp is not None:
+            tmp.cleanup()

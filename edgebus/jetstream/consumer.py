@@ -48,6 +48,7 @@ from .advisories import Advisories, nuid
 from .consumer_config import ConsumerConfig, go_duration, sample_frequency
 from .names import TRASH_PREFIX, store_child
 from .store.subjects import compile_filter
+from ..core.blocking import run_blocking
 
 if TYPE_CHECKING:
     from ..core.client import Msg
@@ -562,7 +563,7 @@ class Consumer:
         if self._persistent():
             snap = self._state_snapshot()
             try:
-                await trio.to_thread.run_sync(self._write_state_blocking, snap, self._cfg_dirty)
+                await run_blocking(self._write_state_blocking, snap, self._cfg_dirty)
             except Exception:
                 log.exception("writing consumer state for %s > %s failed", self.stream_name, self.name)
 
@@ -624,7 +625,7 @@ class Consumer:
         def remove() -> None:
             shutil.rmtree(trash, ignore_errors=True)
         try:
-            self.stream.nursery.start_soon(trio.to_thread.run_sync, remove)
+            self.stream.nursery.start_soon(run_blocking, remove)
         except RuntimeError:  # nursery closed: do it inline
             remove()
 
@@ -772,7 +773,7 @@ class Consumer:
         self._cfg_dirty = False
         snap = self._state_snapshot()
         try:
-            await trio.to_thread.run_sync(self._write_state_blocking, snap, with_meta)
+            await run_blocking(self._write_state_blocking, snap, with_meta)
         except OSError as e:
             # disk full or failing: the state stays dirty and is tried again in a second
             # (logged once per failing spell)

@@ -48,6 +48,7 @@ from .errors import (
 from .names import store_child
 from .stream import META_NAME, Stream, store_limits_for
 from .store.base import MsgStore
+from ..core.blocking import run_blocking
 
 log = logging.getLogger("edgebus.jetstream")
 
@@ -322,17 +323,17 @@ class JetStreamService:
                 continue
             store: MsgStore | None = None
             try:
-                store = await trio.to_thread.run_sync(FileStore, str(d))
+                store = await run_blocking(FileStore, str(d))
                 blob = store.read_meta(META_NAME)
                 if blob is None:
                     log.warning("skipping %s: no stream metadata", d)
-                    await trio.to_thread.run_sync(store.stop)
+                    await run_blocking(store.stop)
                     continue
                 meta = json.loads(blob)
                 cfg = StreamConfig.from_json(meta["config"])
                 if cfg.name != d.name:
                     log.warning("skipping %s: it holds stream '%s'", d, cfg.name)
-                    await trio.to_thread.run_sync(store.stop)
+                    await run_blocking(store.stop)
                     continue
                 store.update_config(store_limits_for(cfg))
                 stream = Stream(js, cfg, store, int(meta.get("created", 0)), d)
@@ -400,7 +401,7 @@ class JetStreamService:
         if cfg.storage == "file":
             from .store.file import FileStore
             d: Path | None = store_child(js.dir, cfg.name)
-            store: MsgStore = await trio.to_thread.run_sync(lambda: FileStore(str(d), limits))
+            store: MsgStore = await run_blocking(lambda: FileStore(str(d), limits))
         else:
             from .store.memory import MemoryStore
             d = None

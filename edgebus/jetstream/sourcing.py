@@ -66,6 +66,7 @@ from ..codec.headers import get_header
 from ..core.clock import parse_rfc3339, rfc3339
 from .config import source_index_name, server_hash
 from .errors import js_err
+from ..core.blocking import run_blocking
 
 if TYPE_CHECKING:
     from ..core.client import Msg
@@ -889,7 +890,7 @@ class Sourcing:
         store = self.stream.store
         try:
             if self.stream.is_file:
-                await trio.to_thread.run_sync(store.write_meta, META_NAME, snap.encode())
+                await run_blocking(store.write_meta, META_NAME, snap.encode())
             else:
                 store.write_meta(META_NAME, snap.encode())
             self._saved = snap

@@ -62,6 +62,7 @@ from .errors import (
     js_err,
 )
 from .store.base import ErrStoreClosed, LimitError, MsgStore, StoredMsg, StoreError, StoreLimits
+from ..core.blocking import run_blocking
 
 if TYPE_CHECKING:
     from .service import JSAccount
@@ -848,7 +849,7 @@ class Stream:
 
     async def persist_config(self) -> None:
         if self.is_file:
-            await trio.to_thread.run_sync(self.store.write_meta, META_NAME, self.meta_blob())
+            await run_blocking(self.store.write_meta, META_NAME, self.meta_blob())
         else:
             self.store.write_meta(META_NAME, self.meta_blob())
 
@@ -877,7 +878,7 @@ class Stream:
         await self._flush_acks()
         fn = self.store.delete if delete else self.store.stop
         if self.is_file:
-            await trio.to_thread.run_sync(fn)
+            await run_blocking(fn)
         else:
             fn()
 
@@ -970,7 +971,7 @@ class Stream:
             while True:
                 await trio.sleep(svc.sync_interval)
                 try:
-                    await trio.to_thread.run_sync(self.store.sync)
+                    await run_blocking(self.store.sync)
                 except StoreError as e:
                     # logged by the store; the blocks stay unsynced and the next tick retries
                     if isinstance(e, ErrStoreClosed):
@@ -982,7 +983,7 @@ class Stream:
         if not acks and not self.js.service.sync_always:
             return
         try:
-            await trio.to_thread.run_sync(self.store.sync)
+            await run_blocking(self.store.sync)
         except StoreError as e:
             if isinstance(e, ErrStoreClosed):
                 return

@@ -57,10 +57,12 @@ class _Bcrypt:
 
     async def wait(self, timeout: float) -> AuthResult | None:
         import trio
+
+        from ..core.blocking import run_blocking
         ok = False
         with trio.move_on_after(timeout):
-            ok = await trio.to_thread.run_sync(passwords.compare_passwords, self.stored,
-                                               self.given, abandon_on_cancel=True)
+            ok = await run_blocking(passwords.compare_passwords, self.stored, self.given,
+                                    abandon_on_cancel=True)
         return self.result if ok else None
 
 

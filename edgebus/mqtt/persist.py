@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import trio
 
 from ..jetstream.store.base import MsgStore, StoredMsg, StoreError, StoreLimits
+from ..core.blocking import run_blocking
 
 if TYPE_CHECKING:
     from ..core.clock import Clock
@@ -266,7 +267,7 @@ async def _open_store(path: Path | None, limits: StoreLimits, sync_always: bool)
         return MemoryStore(limits), "memory"
     from ..jetstream.store.file import FileStore
     p = str(path)
-    store = await trio.to_thread.run_sync(lambda: FileStore(p, limits, sync_always=sync_always))
+    store = await run_blocking(lambda: FileStore(p, limits, sync_always=sync_always))
     return store, "file"
 
 
@@ -338,8 +339,8 @@ async def _migrate(path: Path, dest: RecordLog, limits: StoreLimits) -> None:
             dest.put(m.subject, m.hdr, m.data)
             n += 1
     finally:
-        await trio.to_thread.run_sync(store.stop)
-    await trio.to_thread.run_sync(shutil.rmtree, str(path))
+        await run_blocking(store.stop)
+    await run_blocking(shutil.rmtree, str(path))
     log.info("MQTT: moved %d record(s) from %s into JetStream", n, path)
 
 

@@ -392,9 +392,11 @@ class DeferredAuth:
 
     async def wait(self, timeout: float) -> Any:
         import trio
+
+        from ..core.blocking import run_blocking
         ok = False
         with trio.move_on_after(timeout):
-            ok = await trio.to_thread.run_sync(self.bcrypt.check, abandon_on_cancel=True)
+            ok = await run_blocking(self.bcrypt.check, abandon_on_cancel=True)
         res = self.auth._post(self.bcrypt.result if ok else None, *self.args)
         if hasattr(res, "wait"):  # then the callout decides
             res = await res.wait(timeout)

@@ -21,6 +21,13 @@ from ..server import Server
 
 
 class EmbeddedServer:
+    """A server in a thread of its own (see the module docstring).
+
+    Fault helpers: `stop()` and `start()` (clients see the server go away and come back on the
+    same ports, the JetStream store kept), `restart()`, `drop_client(cid=None, name=None)` (cut
+    connections as a network failure would), `call(fn)` (run `fn(server)` in the server's loop).
+    """
+
     def __init__(self, options: Options | None = None, *, jetstream: bool = False,
                  store_dir: str | None = None, config: str | None = None, **overrides: Any) -> None:
         if config is not None:
@@ -59,13 +66,7 @@ class EmbeddedServer:
         opts = copy.deepcopy(self.options)
         if self.port:
             # a restart comes back on the same ports, even those first picked as "any free"
-            opts.port = self.port
-            for attr, sub in (("ws_port", opts.websocket), ("mqtt_port", opts.mqtt),
-                              ("leaf_port", opts.leafnodes)):
-                if sub is not None and sub.port is not None and self._ports.get(attr):
-                    sub.port = self._ports[attr]
-            if opts.http_port is not None and self._ports.get("http_port"):
-                opts.http_port = self._ports["http_port"]
+            pin_ports(opts, {"port": self.port, **self._ports})
 
         async def main() -> None:
             self._token = trio.lowlevel.current_trio_token()
@@ -99,8 +100,7 @@ class EmbeddedServer:
             raise RuntimeError(f"edgebus failed to start: {err}") from self._error
         assert self.server is not None
         self.port = self.server.port
-        self._ports = {a: getattr(self.server, a, 0) for a in
-                       ("ws_port", "mqtt_port", "leaf_port", "http_port")}
+        self._ports = listening_ports(self.server)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -115,6 +115,7 @@ class EmbeddedServer:
         self._token = None
 
     def restart(self) -> None:
+        """Stop and start again on the same ports with the same store (a server restart)."""
         self.stop()
         self.start()
 
@@ -153,18 +154,70 @@ class EmbeddedServer:
 
         return trio.from_thread.run(run, trio_token=self._token)
 
+    def call_soon(self, fn: Callable[[Server], Any]) -> None:
+        """Schedule `fn(server)` (a coroutine function allowed) in the server's loop and return
+        at once, without waiting for it; does nothing if the server is not running."""
+        token, server = self._token, self.server
+        if token is None or server is None:
+            return
+
+        def schedule() -> None:
+            async def run() -> None:
+                r = fn(server)
+                if hasattr(r, "__await__"):
+                    await r
+            server.nursery.start_soon(run)
+        try:
+            token.run_sync_soon(schedule)
+        except trio.RunFinishedError:
+            pass
+
     def drop_client(self, cid: int | None = None, name: str | None = None) -> int:
         """Cut client connections (all, or by cid or CONNECT name); returns how many."""
-        def drop(server: Server) -> int:
-            n = 0
-            for c in list(server.connections):
-                if (cid is None or c.cid == cid) and (name is None or c.name == name):
-                    c.kill("Client Closed")
-                    n += 1
-            return n
-        return self.call(drop)
+        return self.call(lambda server: drop_clients(server, cid, name))
 
     @property
-    def http_url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.http_port}"
+    def ws_url(self) -> str | None:
+        """The WebSocket listener, None unless `websocket` is configured."""
+        return self.server.ws_url if self.server is not None else None
+
+    @property
+    def mqtt_url(self) -> str | None:
+        """The MQTT listener (`mqtt://127.0.0.1:port`), None unless `mqtt` is configured."""
+        return self.server.mqtt_url if self.server is not None else None
+
+    @property
+    def http_url(self) -> str | None:
+        """The monitoring listener, None unless `http_port` is set."""
+        return self.server.http_url if self.server is not None else None
+
+
+def drop_clients(server: Server, cid: int | None = None, name: str | None = None) -> int:
+    """Cut the connections of a running `Server` (all, or by cid or CONNECT name) as a network
+    failure would; returns how many. Call it in the server's loop (`EmbeddedServer.drop_client`
+    does that from any thread)."""
+    n = 0
+    for c in list(server.connections):
+        if (cid is None or c.cid == cid) and (name is None or c.name == name):
+            c.kill("Client Closed")
+            n += 1
+    return n
+
+
+def listening_ports(server: Server) -> dict[str, int]:
+    """The ports a running server listens on, by Server attribute (`port`, `ws_port`, ...)."""
+    return {a: getattr(server, a, 0) for a in
+            ("port", "ws_port", "mqtt_port", "leaf_port", "http_port")}
+
+
+def pin_ports(opts: Options, ports: dict[str, int]) -> None:
+    """Make `opts` listen on `ports` (from `listening_ports`): a restarted server comes back
+    on the same ports, even those first picked as "any free"."""
+    if ports.get("port"):
+        opts.port = ports["port"]
+    for attr, sub in (("ws_port", opts.websocket), ("mqtt_port", opts.mqtt),
+                      ("leaf_port", opts.leafnodes)):
+        if sub is not None and sub.port is not None and ports.get(attr):
+            sub.port = ports[attr]
+    if opts.http_port is not None and ports.get("http_port"):
+        opts.http_port = ports["http_port"]

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-from .. import NATS_VERSION, logring
+from .. import NATS_VERSION, RUNTIME, logring
 from ..core.clock import rfc3339
 from ..core.subject import valid_literal_subject
 from . import dashboard, listen
@@ -90,7 +90,7 @@ def varz(server: Any, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]
         "server_name": b.server_name,
         "version": NATS_VERSION,
         "proto": 1,
-        "go": "go1.24.4",
+        "go": RUNTIME,  # not protocol: what runs this server (nats-server puts its Go here)
         "host": o.host,
         "port": server.port,
         "auth_required": bool(b.auth.required),

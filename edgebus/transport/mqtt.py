@@ -33,6 +33,7 @@ from ..mqtt.connection import MQTTConnection
 from ..mqtt.manager import AccountSessions
 from . import listen
 from .nats_tcp import peer_of
+from ..core.blocking import run_blocking
 
 log = logging.getLogger("edgebus")
 
@@ -162,7 +163,7 @@ class MQTTService:
             await trio.sleep(interval)
             for mgr in list(self.managers.values()):
                 if mgr.storage is not None:
-                    await trio.to_thread.run_sync(mgr.storage.sync)
+                    await run_blocking(mgr.storage.sync)
 
     async def stop(self) -> None:
         """Server shutdown: close MQTT clients (Wills go out), then flush and close stores."""
@@ -179,7 +180,7 @@ class MQTTService:
                 await trio.sleep(0.01)
         for mgr in list(self.managers.values()):
             try:
-                await trio.to_thread.run_sync(mgr.close)
+                await run_blocking(mgr.close)
             except Exception:
                 log.exception("MQTT: closing account %r failed", mgr.account.name)
         self.managers.clear()

@@ -22,8 +22,8 @@ import pytest
 
 from edgebus.testing.embedded import EmbeddedServer
 from edgebus.transport import nats_conn
-from tests.conftest import NATS_SERVER, RealNatsServer
-from tests.differential import wire
+from conftest import NATS_SERVER, RealNatsServer
+from differential import wire
 
 TRANSCRIPTS = wire.load_all()
 IDS = [t.name for t in TRANSCRIPTS]

@@ -432,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from tests.conftest import RealNatsServer
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for conftest
+    from conftest import RealNatsServer
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--record", action="store_true", help="rewrite S/END lines from nats-server")

@@ -179,6 +179,6 @@ def test_sighup_reload_keeps_serving(tmp_path: Path) -> None:
 
 def test_version_and_help() -> None:
     r = subprocess.run(CMD + ["--version"], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0 and r.stdout.startswith("nats-server: v2.")
+    assert r.returncode == 0 and r.stdout.startswith("edgebus: v")  # edgebus speaks as itself
     r = subprocess.run(CMD + ["-h"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "--port" in r.stdout + r.stderr

@@ -17,7 +17,7 @@ import nats
 import pytest
 from nats.errors import MaxPayloadError, NoRespondersError
 
-from tests.conftest import flushed, free_port, run_async
+from conftest import flushed, free_port, run_async
 
 
 async def _connect(url: str, **kw):

@@ -32,7 +32,7 @@ from edgebus.core.transform import (
     validate_mapping,
 )
 
-NATS_SERVER = shutil.which("nats-server")
+from conftest import NATS_SERVER
 
 
 def T(src: str, dest: str, **kw: Any) -> SubjectTransform:

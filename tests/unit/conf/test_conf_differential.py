@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from edgebus.cliargs import build_options
 from edgebus.conf import ConfigError
 
-NATS_SERVER = shutil.which("nats-server")
+from conftest import NATS_SERVER
 pytestmark = pytest.mark.skipif(NATS_SERVER is None, reason="nats-server binary not installed")
 
 ENV = {"EB_PORT": "4333", "EB_NAME": "from-env", "EB_SIZE": "2MB", "EB_REF": "$EB_NAME"}

@@ -1,10 +1,10 @@
 """Leaf-node keys reach LeafOptions/LeafRemote (and nats-server accepts the same file)."""
 
-import shutil
 import subprocess
 
 import pytest
 
+from conftest import NATS_SERVER
 from edgebus.conf import parse_string
 from edgebus.conf.options_map import options_from_config
 
@@ -33,9 +33,9 @@ def test_leaf_keys_mapped() -> None:
     assert r.first_info_timeout == 3.0 and not r.hub and r.deny_imports == ["secret.>"]
 
 
-@pytest.mark.skipif(not shutil.which("nats-server"), reason="nats-server not installed")
+@pytest.mark.skipif(not NATS_SERVER, reason="nats-server not installed")
 def test_real_nats_server_accepts_the_same_file(tmp_path) -> None:
     f = tmp_path / "leaf.conf"
     f.write_text(CONF)
-    r = subprocess.run(["nats-server", "-t", "-c", str(f)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run([NATS_SERVER, "-t", "-c", str(f)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr

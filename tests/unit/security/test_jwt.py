@@ -18,7 +18,7 @@ import pytest
 from edgebus.security import jwt as J
 from edgebus.security import nkeys
 from edgebus.security.jwt import AuthError, JWTError
-from conftest import start_nats_server
+from conftest import NATS_SERVER, start_nats_server
 
 NOW = 1_700_000_000
 
@@ -464,7 +464,7 @@ def test_creds_errors(keys: dict[str, nkeys.KeyPair]) -> None:
 # ------------------------------------------------- differential vs nats-server
 
 
-@pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server not installed")
+@pytest.mark.skipif(NATS_SERVER is None, reason="nats-server not installed")
 def test_operator_mode_agrees_with_nats_server(tmp_path: Any) -> None:
     pytest.importorskip("nkeys")  # nats-py needs it to sign the nonce from a creds file
     import nats

@@ -11,7 +11,7 @@ import pytest
 
 from edgebus.security import nkeys
 from edgebus.security.nkeys import NKeyError, PrefixByte
-from conftest import start_nats_server
+from conftest import NATS_SERVER, start_nats_server
 
 KINDS = {
     "user": ("U", "SU"),
@@ -178,7 +178,7 @@ def test_interop_with_nkeys_package() -> None:
 # ---------------------------------------------------- interop: nats-server
 
 
-@pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server not installed")
+@pytest.mark.skipif(NATS_SERVER is None, reason="nats-server not installed")
 def test_nats_server_accepts_our_nkey_users() -> None:
     pytest.importorskip("nkeys")  # nats-py signs the nonce with it
     import nats

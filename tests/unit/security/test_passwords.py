@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from edgebus.security.passwords import compare_passwords, hash_password, is_bcrypt
-from conftest import start_nats_server
+from conftest import NATS_SERVER, start_nats_server
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_hash_password_cost_bounds() -> None:
 # ----------------------------------------------------- differential vs nats-server
 
 
-@pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server not installed")
+@pytest.mark.skipif(NATS_SERVER is None, reason="nats-server not installed")
 @pytest.mark.parametrize(
     "secret",
     [hash_password("b" * 72, cost=4), "$2y" + hash_password("b" * 72, cost=4)[3:], "$2q$plain-secret"],
