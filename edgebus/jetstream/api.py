@@ -53,6 +53,8 @@ from .errors import (
     STREAM_UPDATE,
     js_err,
 )
+from .store.base import StoreError
+from .store.fileio import describe
 from .stream import Stream, seq_from_time
 
 if TYPE_CHECKING:
@@ -500,8 +502,19 @@ async def stream_purge(req: ApiRequest) -> dict[str, Any]:
     try:
         n = stream.purge(filt, seq, keep, full=full)
     except Exception as e:
-        raise js_err(STREAM_GENERAL, err=str(e)) from e
+        raise js_err(STREAM_GENERAL, err=_failure_text(e, "purge")) from e
     return {"success": True, "purged": n}
+
+
+def _failure_text(e: Exception, what: str) -> str:
+    """What a client is told of a failure inside the store: the store's own errors (which
+    name no path) or the errno's text; anything else goes to the log, never to the client."""
+    if isinstance(e, StoreError):
+        return str(e)
+    if isinstance(e, OSError):
+        return describe(e)
+    log.exception("stream %s failed", what)
+    return f"{what} failed"
 
 
 async def msg_delete(req: ApiRequest) -> dict[str, Any]:
@@ -525,7 +538,7 @@ async def msg_delete(req: ApiRequest) -> dict[str, Any]:
     try:
         removed = stream.delete_msg(seq, erase=not no_erase)
     except Exception as e:
-        raise js_err(STREAM_MSG_DELETE_FAILED, err=str(e)) from e
+        raise js_err(STREAM_MSG_DELETE_FAILED, err=_failure_text(e, "message delete")) from e
     if not removed:
         raise js_err(SEQUENCE_NOT_FOUND, seq=seq)
     return {"success": True}
