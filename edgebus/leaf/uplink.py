@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..core.blocking import run_blocking
 from ..core.client import InternalClient, Msg
 from ..core.sublist import Subscription
 from ..options import LeafUplink
@@ -312,7 +313,7 @@ class Uplink:
         blob = json.dumps({"acked": acked, "created": s.created}).encode()
         try:
             if getattr(s, "is_file", False):
-                await trio.to_thread.run_sync(s.store.write_meta, self.meta_name, blob)
+                await run_blocking(s.store.write_meta, self.meta_name, blob)
             else:
                 s.store.write_meta(self.meta_name, blob)
             self._saved = acked

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import trio
 
+from ..core.blocking import run_blocking
 from ..options import OCSPCacheOptions
 
 log = logging.getLogger("edgebus.security")
@@ -177,7 +178,7 @@ class ResponseCache:
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         """Load, then save every `save_interval` while the server runs (a task of the server's
         nursery, started before the listeners accept anyone)."""
-        await trio.to_thread.run_sync(self.load)
+        await run_blocking(self.load)
         task_status.started()
         if self.type != "local":
             await trio.sleep_forever()
@@ -185,7 +186,7 @@ class ResponseCache:
             await trio.sleep(max(1.0, self.cfg.save_interval))
             data = self.snapshot()
             if data is not None:
-                await trio.to_thread.run_sync(self.write, data)
+                await run_blocking(self.write, data)
 
     def stop(self) -> None:
         self.save()
