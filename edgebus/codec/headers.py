@@ -82,6 +82,21 @@ def remove_header(hdr: bytes | None, key: str) -> bytes | None:
     return b"\r\n".join(kept) + b"\r\n\r\n"
 
 
+def lines_without(hdr: bytes, names: tuple[bytes, ...], prefixes: tuple[bytes, ...]) -> list[bytes]:
+    """The block's first line and its non-empty lines whose key is not in `names` and does
+    not start with one of `prefixes`."""
+    lines = hdr.split(b"\r\n")
+    kept = [lines[0]]
+    for ln in lines[1:]:
+        if not ln:
+            continue
+        key = ln.split(b":", 1)[0]
+        if key in names or key.startswith(prefixes):
+            continue
+        kept.append(ln)
+    return kept
+
+
 def set_header(hdr: bytes | None, key: str, value: str) -> bytes:
     """The block with `key: value` replacing any existing `key:` lines (appended at the end)."""
     base = remove_header(hdr, key) if hdr else None

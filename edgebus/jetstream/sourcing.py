@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..codec.headers import get_header
+from ..codec.headers import get_header, lines_without
 from ..core.clock import parse_rfc3339, rfc3339
 from .config import source_index_name, server_hash
 from .errors import js_err
@@ -165,16 +165,7 @@ def strip_headers(hdr: bytes | None, names: tuple[bytes, ...], prefixes: tuple[b
         return hdr
     if not any(n in hdr for n in names) and not any(p in hdr for p in prefixes):
         return hdr
-    lines = hdr.split(b"\r\n")
-    kept = [lines[0]]
-    for ln in lines[1:]:
-        if not ln:
-            continue
-        key = ln.split(b":", 1)[0]
-        if key in names or key.startswith(prefixes):
-            continue
-        kept.append(ln)
-    return b"\r\n".join(kept) + b"\r\n\r\n"
+    return b"\r\n".join(lines_without(hdr, names, prefixes)) + b"\r\n\r\n"
 
 
 def append_header(hdr: bytes | None, key: str, value: str) -> bytes:

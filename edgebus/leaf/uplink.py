@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..codec.headers import lines_without
 from ..core.blocking import run_blocking
 from ..core.client import InternalClient, Msg
 from ..core.sublist import Subscription
@@ -64,15 +65,7 @@ def _nuid() -> str:
 def _strip(hdr: bytes | None) -> bytes | None:
     if not hdr:
         return None
-    lines = hdr.split(b"\r\n")
-    kept = [lines[0]]
-    for ln in lines[1:]:
-        if not ln:
-            continue
-        key = ln.split(b":", 1)[0]
-        if key in _DROP_NAMES or key.startswith(_DROP_PREFIXES):
-            continue
-        kept.append(ln)
+    kept = lines_without(hdr, _DROP_NAMES, _DROP_PREFIXES)
     return b"\r\n".join(kept) + b"\r\n\r\n" if len(kept) > 1 else None
 
 
