@@ -12,13 +12,13 @@ import pytest
 
 from conftest import NATS_SERVER, RealNatsServer, free_port, run_async
 from edgebus.testing.embedded import EmbeddedServer
-from test_leaf import (Collector, Hub, connected, edge_leafz, edge_waits, eventually, hub_waits,
+from test_leaf import (Collector, Hub, connected, edge_leafz, edge_waits, hub_waits,
                        wait_until)
 
 pytestmark = pytest.mark.skipif(not NATS_SERVER, reason="nats-server binary not installed")
 
 pytest.importorskip("cryptography.x509")
-from test_leaf_tls import _pki  # noqa: E402
+from test_leaf_tls import _pki, one_message_down  # noqa: E402
 
 
 async def _roundtrip(hub_url: str, leaf: EmbeddedServer, hub: Hub, tag: str,
@@ -65,18 +65,7 @@ def test_nats_server_leaf_with_handshake_first_to_an_edgebus_hub(tmp_path):
                           f'}} ] }}\n').start()
     try:
         wait_until(lambda: edge_leafz(hub), "the TLS-first leaf to connect")
-
-        async def go():
-            h = await nats.connect(hub.client_url)
-            e = await nats.connect(leaf.client_url)
-            got = Collector()
-            await e.subscribe("tf.down", cb=got.cb)
-            await eventually(lambda: "tf.down" in edge_leafz(hub)[0]["subscriptions_list"], "tf.down")
-            await h.publish("tf.down", b"ok")
-            await got.until(b"ok")
-            await h.close()
-            await e.close()
-        run_async(go)
+        run_async(one_message_down, hub, leaf, "tf.down")
     finally:
         leaf.stop()
         hub.close()
@@ -108,18 +97,7 @@ def test_nats_server_leaf_over_wss_to_an_edgebus_hub(tmp_path):
                           f'tls {{ ca_file: "{ca}" }} }} ] }}\n').start()
     try:
         wait_until(lambda: edge_leafz(hub), "the wss leaf to connect")
-
-        async def go():
-            h = await nats.connect(hub.client_url)
-            e = await nats.connect(leaf.client_url)
-            got = Collector()
-            await e.subscribe("wss.down", cb=got.cb)
-            await eventually(lambda: "wss.down" in edge_leafz(hub)[0]["subscriptions_list"], "wss.down")
-            await h.publish("wss.down", b"ok")
-            await got.until(b"ok")
-            await h.close()
-            await e.close()
-        run_async(go)
+        run_async(one_message_down, hub, leaf, "wss.down")
     finally:
         leaf.stop()
         hub.close()

@@ -57,6 +57,20 @@ def _pki(d) -> tuple[str, str, str]:
     return paths[0], paths[1], paths[2]
 
 
+async def one_message_down(hub: EmbeddedServer, leaf: RealNatsServer, subject: str) -> None:
+    """A client of the edgebus hub publishes on `subject` and a client of the real leaf, once
+    the hub sees the leaf's interest, gets the message."""
+    h = await nats.connect(hub.client_url)
+    e = await nats.connect(leaf.client_url)
+    got = Collector()
+    await e.subscribe(subject, cb=got.cb)
+    await eventually(lambda: subject in edge_leafz(hub)[0]["subscriptions_list"], subject)
+    await h.publish(subject, b"ok")
+    await got.until(b"ok")
+    await h.close()
+    await e.close()
+
+
 def test_edgebus_dials_tls_hub(tmp_path):
     ca, cert, key = _pki(tmp_path)
     lp = free_port()
@@ -99,18 +113,7 @@ def test_real_leaf_dials_edgebus_tls_port(tmp_path):
                           f'"nats-leaf://localhost:{lp}", tls {{ ca_file: "{ca}" }} }} ] }}\n').start()
     try:
         wait_until(lambda: edge_leafz(hub), "the TLS leaf to connect")
-
-        async def go():
-            h = await nats.connect(hub.client_url)
-            e = await nats.connect(leaf.client_url)
-            got = Collector()
-            await e.subscribe("tls.down", cb=got.cb)
-            await eventually(lambda: "tls.down" in edge_leafz(hub)[0]["subscriptions_list"], "tls.down")
-            await h.publish("tls.down", b"ok")
-            await got.until(b"ok")
-            await h.close()
-            await e.close()
-        run_async(go)
+        run_async(one_message_down, hub, leaf, "tls.down")
     finally:
         leaf.stop()
         hub.close()
