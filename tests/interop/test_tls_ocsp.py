@@ -471,6 +471,27 @@ def _real_leafz(srv) -> list:
         return json.loads(r.read())["leafs"]
 
 
+def _refused_then_good_hub(pki, logs, hub_revoked, hub, edge) -> None:
+    """`edge(port)` dials `hub(cert)`: with the revoked hub certificate it is refused after
+    each handshake, again and again, and never connected; with the good one it connects."""
+    h, port = hub(hub_revoked)
+    e = edge(port)
+    try:
+        _wait(lambda: pki.responder.asked(hub_revoked[2]) >= 2, "two OCSP checks of the hub")
+        _wait(lambda: logs.has("server not OCSP valid") >= 2, "two refusals")
+        assert _leafz(e) == [] and _real_leafz(h) == []
+    finally:
+        e.stop()
+        h.stop()
+    h, port = hub(pki.server)
+    e = edge(port)
+    try:
+        _wait(lambda: _leafz(e), "the leaf connection to the good hub")
+    finally:
+        e.stop()
+        h.stop()
+
+
 @needs_nats_server
 def test_leaf_remote_refuses_revoked_hub(pki, logs, tmp_path):
     from conftest import RealNatsServer
@@ -487,23 +508,7 @@ def test_leaf_remote_refuses_revoked_hub(pki, logs, tmp_path):
             f'"nats-leaf://127.0.0.1:{lp}", tls {{ ca_file: "{pki.ca_file}", ocsp_peer: true }} }} ] }}\n'
         )).start()
 
-    h, lp = hub(hub_revoked)
-    e = edge(lp)
-    try:
-        # refused after each handshake, again and again, and never connected
-        _wait(lambda: pki.responder.asked(hub_revoked[2]) >= 2, "two OCSP checks of the hub")
-        _wait(lambda: logs.has("server not OCSP valid") >= 2, "two refusals")
-        assert _leafz(e) == [] and _real_leafz(h) == []
-    finally:
-        e.stop()
-        h.stop()
-    h, lp = hub(pki.server)
-    e = edge(lp)
-    try:
-        _wait(lambda: _leafz(e), "the leaf connection to the good hub")
-    finally:
-        e.stop()
-        h.stop()
+    _refused_then_good_hub(pki, logs, hub_revoked, hub, edge)
 
 
 @needs_nats_server
@@ -524,22 +529,7 @@ def test_leaf_remote_over_wss_refuses_revoked_hub(pki, logs):
             f'"wss://127.0.0.1:{wp}", tls {{ ca_file: "{pki.ca_file}", ocsp_peer: true }} }} ] }}\n'
         )).start()
 
-    h, wp = hub(hub_revoked)
-    e = edge(wp)
-    try:
-        _wait(lambda: pki.responder.asked(hub_revoked[2]) >= 2, "two OCSP checks of the hub")
-        _wait(lambda: logs.has("server not OCSP valid") >= 2, "two refusals")
-        assert _leafz(e) == [] and _real_leafz(h) == []
-    finally:
-        e.stop()
-        h.stop()
-    h, wp = hub(pki.server)
-    e = edge(wp)
-    try:
-        _wait(lambda: _leafz(e), "the leaf connection to the good hub")
-    finally:
-        e.stop()
-        h.stop()
+    _refused_then_good_hub(pki, logs, hub_revoked, hub, edge)
 
 
 @needs_nats_server
