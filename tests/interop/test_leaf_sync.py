@@ -167,12 +167,24 @@ async def _uplink_saved(rig: Rig) -> int:
     return sum(s.get("saved_seq", 0) for r in remotes for s in r["sync"] if s["kind"] == "uplink")
 
 
+async def _streams_and_publishers(rig: Rig) -> tuple[Any, Any, Publisher, Publisher]:
+    """setup_streams, and the two publishers started: `edge.*` on the leaf, `cmds.*` on the hub."""
+    h, e = await setup_streams(rig)
+    up, down = Publisher(rig.leaf.url, "edge", RATE), Publisher(rig.hub.url, "cmds", RATE)
+    up.start()
+    down.start()
+    return h, e, up, down
+
+
+async def _acked_20_more(pub: Publisher, what: str) -> None:
+    """Wait until `pub` has 20 more acked publishes than now."""
+    n = len(pub.acked)
+    await until(lambda: _true(len(pub.acked) >= n + 20), what)
+
+
 def test_short_cuts_lose_and_double_nothing(rig: Rig) -> None:
     async def go() -> None:
-        h, e = await setup_streams(rig)
-        up, down = Publisher(rig.leaf.url, "edge", RATE), Publisher(rig.hub.url, "cmds", RATE)
-        up.start()
-        down.start()
+        h, e, up, down = await _streams_and_publishers(rig)
         loop = asyncio.get_running_loop()
         for cut in (0.6, 1.5, 0.9):
             await until(lambda: _true(len(up.acked) > 20), "a few messages before the cut")
@@ -287,10 +299,7 @@ def test_twenty_second_outage(rig: Rig) -> None:
     with the link); the uplink and the edge's mirror catch up as soon as the link is back.
     CLOUD is left out: the stock hub takes 30-40 s more, see tests/bench/RESULTS_leaf.md."""
     async def go() -> None:
-        h, e = await setup_streams(rig)
-        up, down = Publisher(rig.leaf.url, "edge", RATE), Publisher(rig.hub.url, "cmds", RATE)
-        up.start()
-        down.start()
+        h, e, up, down = await _streams_and_publishers(rig)
         await until(lambda: _true(len(up.acked) > 20), "a few messages before the cut")
         await asyncio.get_running_loop().run_in_executor(None, rig.proxy.cut)
         await asyncio.sleep(20)  # the outage under test
@@ -305,16 +314,12 @@ def test_twenty_second_outage(rig: Rig) -> None:
 
 def test_leaf_killed_during_outage(rig: Rig) -> None:
     async def go() -> None:
-        h, e = await setup_streams(rig)
-        up, down = Publisher(rig.leaf.url, "edge", RATE), Publisher(rig.hub.url, "cmds", RATE)
-        up.start()
-        down.start()
+        h, e, up, down = await _streams_and_publishers(rig)
         loop = asyncio.get_running_loop()
         await until(lambda: _true(len(up.acked) > 30), "a few messages before the cut")
         await until(lambda: _gt(_uplink_saved(rig), 0), "the uplink to have saved its position")
         await loop.run_in_executor(None, rig.proxy.cut)
-        n0 = len(up.acked)
-        await until(lambda: _true(len(up.acked) >= n0 + 20), "publishing during the cut")
+        await _acked_20_more(up, "publishing during the cut")
         await loop.run_in_executor(None, rig.leaf.stop, signal.SIGKILL)
         await loop.run_in_executor(None, rig.leaf.start)
         n1 = len(up.acked)
@@ -337,19 +342,14 @@ def test_leaf_killed_during_outage(rig: Rig) -> None:
 
 def test_hub_restart(rig: Rig) -> None:
     async def go() -> None:
-        h, e = await setup_streams(rig)
-        up, down = Publisher(rig.leaf.url, "edge", RATE), Publisher(rig.hub.url, "cmds", RATE)
-        up.start()
-        down.start()
+        h, e, up, down = await _streams_and_publishers(rig)
         loop = asyncio.get_running_loop()
         await until(lambda: _true(len(up.acked) > 30), "a few messages first")
         await loop.run_in_executor(None, rig.hub.stop)
-        n0 = len(up.acked)
-        await until(lambda: _true(len(up.acked) >= n0 + 20), "edge publishing while the hub is down")
+        await _acked_20_more(up, "edge publishing while the hub is down")
         await loop.run_in_executor(None, rig.hub.start)
         await until(lambda: _true(rig.hub_leafs() >= 1), "the leaf back on the hub", 30)
-        n1 = len(down.acked)
-        await until(lambda: _true(len(down.acked) >= n1 + 20), "hub publishing after its restart")
+        await _acked_20_more(down, "hub publishing after its restart")
         await up.stop()
         await down.stop()
         # CLOUD is left out: the restarted hub asks for its source before the leaf is back
