@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 
 import nats
 import pytest
@@ -15,6 +14,7 @@ from conftest import flushed, run_async
 from edgebus.security import nkeys as nk
 from edgebus.security.passwords import hash_password
 from edgebus.testing.embedded import EmbeddedServer
+from rawclient import RawSocket
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -36,27 +36,14 @@ def connects(url: str, **kw) -> bool:
     return run_async(go)
 
 
-class Raw:
+class Raw(RawSocket):
     """A raw client-protocol socket for what nats-py will not send."""
 
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
+        super().__init__("127.0.0.1", port, timeout=5)
         line = self.line()
         assert line.startswith(b"INFO ")
         self.info = json.loads(line[5:])
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
 
     def connect(self, **opts) -> None:
         opts.setdefault("verbose", False)
@@ -71,9 +58,6 @@ class Raw:
                 out.append(self.line())
         except (ConnectionError, OSError):
             return out
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def seed_file(tmp_path, kp) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import time
 
 import nats
@@ -17,6 +16,7 @@ from conftest import flushed, run_async
 from edgebus.security import jwt as J
 from edgebus.security import nkeys as nk
 from edgebus.testing.embedded import EmbeddedServer
+from rawclient import RawSocket
 
 pytest.importorskip("nkeys")  # nats-py signs nonces with the `nkeys` package
 
@@ -105,20 +105,10 @@ def verdict(url: str, creds: str) -> bool:
     return run_async(go)
 
 
-class Raw:
+class Raw(RawSocket):
     def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buf = b""
+        super().__init__("127.0.0.1", port, timeout=10)
         self.info = json.loads(self.line()[5:])
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line
 
     def connect(self, **opts) -> None:
         opts.update(verbose=False, pedantic=False, protocol=1)

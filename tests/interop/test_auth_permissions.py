@@ -5,13 +5,13 @@ same -ERR lines as the real nats-server for a matrix of publishes and subscripti
 from __future__ import annotations
 
 import json
-import socket
 
 import nats
 import pytest
 
 from conftest import flushed, run_async
 from edgebus.testing.embedded import EmbeddedServer
+from rawclient import RawSocket
 
 PERMS_CONF = """
 authorization {
@@ -30,23 +30,13 @@ authorization {
 """
 
 
-class Raw:
+class Raw(RawSocket):
     def __init__(self, port: int, **connect) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
+        super().__init__("127.0.0.1", port, timeout=5)
         self.line()
         opts = {"verbose": False, "pedantic": False, **connect}
         self.sock.sendall(b"CONNECT " + json.dumps(opts).encode() + b"\r\nPING\r\n")
         assert self.line() == b"PONG"
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line
 
     def ask(self, op: bytes) -> bytes | None:
         """Send one operation, then PING; the -ERR it caused (or None if only PONG came)."""
@@ -64,9 +54,6 @@ class Raw:
             errs.append(line)
         assert len(errs) <= 1, errs
         return errs[0] if errs else None
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def pub(subj: str) -> bytes:

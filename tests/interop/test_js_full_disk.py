@@ -32,6 +32,7 @@ from nats.js.errors import APIError
 from conftest import free_port, run_async
 from edgebus.jetstream.store.fileio import FAULTS
 from edgebus.testing.embedded import EmbeddedServer
+from rawclient import wait_for_info
 from test_js_consumers_clock import InProc
 from test_js_streams_restart import _start_child, _wait_for_stream
 
@@ -205,17 +206,7 @@ def _child(port: int, store: str, log: str) -> subprocess.Popen:
     with open(log, "ab") as fh:  # the log lives off the full disk
         p = subprocess.Popen([sys.executable, "-c", _CHILD, str(port), store],
                              stdout=subprocess.DEVNULL, stderr=fh)
-    import socket
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                if s.recv(4096).startswith(b"INFO"):
-                    return p
-        except OSError:
-            time.sleep(0.05)
-    p.kill()
-    raise RuntimeError("edgebus child did not start")
+    return wait_for_info(p, port)
 
 
 def test_real_full_disk_and_sigkill_lose_no_acked_message(small_fs: Path, tmp_path: Path) -> None:

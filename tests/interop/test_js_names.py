@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgebus import EmbeddedServer
+from rawclient import RawSocket
 
 NAME_ERRORS = {
     10127: "Consumer name can not contain path separators",
@@ -39,37 +39,18 @@ NAME_ERRORS = {
 }
 
 
-class Requester:
+class Requester(RawSocket):
     """A blocking NATS request client over a raw socket: enough for JSON API requests."""
 
     def __init__(self, url: str) -> None:
         host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        self.buf = b""
+        super().__init__(host, int(port), timeout=10)
         self.n = 0
-        self._line()  # INFO
+        self.line()  # INFO
         self.sock.sendall(b'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\n'
                           b"SUB _R.> 1\r\nPING\r\n")
-        while self._line() != b"PONG":
+        while self.line() != b"PONG":
             pass
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n + 2:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
-        return data
 
     def request(self, subject: str, body: Any) -> dict[str, Any]:
         self.n += 1
@@ -77,23 +58,20 @@ class Requester:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.sock.sendall(f"PUB {subject} {reply} {len(data)}\r\n".encode() + data + b"\r\n")
         while True:
-            line = self._line()
+            line = self.line()
             if line == b"PING":
                 self.sock.sendall(b"PONG\r\n")
                 continue
             parts = line.split()
             if parts[:1] == [b"MSG"]:
-                payload = self._read(int(parts[-1]))
+                payload = self.read(int(parts[-1]))
                 if parts[1] == reply.encode():
                     return json.loads(payload)
             elif parts[:1] == [b"HMSG"]:
-                self._read(int(parts[-1]))
+                self.read(int(parts[-1]))
                 raise AssertionError(f"no responders for {subject}")
             elif parts[:1] == [b"-ERR"]:
                 raise AssertionError(line.decode())
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def answer(resp: dict[str, Any]) -> str:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from conftest import free_port, run_async
 from edgebus.testing.embedded import EmbeddedServer
+from rawclient import wait_for_info
 
 
 async def _api(nc: Any, subject: str, body: Any = None) -> dict[str, Any]:
@@ -101,17 +101,7 @@ def _start_child(port: int, store: str, sync: str = "always") -> subprocess.Pope
     with open(store + ".log", "ab") as log:
         p = subprocess.Popen([sys.executable, "-c", _CHILD, str(port), store, sync],
                              stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 15
-    import socket
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                if s.recv(4096).startswith(b"INFO"):
-                    return p
-        except OSError:
-            time.sleep(0.05)
-    p.kill()
-    raise RuntimeError("edgebus child did not start")
+    return wait_for_info(p, port)
 
 
 async def _wait_for_stream(port: int, name: str) -> None:
