@@ -884,15 +884,7 @@ class FileStore(StoreCore):
             return
         tmp = blk.path + ".tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                data = b"".join(out)
-                done = 0
-                while done < len(data):
-                    done += fileio.pwrite(fd, data[done:], done)
-                fileio.fsync(fd)
-            finally:
-                os.close(fd)
+            fileio.write_file(tmp, b"".join(out))
         except OSError as e:
             try:
                 os.unlink(tmp)
@@ -1151,15 +1143,7 @@ class FileStore(StoreCore):
         path = self._meta_path(name)
         tmp = os.path.join(self._meta_dir, f".{name}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = bytes(data)
-                done = 0
-                while done < len(view):
-                    done += fileio.pwrite(fd, view[done:], done)
-                fileio.fsync(fd)
-            finally:
-                os.close(fd)
+            fileio.write_file(tmp, bytes(data))
             os.replace(tmp, path)
             self._fsync_dir(self._meta_dir)
         except OSError as e:

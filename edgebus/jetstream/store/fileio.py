@@ -105,3 +105,15 @@ def fdatasync(fd: int) -> None:
 
 def fsync(fd: int) -> None:
     _sync(fd, os.fsync)
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Create or truncate `path`, write all of `data` to it and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        done = 0
+        while done < len(data):
+            done += pwrite(fd, data[done:], done)
+        fsync(fd)
+    finally:
+        os.close(fd)
