@@ -191,8 +191,8 @@ def test_short_cuts_lose_and_double_nothing(rig: Rig) -> None:
             n0 = len(up.acked)
             await loop.run_in_executor(None, rig.proxy.cut)
             # the backlog is visible on the edge while the link is down
-            remotes = (await loop.run_in_executor(None, _leafz, rig))["remotes"]
-            assert remotes[0]["connected"] is False
+            # (the leaf learns of the cut when its socket reports it: wait for that, don't race it)
+            await until(lambda: _remote_down(loop, rig), "/leafz to show the remote down")
             await until(lambda: _true(len(up.acked) >= n0 + 10), "publishing during the cut")
             await until(lambda: _gt(_uplink_lag(rig), 0), "the uplink backlog to show")
             if cut == 1.5:
@@ -241,6 +241,11 @@ def _jsz_backlog(rig: Rig) -> bool:
 
 async def _true(v: bool) -> bool:
     return v
+
+
+async def _remote_down(loop: Any, rig: Rig) -> bool:
+    remotes = (await loop.run_in_executor(None, _leafz, rig))["remotes"]
+    return remotes[0]["connected"] is False
 
 
 async def _gt(coro: Any, n: int) -> bool:
