@@ -135,7 +135,15 @@ def test_kv_watch_many_keys_and_ttl_bucket(srv: JSServer) -> None:
             n += 1
         assert n == 300
         await w.stop()
-        assert len(await kv.keys()) == 300
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            if srv.is_edgebus:
+                raise
+            # the reference once answered nats-py's key listing with nothing right after the
+            # watch (CI, loaded machine); only nats-server gets a second try, never edgebus
+            keys = await kv.keys()
+        assert len(keys) == 300
 
         ttl = await js.create_key_value(bucket="T", ttl=0.5)
         await ttl.put("gone", b"soon")
