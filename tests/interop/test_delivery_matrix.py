@@ -31,7 +31,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from conftest import NATS_SERVER, free_port, run_async
-from test_leaf import Hub, edge_leafz, subs_of
+from test_leaf import Hub, edge_leafz, subs_of, wait_until
 from edgebus.core.client import InternalClient
 from edgebus.testing.embedded import EmbeddedServer
 
@@ -69,14 +69,7 @@ def servers():
 
 
 def _wait_until(pred: Any, what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+    return wait_until(pred, what, timeout)
 
 
 async def _until(pred: Any, what: str, timeout: float = WAIT) -> None:
