@@ -59,26 +59,48 @@ class SystemService:
         self.client: InternalClient | None = None
         self._account_clients: dict[str, InternalClient] = {}
         self._sys_subs: list[Any] = []
+        self._changed = trio.Event()  # set when account claims change (see run)
         self.broker.subsystems["system"] = self
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         self.install()
+        mgr = self.broker.subsystems.get("accounts")
+        if mgr is not None:
+            mgr.on_account_update.append(self._account_updated)
         task_status.started()
-        ticks = 0
+        clock = self.broker.clock
+        next_statsz = clock.monotonic() + STATSZ_INTERVAL
         try:
             while True:
-                await trio.sleep(1.0)
-                ticks += 1
+                # Sleep until the next thing due (a heartbeat, an account's expiry), not in
+                # one-second ticks: under MockClock a test that jumps an hour then costs a
+                # few hundred wake-ups instead of thousands.
+                deadline = next_statsz
+                exp = self._next_account_expiry()
+                if exp is not None:
+                    deadline = min(deadline, clock.monotonic() + max(0.0, exp - clock.now_ns() / 1e9))
+                with trio.move_on_at(deadline):
+                    await self._changed.wait()
+                if self._changed.is_set():
+                    self._changed = trio.Event()
                 self._check_account_expiry()
-                if ticks % STATSZ_INTERVAL == 0 and self.client is not None:
-                    # nats-server's periodic server heartbeat
-                    self.send(f"$SYS.SERVER.{self.broker.server_id}.STATSZ",
-                              {"server": self.server_info(), "statsz": self.statsz()})
+                if clock.monotonic() >= next_statsz:
+                    next_statsz += STATSZ_INTERVAL
+                    if self.client is not None:
+                        # nats-server's periodic server heartbeat
+                        self.send(f"$SYS.SERVER.{self.broker.server_id}.STATSZ",
+                                  {"server": self.server_info(), "statsz": self.statsz()})
         finally:
+            if mgr is not None and self._account_updated in mgr.on_account_update:
+                mgr.on_account_update.remove(self._account_updated)
             if self.client is not None:
                 self.send(f"$SYS.SERVER.{self.broker.server_id}.SHUTDOWN", self.server_info())
             self.stop()
+
+    def _account_updated(self, acc: "Account") -> None:
+        """New claims may expire sooner than what the loop sleeps for: look again."""
+        self._changed.set()
 
     def _now_rfc3339(self) -> str:
         return rfc3339(self.broker.clock.now_ns())
@@ -534,6 +556,18 @@ class SystemService:
         self._claim_reply(msg, "", f"deleted {len(accs)} accounts")
 
     # -- account expiry -------------------------------------------------------------------
+    def _next_account_expiry(self) -> float | None:
+        """The earliest `exp` (epoch seconds) among the accounts' claims, if any has one."""
+        mgr = self.broker.subsystems.get("accounts")
+        if mgr is None:
+            return None
+        now = self.broker.clock.now_ns() / 1e9
+        # past ones were handled when they fell due (clients of an expired account are
+        # refused at connect)
+        exps = [st.claims.expires for st in mgr.states.values()
+                if st.claims is not None and st.claims.expires and st.claims.expires > now]
+        return min(exps) if exps else None
+
     def _check_account_expiry(self) -> None:
         mgr = self.broker.subsystems.get("accounts")
         if mgr is None:
