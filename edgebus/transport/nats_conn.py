@@ -23,6 +23,7 @@ import os
 import random
 import socket
 import ssl
+from operator import itemgetter
 from typing import Any, Sequence
 
 import trio
@@ -30,10 +31,11 @@ import trio
 from .. import NATS_VERSION
 from ..codec import nats as proto
 from ..codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_PING, OP_PONG, OP_PUB, OP_PUBS, OP_SUB,
-                          OP_UNSUB, append_msgs, err_frame)
+                          OP_UNSUB, append_msgs, batch_frames, err_frame)
 from ..core.client import CLIENT, Client
+from ..core.contract import Batch, deliver_each
 from ..core.outbox import Outbox, ReadBatch
-from ..core.router import route
+from ..core.router import route, route_msgs
 from ..core.subject import valid_literal_subject, valid_subject
 from ..core.sublist import Subscription
 
@@ -54,6 +56,11 @@ _NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
 _RESERVED_REPLY_PREFIXES = (b"_R_.", b"$JS.ACK.", b"_GR_.")
 # subjects a client may not publish to: gateway-routed replies, raft (outside $SYS)
 _RESERVED_SUBJECT_PREFIXES = (b"_GR_.", b"$NRG.")
+# a PUB operation's headers and payload (codec.nats: (OP_PUB, subject, reply, hdr, payload))
+_hdr_of = itemgetter(3)
+_payload_of = itemgetter(4)
+# Batch.framed keys of the NATS framing, with and without headers
+_FRAMED = ("nats", "nats-headers")
 
 
 class NatsConnection(Client, Outbox):
@@ -286,6 +293,31 @@ class NatsConnection(Client, Outbox):
         elif self._parked and not self._flush_queued:
             self._wake()
 
+    takes_batches = True  # (core.contract.Subscriber: a delivery only frames into `out`)
+
+    def deliver_batch(self, sub: Subscription, batch: Batch, src: Any) -> None:
+        """The frames of `batch` (codec.nats.batch_frames, made once for all the NATS
+        subscriptions that get the batch) joined with the sid of `sub`."""
+        if self.closing:
+            return
+        if self.deny_filter and self.permissions is not None:
+            deliver_each(self, sub, batch, src)  # (delivery permissions: message by message)
+            return
+        headers = self.headers
+        key = _FRAMED[headers]
+        framed = batch.framed.get(key)
+        if framed is None:
+            framed = batch.framed[key] = batch_frames(batch.msgs, headers)
+        pieces, nbytes = framed
+        out = self.out
+        out += sub.sid.join(pieces)
+        self.out_bytes += nbytes
+        self.out_msgs += len(batch.msgs)
+        if len(out) + self.inflight > self._stall_at:
+            self._after_append()  # the slow consumer rule and the stall (core.outbox)
+        elif self._parked and not self._flush_queued:
+            self._wake()
+
     def _grant_response(self, reply: str) -> None:
         p = self.permissions
         # negative max / expires mean unlimited (nats-server ResponsePermission)
@@ -394,21 +426,31 @@ class NatsConnection(Client, Outbox):
                 # activity that spares the client a PING (a lone PONG is not)
                 self.last_rx = trio.current_time()
             pub = self._pub
-            # a PUB with nothing to check or answer goes straight to the router (the
-            # per-message path of mixed subjects); `plain` holds until an operation other
-            # than PUB (a CONNECT) may change what the connection checks
+            # PUBs with nothing to check or answer go straight to the router, all those in a
+            # row at once (core.router.route_msgs: the per-message path of mixed subjects);
+            # `plain` holds until an operation other than PUB (a CONNECT) may change what the
+            # connection checks
             plain = self._plain_pubs()
-            acc = self.account
             reserved = _RESERVED_SUBJECT_PREFIXES
-            for op in ops:
+            n = len(ops)
+            i = 0
+            while i < n:
+                op = ops[i]
                 code = op[0]
+                i += 1
                 if code == OP_PUB:
                     if plain and op[2] is None and not op[1].startswith(reserved):
-                        hdr = op[3]
-                        payload = op[4]
-                        self.in_msgs += 1
-                        self.in_bytes += len(payload) if hdr is None else len(payload) + len(hdr)
-                        route(acc, op[1], None, hdr, (payload,), self)
+                        j = i - 1
+                        while i < n:
+                            op = ops[i]
+                            if op[0] != OP_PUB or op[2] is not None or op[1].startswith(reserved):
+                                break
+                            i += 1
+                        msgs = ops[j:i] if j or i < n else ops
+                        self.in_msgs += i - j
+                        self.in_bytes += sum(map(len, map(_payload_of, msgs))) + \
+                            sum(map(len, filter(None, map(_hdr_of, msgs))))
+                        route_msgs(self.account, msgs, self)
                     elif self.authed:
                         pub(op[1], op[2], op[3], op[4])
                     else:
@@ -418,7 +460,6 @@ class NatsConnection(Client, Outbox):
                 else:
                     self._process(op)
                     plain = self._plain_pubs()
-                    acc = self.account
                 if self.closing:
                     return True
             if self._pending_auth is not None:
