@@ -115,6 +115,8 @@ class NatsConnection(Client, Outbox):
         self.auth_extra: Any = None  # authenticator's identity details ($SYS events, USER.INFO)
         self.deny_filter = False  # a wildcard sub overlaps a subscribe deny entry
         self._peer_gone = False  # the client closed (seen with its last data): write nothing more
+        # the end of each read the reader handles (core.outbox): output it caused is sent then
+        self.read_batch = ReadBatch()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -367,7 +369,8 @@ class NatsConnection(Client, Outbox):
                 if len(data) == size and size < top:
                     size *= 2
                 self.last_activity_ns = self.broker.clock.now_ns()
-                batch = ReadBatch.begin()
+                batch = self.read_batch
+                batch.begin()
                 try:
                     stop = await self._handle(data)
                 finally:
@@ -463,12 +466,13 @@ class NatsConnection(Client, Outbox):
                 if self.closing:
                     return True
             if self._pending_auth is not None:
-                # other readers run meanwhile: output made then is not this read's to flush
-                batch = ReadBatch.current
-                if batch is not None:
+                # other tasks run meanwhile: what this read made so far is sent first
+                batch = self.read_batch
+                active = batch.active
+                if active:
                     batch.suspend()
                 await self._await_auth()
-                if batch is not None:
+                if active:
                     batch.resume()
                 if self.closing:
                     return True
