@@ -137,7 +137,7 @@ def route_msgs(acc: "Account", msgs: list[BatchMsg], src: "Subscriber") -> None:
         subject = m[1]
         if prefixed and sl.prefix_match(subject) is not None:
             if cur is not None:
-                _hand(cur, msgs[start:i], src)
+                _hand(cur, msgs, start, i, src)
                 cur = None
             route(acc, subject, None, m[3], (m[4],), src)
             continue
@@ -156,7 +156,7 @@ def route_msgs(acc: "Account", msgs: list[BatchMsg], src: "Subscriber") -> None:
                 if f is cur and f is not None:
                     continue
             if cur is not None:
-                _hand(cur, msgs[start:i], src)
+                _hand(cur, msgs, start, i, src)
             cur = f
             if f is not None:
                 start = i
@@ -180,15 +180,16 @@ def route_msgs(acc: "Account", msgs: list[BatchMsg], src: "Subscriber") -> None:
             _deliver_all(r, subject, None, m[3], (m[4],), src, None, None, src.kind == LEAF,
                          False)
     if cur is not None:
-        _hand(cur, msgs[start:], src)
+        _hand(cur, msgs, start, len(msgs), src)
     sl.cache_hits += hits
 
 
-def _hand(f: Fanout, msgs: list[BatchMsg], src: "Subscriber") -> None:
-    """Deliver the held-back `msgs` to the subscriptions of `f` (echo and max as `route`)."""
-    k = len(msgs)
+def _hand(f: Fanout, msgs: list[BatchMsg], start: int, end: int, src: "Subscriber") -> None:
+    """Deliver the held-back `msgs[start:end]` to the subscriptions of `f` (echo and max as
+    `route`); one message goes through `deliver`, several as a Batch."""
+    k = end - start
     if k == 1:
-        m = msgs[0]
+        m = msgs[start]
         subject = m[1]
         hdr = m[3]
         payloads = (m[4],)
@@ -204,6 +205,8 @@ def _hand(f: Fanout, msgs: list[BatchMsg], src: "Subscriber") -> None:
             if mx and sub.delivered >= mx:
                 c.remove_sub(sub)
         return
+    if k != len(msgs):
+        msgs = msgs[start:end]
     batch = Batch(msgs)
     for sub in f.subs:
         c = sub.client
