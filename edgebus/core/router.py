@@ -130,7 +130,7 @@ def route_msgs(acc: "Account", msgs: list[BatchMsg], src: "Subscriber") -> None:
         return
     cache = sl.cache
     prefixed = sl.prefixed
-    hits = 0
+    others = 0  # messages not found in the cache (the rest are counted as hits at the end)
     cur: Fanout | None = None  # the fanout of msgs[start:i], held back
     start = 0
     for i, m in enumerate(msgs):
@@ -139,13 +139,13 @@ def route_msgs(acc: "Account", msgs: list[BatchMsg], src: "Subscriber") -> None:
             if cur is not None:
                 _hand(cur, msgs, start, i, src)
                 cur = None
+            others += 1
             route(acc, subject, None, m[3], (m[4],), src)
             continue
         r = cache.get(subject)
         if r is None:
-            r = sl.match_bytes(subject)
-        else:
-            hits += 1
+            others += 1
+            r = sl.match_bytes(subject)  # (which counts the miss)
         f = r.fanout
         if f is cur:
             if f is not None:
@@ -181,7 +181,7 @@ def route_msgs(acc: "Account", msgs: list[BatchMsg], src: "Subscriber") -> None:
                          False)
     if cur is not None:
         _hand(cur, msgs, start, len(msgs), src)
-    sl.cache_hits += hits
+    sl.cache_hits += len(msgs) - others
 
 
 def _hand(f: Fanout, msgs: list[BatchMsg], start: int, end: int, src: "Subscriber") -> None:

@@ -11,6 +11,11 @@ an empty token (leading, trailing or double dot) matches nothing.
 The cache is keyed by the subject's bytes, so a publish straight off the wire needs no decode.
 Results list matches in nats-server's order: at each level the `>` subscriptions first, then
 those below `*`, then the literal token's; at the last level the literal before the `*`.
+
+What the router uses: `match_bytes` (a `MatchResult`, shared and never changed by callers:
+`solo` for the lone-subscriber path, `fanout_of` for handing several messages at once), the
+read-only `cache` view for a hit without a call (counted in `cache_hits`), and the
+exact-prefix registry (`prefixed`, `prefix_match`).
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ class _Unknown(Enum):
 
 # `MatchResult.fanout` before `Sublist.fanout_of` has looked at the result
 UNKNOWN = _Unknown.UNKNOWN
+
 
 class Fanout:
     """The plain subscriptions of match results that the router may hand several messages at

@@ -56,6 +56,9 @@ _NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
 _RESERVED_REPLY_PREFIXES = (b"_R_.", b"$JS.ACK.", b"_GR_.")
 # subjects a client may not publish to: gateway-routed replies, raft (outside $SYS)
 _RESERVED_SUBJECT_PREFIXES = (b"_GR_.", b"$NRG.")
+# their first bytes: a subject that starts otherwise needs no closer look (a PUB's subject is
+# never empty)
+_RESERVED_FIRST = frozenset(p[0] for p in _RESERVED_SUBJECT_PREFIXES)
 # a PUB operation's headers and payload (codec.nats: (OP_PUB, subject, reply, hdr, payload))
 _hdr_of = itemgetter(3)
 _payload_of = itemgetter(4)
@@ -435,26 +438,21 @@ class NatsConnection(Client, Outbox):
             # connection checks
             plain = self._plain_pubs()
             reserved = _RESERVED_SUBJECT_PREFIXES
-            n = len(ops)
-            i = 0
-            while i < n:
-                op = ops[i]
+            special = _RESERVED_FIRST
+            run: list[tuple] = []
+            for op in ops:
                 code = op[0]
-                i += 1
+                if code == OP_PUB and plain and op[2] is None and \
+                        not (op[1][0] in special and op[1].startswith(reserved)):
+                    run.append(op)
+                    continue
+                if run:
+                    self._route_plain(run)
+                    run = []
+                    if self.closing:
+                        return True
                 if code == OP_PUB:
-                    if plain and op[2] is None and not op[1].startswith(reserved):
-                        j = i - 1
-                        while i < n:
-                            op = ops[i]
-                            if op[0] != OP_PUB or op[2] is not None or op[1].startswith(reserved):
-                                break
-                            i += 1
-                        msgs = ops[j:i] if j or i < n else ops
-                        self.in_msgs += i - j
-                        self.in_bytes += sum(map(len, map(_payload_of, msgs))) + \
-                            sum(map(len, filter(None, map(_hdr_of, msgs))))
-                        route_msgs(self.account, msgs, self)
-                    elif self.authed:
+                    if self.authed:
                         pub(op[1], op[2], op[3], op[4])
                     else:
                         self._process(op)
@@ -463,6 +461,10 @@ class NatsConnection(Client, Outbox):
                 else:
                     self._process(op)
                     plain = self._plain_pubs()
+                if self.closing:
+                    return True
+            if run:
+                self._route_plain(run)
                 if self.closing:
                     return True
             if self._pending_auth is not None:
@@ -614,6 +616,15 @@ class NatsConnection(Client, Outbox):
         self.in_msgs += k
         self.in_bytes += size
         route(self.account, subject_b, reply_b, None, payloads, self)
+
+    def _route_plain(self, msgs: list[tuple]) -> None:
+        """PUBs in a row with nothing to check or answer (no reply, nothing reserved, no
+        verbose/pedantic/permissions work): counted, and routed together
+        (core.router.route_msgs)."""
+        self.in_msgs += len(msgs)
+        self.in_bytes += sum(map(len, map(_payload_of, msgs))) + \
+            sum(map(len, filter(None, map(_hdr_of, msgs))))
+        route_msgs(self.account, msgs, self)
 
     def _pub_violation(self, subject_b: bytes) -> None:
         self.enqueue(err_frame('Permissions Violation for Publish to "%s"'
