@@ -129,13 +129,15 @@ def route_msgs(acc: "Account", msgs: list[BatchMsg], src: "Subscriber") -> None:
             route(acc, m[1], None, m[3], (m[4],), src)
         return
     cache = sl.cache
-    prefixed = sl.prefixed
+    # subjects of the exact-prefix registry's family go through `route` (acknowledgements)
+    head = sl.family_head if sl.prefixed else None
     others = 0  # messages not found in the cache (the rest are counted as hits at the end)
     cur: Fanout | None = None  # the fanout of msgs[start:i], held back
     start = 0
     for i, m in enumerate(msgs):
         subject = m[1]
-        if prefixed and sl.prefix_match(subject) is not None:
+        if head is not None and subject.startswith(head) and \
+                sl.prefix_match(subject) is not None:
             if cur is not None:
                 _hand(cur, msgs, start, i, src)
                 cur = None

@@ -388,6 +388,11 @@ class Sublist:
         self.family_interest = sum(1 for s in self.all_subs()
                                    if _could_match(s.subject, self._fam_template))
 
+    @property
+    def family_head(self) -> bytes | None:
+        """What every subject of the prefix family starts with, None without a family."""
+        return self._fam_head if self._fam_template else None
+
     def add_prefix(self, prefix: bytes, sub: Subscription) -> None:
         """Register `sub` (already inserted, on `<prefix>*.*...`) as the owner of `prefix`."""
         self.prefixed[prefix] = sub
