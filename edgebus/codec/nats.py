@@ -155,6 +155,45 @@ def append_msgs(out: bytearray, subject: bytes, sid: bytes, reply: bytes | None,
     return total
 
 
+_SP_SIZE_LINES = [b" %d\r\n" % i for i in range(4096)]
+
+
+def batch_frames(msgs: Sequence[tuple[Any, bytes, None, bytes | None, bytes]],
+                 headers: bool) -> tuple[list[bytes], int]:
+    """The MSG frames (HMSG for a message with headers, when `headers`; otherwise its headers
+    are left out) of messages without reply, (code, subject, None, hdr, payload) as the parser
+    hands them over, for any subscription: `sid.join(pieces)` is the frames for subscription
+    id `sid` (each piece runs from one frame's sid to the next's), so they are made once for
+    all the subscriptions that get the same messages (core.contract.Batch). Returns the
+    pieces and the bytes counted as delivered (headers and payloads)."""
+    sizes = _SP_SIZE_LINES
+    pieces: list[bytes] = []
+    append = pieces.append
+    total = 0
+    # the rest of the frame before (what follows its sid), then this frame's start
+    size_line = hdr_b = data = end = b""
+    for m in msgs:
+        hdr = m[3]
+        if hdr is None or not headers:
+            append(b"".join((size_line, hdr_b, data, end, b"MSG ", m[1], b" ")))
+            data = m[4]
+            n = len(data)
+            total += n
+            size_line = sizes[n] if n < 4096 else b" %d\r\n" % n
+            hdr_b = b""
+        else:
+            append(b"".join((size_line, hdr_b, data, end, b"HMSG ", m[1], b" ")))
+            data = m[4]
+            hl = len(hdr)
+            n = hl + len(data)
+            total += n
+            size_line = b" %d %d\r\n" % (hl, n)
+            hdr_b = hdr
+        end = b"\r\n"
+    append(b"".join((size_line, hdr_b, data, b"\r\n")))
+    return pieces, total
+
+
 def pub_frame(subject: bytes, reply: bytes | None, hdr: bytes | None, payload: bytes) -> bytes:
     """PUB or HPUB frame, as a client sends it."""
     r = b" " + reply if reply else b""

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import router
+from .contract import Batch, deliver_each
 from .sublist import Subscription
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ class Client(ABC):
 
     kind = CLIENT
     type = "nats"
+    # (core.contract.Subscriber.takes_batches: a kind that frames straight into its own
+    # output says True and implements deliver_batch better than one deliver per message)
+    takes_batches = False
 
     def __init__(self, broker: "Broker", account: "Account | None" = None) -> None:
         self.broker = broker
@@ -184,6 +188,10 @@ class Client(ABC):
     def deliver(self, sub: Subscription, subject: bytes, reply: bytes | None, hdr: bytes | None,
                 payloads: Sequence[bytes], src: "Subscriber | None", on: bytes | None) -> None:
         """The delivery contract: see core.contract.Subscriber.deliver."""
+
+    def deliver_batch(self, sub: Subscription, batch: Batch, src: "Subscriber | None") -> None:
+        """The delivery contract: see core.contract.Subscriber.deliver_batch."""
+        deliver_each(self, sub, batch, src)
 
     def close(self, reason: str = "Client Closed") -> None:
         raise NotImplementedError

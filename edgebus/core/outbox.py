@@ -6,19 +6,22 @@ rule, the write deadline, the wake-up, and the one writer loop. A connection kin
 and frames its messages into `out` through its own codec; `_before_send` lets a kind turn what
 it gathered into bytes just before a send (the leaf link's LMSGs).
 
-`ReadBatch` is the reader's "end of read": a reader opens one (`ReadBatch.begin`) while it
-handles what one read brought. Output made meanwhile — by this connection's messages, and by
-in-process work they trigger (a PubAck, a `$SYS` reply) — is not sent by waking each writer
-task: the connections are listed and, when the read is handled (`end`), written to straight
-from the reader (one send each, no task switch), after the callbacks queued for that moment
-(a stream writing the read's messages to its file before their PubAcks leave). The batch also
-collects the subscribers that fell behind, for the publisher to wait on (`stall`: nats-server's
-fast-producer stall).
+`ReadBatch` is the reader's "end of read". A reader owns one and opens it (`begin`) for each
+read it handles; until `end` it is the current batch of the reader's task — a context variable,
+which trio keeps per task (and Python per thread), so readers of other connections, other
+servers' threads and tasks started meanwhile never see it. Output made meanwhile — by this
+connection's messages, and by in-process work they trigger (a PubAck, a `$SYS` reply) — is not
+sent by waking each writer task: the connections are listed and, when the read is handled
+(`end`), written to straight from the reader (one send each, no task switch), after the
+callbacks queued for that moment (`at_end_of_read`: a stream writing the read's messages to
+its file before their PubAcks leave). The batch also collects the subscribers that fell
+behind, for the publisher to wait on (`stall`: nats-server's fast-producer stall).
 """
 
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from typing import Any, Callable
 
 import trio
@@ -33,41 +36,47 @@ STALL_MAX = 0.010
 class ReadBatch:
     """What happens at the end of the read being handled (see the module docstring)."""
 
-    __slots__ = ("flush", "stall", "at_end")
-
-    # the batch of the read being handled right now (reads are handled synchronously, one at
-    # a time, so there is at most one)
-    current: "ReadBatch | None" = None
+    __slots__ = ("flush", "stall", "at_end", "active")
 
     def __init__(self) -> None:
         self.flush: list[Outbox] = []
         self.stall: list[Outbox] = []
         self.at_end: list[Callable[[], None]] = []
+        # open (begin..end) and not suspended: a task started during the read inherits the
+        # context variable, but sees the batch only while its reader is handling that read
+        self.active = False
 
-    @classmethod
-    def begin(cls) -> "ReadBatch":
-        b = cls.current = cls()
-        return b
+    def begin(self) -> None:
+        """The reader starts handling a read: this batch is current in its task."""
+        self.active = True
+        _reading.set(self)
 
     def suspend(self) -> None:
-        """The reader is about to wait (an asynchronous authentication): other readers run
-        meanwhile, so the end-of-read work so far is done now."""
-        self._run_at_end()
-        if ReadBatch.current is self:
-            ReadBatch.current = None
+        """The reader is about to wait in the middle of a read (an asynchronous
+        authentication): other tasks run meanwhile, so the end-of-read work so far is done
+        now and the output so far sent."""
+        try:
+            self._run_at_end()
+        finally:
+            self.active = False
+            self._send()
 
     def resume(self) -> None:
-        ReadBatch.current = self
+        self.active = True
 
     def end(self) -> None:
         """Run the queued callbacks, then send what the read produced."""
         try:
             self._run_at_end()
         finally:
-            if ReadBatch.current is self:
-                ReadBatch.current = None
-            for ob in self.flush:
-                ob._flush()
+            self.active = False
+            _reading.set(None)
+            self._send()
+
+    def _send(self) -> None:
+        flush, self.flush = self.flush, []
+        for ob in flush:
+            ob._flush()
 
     def _run_at_end(self) -> None:
         while self.at_end:
@@ -90,19 +99,30 @@ class ReadBatch:
                     await t._drained.wait()
 
 
+# the batch of the read this task is handling (ReadBatch.begin/end)
+_reading: ContextVar[ReadBatch | None] = ContextVar("edgebus_read_batch", default=None)
+
+
+def current_read() -> ReadBatch | None:
+    """The batch of the read being handled in this task, or None."""
+    b = _reading.get()
+    return b if b is not None and b.active else None
+
+
 def at_end_of_read(cb: Callable[[], None]) -> bool:
     """Queue `cb` for the end of the read being handled; False when no read is (then the
     caller does its work at once)."""
-    b = ReadBatch.current
-    if b is None:
+    b = _reading.get()
+    if b is None or not b.active:
         return False
     b.at_end.append(cb)
     return True
 
 
 def in_read() -> bool:
-    """Whether a connection's read is being handled right now."""
-    return ReadBatch.current is not None
+    """Whether a connection's read is being handled right now (in this task)."""
+    b = _reading.get()
+    return b is not None and b.active
 
 
 class Outbox:
@@ -165,8 +185,8 @@ class Outbox:
             if pending > self.max_pending:
                 self.slow_consumer("Slow Consumer (Pending Bytes)")
                 return
-            b = ReadBatch.current
-            if b is not None:  # falling behind: the publisher waits a little for us
+            b = _reading.get()
+            if b is not None and b.active:  # falling behind: the publisher waits for us
                 b.stall.append(self)
         if self._parked and not self._flush_queued:
             self._wake()
@@ -180,8 +200,8 @@ class Outbox:
         """The writer is idle. If a read is being handled, the reader sends our output when it
         is done (one direct send for everything the read produced, no task switch);
         otherwise the writer task is woken."""
-        b = ReadBatch.current
-        if b is not None:
+        b = _reading.get()
+        if b is not None and b.active:
             self._flush_queued = True
             b.flush.append(self)
         else:

@@ -20,6 +20,12 @@ Nothing here counts traffic: each client counts its own (see `Account.in_msgs`).
 Each receiver gets one `Subscriber.deliver` call with the message as parts. A run goes to each
 subscriber as one call when that changes nothing anyone observes (no queue groups, no client
 with two matching subscriptions); otherwise it is routed message by message.
+
+`route_msgs` routes the messages of one read (a NATS publisher's PUBs without reply) as
+`route` would one by one, except that consecutive messages whose subjects match the same
+subscriptions — a publisher cycling over `sensors.<id>.temp` with subscribers on
+`sensors.*.temp` — reach each subscriber in one `Subscriber.deliver_batch` call, when every
+one of them `takes_batches` (see `MatchResult.fanout`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Sequence
 
-from .sublist import _UNSET, EMPTY_RESULT, MatchResult, Subscription
+from .contract import Batch, BatchMsg
+from .sublist import EMPTY_RESULT, UNKNOWN, Fanout, MatchResult, Subscription
 
 if TYPE_CHECKING:
     from .account import Account
@@ -74,17 +81,14 @@ def route(acc: "Account", subject: bytes, reply: bytes | None, hdr: bytes | None
     r: MatchResult | None = None
     sub = sl.prefix_match(target) if sl.prefixed else None
     if sub is None:
-        r = sl.cache.get(target)  # a cache hit, inlined (Sublist.match_bytes counts it)
+        r = sl.cache.get(target)  # a hit without a call (match_bytes counts a miss)
         if r is None:
             r = sl.match_bytes(target)
         else:
-            sl.matches += 1
             sl.cache_hits += 1
         if r is EMPTY_RESULT:
             return 0
-        sub = r._solo  # (the property's cached value, read directly on this hot path)
-        if sub is _UNSET:
-            sub = r.solo
+        sub = r.solo
     if sub is not None:
         # one subscription is interested (the common case): no loop, no picking
         c = sub.client
@@ -112,6 +116,117 @@ def route(acc: "Account", subject: bytes, reply: bytes | None, hdr: bytes | None
             n += _deliver_all(r, subject, reply, hdr, (p,), src, on, queues, from_leaf, mapped)
         return n
     return _deliver_all(r, subject, reply, hdr, payloads, src, on, queues, from_leaf, mapped)
+
+
+def route_msgs(acc: "Account", msgs: list[BatchMsg], src: "Subscriber") -> None:
+    """Route `msgs` — messages without reply, (code, subject, None, hdr, payload) as the NATS
+    parser hands them over — published one after the other by `src`, as `route` would one by
+    one; consecutive messages with the same `MatchResult.fanout` go to each of its subscribers
+    in one `deliver_batch` call (held back until a message goes elsewhere, and at the end)."""
+    sl = acc.sublist
+    if acc.mappings is not None:
+        for m in msgs:
+            route(acc, m[1], None, m[3], (m[4],), src)
+        return
+    cache = sl.cache
+    # subjects of the exact-prefix registry's family go through `route` (acknowledgements)
+    head = sl.family_head if sl.prefixed else None
+    others = 0  # messages not found in the cache (the rest are counted as hits at the end)
+    cur: Fanout | None = None  # the fanout of msgs[start:i], held back
+    start = 0
+    for i, m in enumerate(msgs):
+        subject = m[1]
+        if head is not None and subject.startswith(head) and \
+                sl.prefix_match(subject) is not None:
+            if cur is not None:
+                _hand(cur, msgs, start, i, src)
+                cur = None
+            others += 1
+            route(acc, subject, None, m[3], (m[4],), src)
+            continue
+        r = cache.get(subject)
+        if r is None:
+            others += 1
+            r = sl.match_bytes(subject)  # (which counts the miss)
+        f = r.fanout
+        if f is cur:
+            if f is not None:
+                continue  # held back with the ones before
+        else:
+            if f is UNKNOWN:
+                f = sl.fanout_of(r)
+                if f is cur and f is not None:
+                    continue
+            if cur is not None:
+                _hand(cur, msgs, start, i, src)
+            cur = f
+            if f is not None:
+                start = i
+                continue
+        if r is EMPTY_RESULT:
+            continue
+        # one at a time: queue groups, in-process subscribers, a leaf link...
+        sub = r.solo
+        if sub is not None:
+            c = sub.client
+            if c is src and not c.echo:
+                continue
+            mx = sub.max
+            if mx and sub.delivered >= mx:
+                continue
+            sub.delivered += 1
+            c.deliver(sub, subject, None, m[3], (m[4],), src, None)
+            if mx and sub.delivered >= mx:
+                c.remove_sub(sub)
+        else:
+            _deliver_all(r, subject, None, m[3], (m[4],), src, None, None, src.kind == LEAF,
+                         False)
+    if cur is not None:
+        _hand(cur, msgs, start, len(msgs), src)
+    sl.cache_hits += len(msgs) - others
+
+
+def _hand(f: Fanout, msgs: list[BatchMsg], start: int, end: int, src: "Subscriber") -> None:
+    """Deliver the held-back `msgs[start:end]` to the subscriptions of `f` (echo and max as
+    `route`); one message goes through `deliver`, several as a Batch."""
+    k = end - start
+    if k == 1:
+        m = msgs[start]
+        subject = m[1]
+        hdr = m[3]
+        payloads = (m[4],)
+        for sub in f.subs:
+            c = sub.client
+            if c is src and not c.echo:
+                continue
+            mx = sub.max
+            if mx and sub.delivered >= mx:
+                continue
+            sub.delivered += 1
+            c.deliver(sub, subject, None, hdr, payloads, src, None)
+            if mx and sub.delivered >= mx:
+                c.remove_sub(sub)
+        return
+    if k != len(msgs):
+        msgs = msgs[start:end]
+    batch = Batch(msgs)
+    for sub in f.subs:
+        c = sub.client
+        if c is src and not c.echo:
+            continue
+        mx = sub.max
+        if not mx:
+            sub.delivered += k
+            c.deliver_batch(sub, batch, src)
+            continue
+        left = mx - sub.delivered
+        if left <= 0:
+            continue
+        b = batch if left >= k else Batch(msgs[:left])
+        sub.delivered += len(b.msgs)
+        c.deliver_batch(sub, b, src)
+        if sub.delivered >= mx:
+            c.remove_sub(sub)
 
 
 def _deliver_all(r: MatchResult, subject: bytes, reply: bytes | None,

@@ -11,12 +11,19 @@ an empty token (leading, trailing or double dot) matches nothing.
 The cache is keyed by the subject's bytes, so a publish straight off the wire needs no decode.
 Results list matches in nats-server's order: at each level the `>` subscriptions first, then
 those below `*`, then the literal token's; at the last level the literal before the `*`.
+
+What the router uses: `match_bytes` (a `MatchResult`, shared and never changed by callers:
+`solo` for the lone-subscriber path, `fanout_of` for handing several messages at once), the
+read-only `cache` view for a hit without a call (counted in `cache_hits`), and the
+exact-prefix registry (`prefixed`, `prefix_match`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+import weakref
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Mapping
 
 if TYPE_CHECKING:
     from .contract import Subscriber
@@ -67,19 +74,47 @@ class _Node:
         return not (self.children or self.pwc or self.fwc or self.psubs or self.qsubs)
 
 
-_UNSET: Any = object()
+class _Unknown(Enum):
+    UNKNOWN = 0
+
+
+# `MatchResult.fanout` before `Sublist.fanout_of` has looked at the result
+UNKNOWN = _Unknown.UNKNOWN
+
+
+class Fanout:
+    """The plain subscriptions of match results that the router may hand several messages at
+    once (`MatchResult.fanout`), one object per set of subscriptions in a sublist."""
+
+    __slots__ = ("subs", "__weakref__")
+
+    def __init__(self, subs: tuple[Subscription, ...]) -> None:
+        self.subs = subs
 
 
 class MatchResult:
-    """Plain subscriptions and one list per queue group."""
+    """Plain subscriptions and one list per queue group, as `Sublist.match_bytes` found them
+    (results are shared through the cache: callers never change them).
 
-    __slots__ = ("psubs", "qsubs", "_runs", "_solo")
+    `solo` is the one subscription interested when there is exactly one and no queue group
+    (the router's lone-subscriber path). `fanout` is what lets the router hand several
+    messages at once to the same subscriptions (`core.router.route_msgs`): a `Fanout`, shared
+    by the results (of different subjects) with the same subscriptions, so `is` tells that
+    consecutive messages go to the same subscribers; or None when messages must go one at a
+    time (queue groups, a client with two of the subscriptions, a subscriber whose deliveries
+    act beyond its own output); UNKNOWN until `Sublist.fanout_of(result)` has decided it (once
+    per result)."""
 
-    def __init__(self) -> None:
-        self.psubs: list[Subscription] = []
-        self.qsubs: list[list[Subscription]] = []
+    __slots__ = ("psubs", "qsubs", "solo", "fanout", "_runs")
+
+    def __init__(self, psubs: list[Subscription] | None = None,
+                 qsubs: list[list[Subscription]] | None = None) -> None:
+        self.psubs: list[Subscription] = psubs if psubs is not None else []
+        self.qsubs: list[list[Subscription]] = qsubs if qsubs is not None else []
+        self.solo: Subscription | None = \
+            self.psubs[0] if not self.qsubs and len(self.psubs) == 1 else None
+        self.fanout: Fanout | None | Literal[_Unknown.UNKNOWN] = UNKNOWN
         self._runs: bool | None = None
-        self._solo: Any = _UNSET
 
     def __bool__(self) -> bool:
         return bool(self.psubs or self.qsubs)
@@ -95,18 +130,10 @@ class MatchResult:
                 len({id(s.client) for s in self.psubs}) == len(self.psubs)
         return r
 
-    @property
-    def solo(self) -> Subscription | None:
-        """The one subscription interested, when there is exactly one (no queue groups): a
-        message can go to it without a delivery loop (core.router.route)."""
-        r: Subscription | None = self._solo
-        if r is _UNSET:
-            r = self._solo = self.psubs[0] if not self.qsubs and len(self.psubs) == 1 else None
-        return r
-
 
 # the one result for "no interest": `match(...) is EMPTY_RESULT` is the cheap test
 EMPTY_RESULT = MatchResult()
+EMPTY_RESULT.fanout = None
 
 
 def _encode(subject: str) -> bytes:
@@ -155,11 +182,20 @@ class Sublist:
     def __init__(self) -> None:
         self.root = _Node()
         self.count = 0
-        self.cache: dict[bytes, MatchResult] = {}
+        self._cache: dict[bytes, MatchResult] = {}
+        # the cached results by subject, read-only for callers: the router looks a subject up
+        # here without a call, and counts what it found in `cache_hits` (a miss goes to
+        # `match_bytes`, which caches and counts it)
+        self.cache: Mapping[bytes, MatchResult] = self._cache
         self.inserts = 0
         self.removes = 0
-        self.matches = 0
+        self.misses = 0
         self.cache_hits = 0
+        # the fanouts of the results (MatchResult.fanout), one per set of subscriptions; an
+        # entry goes with the last result that uses it (a result that held a subscription
+        # that left is dropped from the cache)
+        self._fanouts: weakref.WeakValueDictionary[tuple[Subscription, ...], Fanout] = \
+            weakref.WeakValueDictionary()
         # called with (sub, added: bool) when interest changes; the leaf link listens here
         self.listeners: list[Any] = []
         # the exact-prefix registry (see set_prefix_family): prefix -> its one subscription
@@ -247,11 +283,16 @@ class Sublist:
             cb(sub, False)
         return True
 
+    @property
+    def matches(self) -> int:
+        """Subjects matched so far (cache hits and misses), as /subsz reports them."""
+        return self.cache_hits + self.misses
+
     def _add_to_cache(self, sub: Subscription) -> None:
         """Append a new subscription to the cached results it matches (copy on write), as
         nats-server does: the order of a cached result is the order of arrival, which is
         the order a connection with several matching subscriptions sees its messages in."""
-        cache = self.cache
+        cache = self._cache
         if not cache:
             return
         sb = _encode(sub.subject)
@@ -266,7 +307,7 @@ class Sublist:
                 cache[key] = _with_sub(r, sub)
 
     def _invalidate(self, subject: str) -> None:
-        cache = self.cache
+        cache = self._cache
         if not cache:
             return
         sb = _encode(subject)
@@ -282,30 +323,49 @@ class Sublist:
 
     def match_bytes(self, subject: bytes) -> MatchResult:
         """Everything interested in a published subject; EMPTY_RESULT when nothing is."""
-        self.matches += 1
-        r = self.cache.get(subject)
+        r = self._cache.get(subject)
         if r is not None:
             self.cache_hits += 1
             return r
+        self.misses += 1
         toks = subject.decode("utf-8", "surrogateescape").split(".")
         if "" in toks:
             return EMPTY_RESULT  # an empty token matches nothing (and is not cached)
-        r = MatchResult()
+        psubs: list[Subscription] = []
         qmap: dict[str, list[Subscription]] = {}
-        _match_level(self.root, toks, r, qmap)
-        if qmap:
-            r.qsubs = list(qmap.values())
-        if not r.psubs and not r.qsubs:
+        _match_level(self.root, toks, psubs, qmap)
+        if psubs or qmap:
+            r = MatchResult(psubs, list(qmap.values()))
+        else:
             r = EMPTY_RESULT
         if len(subject) > CACHE_SUBJECT_MAX:
             return r
-        cache = self.cache
+        cache = self._cache
         if len(cache) >= CACHE_MAX:
             # drop the older half rather than everything, keeping hot entries likely
             for k in list(cache)[: CACHE_MAX // 2]:
                 del cache[k]
         cache[subject] = r
         return r
+
+    def fanout_of(self, r: MatchResult) -> Fanout | None:
+        """Decide `r.fanout` (see MatchResult): its plain subscriptions, interned, when the
+        router may hand them several messages at once — no queue group, each subscription of
+        another client, every client `takes_batches` — else None."""
+        f = r.fanout
+        if f is not UNKNOWN:
+            return f
+        psubs = r.psubs
+        if r.qsubs or not psubs or not r.runs_ok or \
+                not all(s.client.takes_batches for s in psubs):
+            r.fanout = None
+            return None
+        t = tuple(psubs)
+        f = self._fanouts.get(t)
+        if f is None:
+            f = self._fanouts[t] = Fanout(t)
+        r.fanout = f
+        return f
 
     # -- the exact-prefix registry ---------------------------------------------------------
     # Some subjects are all different (acknowledgements carry sequence numbers), so each one
@@ -327,6 +387,11 @@ class Sublist:
         self._fam_template = tuple(head_toks) + (None,) * (prefix_tokens + tail_tokens)
         self.family_interest = sum(1 for s in self.all_subs()
                                    if _could_match(s.subject, self._fam_template))
+
+    @property
+    def family_head(self) -> bytes | None:
+        """What every subject of the prefix family starts with, None without a family."""
+        return self._fam_head if self._fam_template else None
 
     def add_prefix(self, prefix: bytes, sub: Subscription) -> None:
         """Register `sub` (already inserted, on `<prefix>*.*...`) as the owner of `prefix`."""
@@ -373,10 +438,10 @@ class Sublist:
                 stack.append(node.fwc)
 
     def stats(self) -> dict[str, Any]:
-        fanouts = [len(r.psubs) + len(r.qsubs) for r in self.cache.values()]
+        fanouts = [len(r.psubs) + len(r.qsubs) for r in self._cache.values()]
         return {
             "num_subscriptions": self.count,
-            "num_cache": len(self.cache),
+            "num_cache": len(self._cache),
             "num_inserts": self.inserts,
             "num_removes": self.removes,
             "num_matches": self.matches,
@@ -387,20 +452,16 @@ class Sublist:
 
 
 def _with_sub(r: MatchResult, sub: Subscription) -> MatchResult:
-    nr = MatchResult()
-    nr.psubs = r.psubs
-    nr.qsubs = r.qsubs
     if sub.queue is None:
-        nr.psubs = r.psubs + [sub]
+        return MatchResult(r.psubs + [sub], r.qsubs)
+    qsubs = list(r.qsubs)
+    for i, group in enumerate(qsubs):
+        if group[0].queue == sub.queue:
+            qsubs[i] = group + [sub]
+            break
     else:
-        nr.qsubs = list(r.qsubs)
-        for i, group in enumerate(nr.qsubs):
-            if group[0].queue == sub.queue:
-                nr.qsubs[i] = group + [sub]
-                break
-        else:
-            nr.qsubs.append([sub])
-    return nr
+        qsubs.append([sub])
+    return MatchResult(r.psubs, qsubs)
 
 
 def _could_match(pattern: str, template: tuple[str | None, ...]) -> bool:
@@ -418,7 +479,7 @@ def _could_match(pattern: str, template: tuple[str | None, ...]) -> bool:
     return len(toks) == len(template)
 
 
-def _match_level(root: _Node, toks: list[str], r: MatchResult,
+def _match_level(root: _Node, toks: list[str], psubs: list[Subscription],
                  qmap: dict[str, list[Subscription]]) -> None:
     """nats-server's matchLevel over our nodes (a node is also the level of its children).
 
@@ -433,15 +494,15 @@ def _match_level(root: _Node, toks: list[str], r: MatchResult,
     while True:
         while level is not None:
             if level.fwc is not None:
-                _collect(level.fwc, r, qmap)
+                _collect(level.fwc, psubs, qmap)
             pwc = level.pwc
             # a '*' or '>' token never names a child (those live in pwc/fwc): it stays opaque
             n = level.children.get(toks[i])
             if i == last:
                 if n is not None:
-                    _collect(n, r, qmap)
+                    _collect(n, psubs, qmap)
                 if pwc is not None:
-                    _collect(pwc, r, qmap)
+                    _collect(pwc, psubs, qmap)
                 break
             i += 1
             if pwc is None:
@@ -454,9 +515,10 @@ def _match_level(root: _Node, toks: list[str], r: MatchResult,
         level, i = stack.pop()
 
 
-def _collect(node: _Node, r: MatchResult, qmap: dict[str, list[Subscription]]) -> None:
+def _collect(node: _Node, psubs: list[Subscription],
+             qmap: dict[str, list[Subscription]]) -> None:
     if node.psubs:
-        r.psubs.extend(node.psubs)
+        psubs.extend(node.psubs)
     for q, subs in node.qsubs.items():
         if subs:
             lst = qmap.get(q)

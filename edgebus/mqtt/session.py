@@ -34,6 +34,7 @@ import trio
 from ..codec.mqtt import append_qos0, publish_for_field
 from ..codec.mqtt_topics import FilterSubjects, PARENT_SID_SUFFIX, subject_to_topic
 from ..core.client import CLIENT
+from ..core.contract import Batch, deliver_each
 from ..core.sublist import Subscription
 from .persist import get_hash, header_block
 
@@ -114,6 +115,7 @@ class Session:
     kind = CLIENT
     type = "mqtt"
     echo = True
+    takes_batches = False  # (deliveries store QoS 1/2 state: one message at a time)
 
     def __init__(self, mgr: "AccountSessions", client_id: str, clean: bool) -> None:
         self.mgr = mgr
@@ -230,6 +232,9 @@ class Session:
         conn.out_bytes += append_qos0(conn.out, tf, payloads)
         conn.out_msgs += len(payloads)
         conn._after_append()  # the slow consumer rule, the stall, the wake-up
+
+    def deliver_batch(self, sub: Subscription, batch: Batch, src: Any) -> None:
+        deliver_each(self, sub, batch, src)
 
     def _deliver_qos(self, sub: Subscription, subject: str, data: bytes, qos: int) -> None:
         if self.deny_filter and self._denied(subject):

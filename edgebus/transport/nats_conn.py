@@ -23,6 +23,7 @@ import os
 import random
 import socket
 import ssl
+from operator import itemgetter
 from typing import Any, Sequence
 
 import trio
@@ -30,10 +31,11 @@ import trio
 from .. import NATS_VERSION
 from ..codec import nats as proto
 from ..codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_PING, OP_PONG, OP_PUB, OP_PUBS, OP_SUB,
-                          OP_UNSUB, append_msgs, err_frame)
+                          OP_UNSUB, append_msgs, batch_frames, err_frame)
 from ..core.client import CLIENT, Client
+from ..core.contract import Batch, deliver_each
 from ..core.outbox import Outbox, ReadBatch
-from ..core.router import route
+from ..core.router import route, route_msgs
 from ..core.subject import valid_literal_subject, valid_subject
 from ..core.sublist import Subscription
 
@@ -54,6 +56,14 @@ _NO_RESPONDERS_HDR = b"NATS/1.0 503\r\n\r\n"
 _RESERVED_REPLY_PREFIXES = (b"_R_.", b"$JS.ACK.", b"_GR_.")
 # subjects a client may not publish to: gateway-routed replies, raft (outside $SYS)
 _RESERVED_SUBJECT_PREFIXES = (b"_GR_.", b"$NRG.")
+# their first bytes: a subject that starts otherwise needs no closer look (a PUB's subject is
+# never empty)
+_RESERVED_FIRST = frozenset(p[0] for p in _RESERVED_SUBJECT_PREFIXES)
+# a PUB operation's headers and payload (codec.nats: (OP_PUB, subject, reply, hdr, payload))
+_hdr_of = itemgetter(3)
+_payload_of = itemgetter(4)
+# Batch.framed keys of the NATS framing, with and without headers
+_FRAMED = ("nats", "nats-headers")
 
 
 class NatsConnection(Client, Outbox):
@@ -108,6 +118,8 @@ class NatsConnection(Client, Outbox):
         self.auth_extra: Any = None  # authenticator's identity details ($SYS events, USER.INFO)
         self.deny_filter = False  # a wildcard sub overlaps a subscribe deny entry
         self._peer_gone = False  # the client closed (seen with its last data): write nothing more
+        # the end of each read the reader handles (core.outbox): output it caused is sent then
+        self.read_batch = ReadBatch()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -286,6 +298,31 @@ class NatsConnection(Client, Outbox):
         elif self._parked and not self._flush_queued:
             self._wake()
 
+    takes_batches = True  # (core.contract.Subscriber: a delivery only frames into `out`)
+
+    def deliver_batch(self, sub: Subscription, batch: Batch, src: Any) -> None:
+        """The frames of `batch` (codec.nats.batch_frames, made once for all the NATS
+        subscriptions that get the batch) joined with the sid of `sub`."""
+        if self.closing:
+            return
+        if self.deny_filter and self.permissions is not None:
+            deliver_each(self, sub, batch, src)  # (delivery permissions: message by message)
+            return
+        headers = self.headers
+        key = _FRAMED[headers]
+        framed = batch.framed.get(key)
+        if framed is None:
+            framed = batch.framed[key] = batch_frames(batch.msgs, headers)
+        pieces, nbytes = framed
+        out = self.out
+        out += sub.sid.join(pieces)
+        self.out_bytes += nbytes
+        self.out_msgs += len(batch.msgs)
+        if len(out) + self.inflight > self._stall_at:
+            self._after_append()  # the slow consumer rule and the stall (core.outbox)
+        elif self._parked and not self._flush_queued:
+            self._wake()
+
     def _grant_response(self, reply: str) -> None:
         p = self.permissions
         # negative max / expires mean unlimited (nats-server ResponsePermission)
@@ -335,7 +372,8 @@ class NatsConnection(Client, Outbox):
                 if len(data) == size and size < top:
                     size *= 2
                 self.last_activity_ns = self.broker.clock.now_ns()
-                batch = ReadBatch.begin()
+                batch = self.read_batch
+                batch.begin()
                 try:
                     stop = await self._handle(data)
                 finally:
@@ -394,22 +432,27 @@ class NatsConnection(Client, Outbox):
                 # activity that spares the client a PING (a lone PONG is not)
                 self.last_rx = trio.current_time()
             pub = self._pub
-            # a PUB with nothing to check or answer goes straight to the router (the
-            # per-message path of mixed subjects); `plain` holds until an operation other
-            # than PUB (a CONNECT) may change what the connection checks
+            # PUBs with nothing to check or answer go straight to the router, all those in a
+            # row at once (core.router.route_msgs: the per-message path of mixed subjects);
+            # `plain` holds until an operation other than PUB (a CONNECT) may change what the
+            # connection checks
             plain = self._plain_pubs()
-            acc = self.account
             reserved = _RESERVED_SUBJECT_PREFIXES
+            special = _RESERVED_FIRST
+            run: list[tuple] = []
             for op in ops:
                 code = op[0]
+                if code == OP_PUB and plain and op[2] is None and \
+                        not (op[1][0] in special and op[1].startswith(reserved)):
+                    run.append(op)
+                    continue
+                if run:
+                    self._route_plain(run)
+                    run = []
+                    if self.closing:
+                        return True
                 if code == OP_PUB:
-                    if plain and op[2] is None and not op[1].startswith(reserved):
-                        hdr = op[3]
-                        payload = op[4]
-                        self.in_msgs += 1
-                        self.in_bytes += len(payload) if hdr is None else len(payload) + len(hdr)
-                        route(acc, op[1], None, hdr, (payload,), self)
-                    elif self.authed:
+                    if self.authed:
                         pub(op[1], op[2], op[3], op[4])
                     else:
                         self._process(op)
@@ -418,16 +461,20 @@ class NatsConnection(Client, Outbox):
                 else:
                     self._process(op)
                     plain = self._plain_pubs()
-                    acc = self.account
+                if self.closing:
+                    return True
+            if run:
+                self._route_plain(run)
                 if self.closing:
                     return True
             if self._pending_auth is not None:
-                # other readers run meanwhile: output made then is not this read's to flush
-                batch = ReadBatch.current
-                if batch is not None:
+                # other tasks run meanwhile: what this read made so far is sent first
+                batch = self.read_batch
+                active = batch.active
+                if active:
                     batch.suspend()
                 await self._await_auth()
-                if batch is not None:
+                if active:
                     batch.resume()
                 if self.closing:
                     return True
@@ -569,6 +616,15 @@ class NatsConnection(Client, Outbox):
         self.in_msgs += k
         self.in_bytes += size
         route(self.account, subject_b, reply_b, None, payloads, self)
+
+    def _route_plain(self, msgs: list[tuple]) -> None:
+        """PUBs in a row with nothing to check or answer (no reply, nothing reserved, no
+        verbose/pedantic/permissions work): counted, and routed together
+        (core.router.route_msgs)."""
+        self.in_msgs += len(msgs)
+        self.in_bytes += sum(map(len, map(_payload_of, msgs))) + \
+            sum(map(len, filter(None, map(_hdr_of, msgs))))
+        route_msgs(self.account, msgs, self)
 
     def _pub_violation(self, subject_b: bytes) -> None:
         self.enqueue(err_frame('Permissions Violation for Publish to "%s"'

@@ -382,3 +382,26 @@ def test_connect_options_types_like_nats_server():
                 b'{"protocol":true}', b'{"name":5}', b'[]', b'"x"', b'', b'{', b'{} junk'):
         with pytest.raises(ValueError):
             co(bad)
+
+
+def test_batch_frames_joined_with_a_sid_are_what_append_msgs_makes():
+    """codec.nats.batch_frames frames a batch once for every subscription: joined with a sid,
+    the pieces are exactly the frames append_msgs makes message by message (MSG, HMSG, headers
+    left out for a client without them, sizes past the size-line table)."""
+    import random
+
+    from edgebus.codec.nats import append_msgs, batch_frames
+    rnd = random.Random(7)
+    for _ in range(200):
+        msgs = []
+        for _ in range(rnd.randint(1, 12)):
+            hdr = rnd.choice([None, None, b"NATS/1.0\r\nK: v\r\n\r\n"])
+            size = rnd.choice([0, 1, 16, 4095, 4096, 70000])
+            msgs.append((1, b"s.%d" % rnd.randint(0, 5), None, hdr, bytes([97 + rnd.randint(0, 5)]) * size))
+        for headers in (True, False):
+            pieces, total = batch_frames(msgs, headers)
+            for sid in (b"1", b"abc"):
+                want = bytearray()
+                n = sum(append_msgs(want, m[1], sid, None, m[3] if headers else None, (m[4],))
+                        for m in msgs)
+                assert sid.join(pieces) == bytes(want) and total == n

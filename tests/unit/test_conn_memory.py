@@ -404,3 +404,70 @@ async def test_2_12_wire_additions(monkeypatch):
         n.cancel_scope.cancel()
 
 
+
+
+async def test_mixed_subjects_in_one_read_match_message_by_message(monkeypatch):
+    """A read's PUBs with nothing to check go to the router together (core.router.route_msgs),
+    handed to the subscriptions they share as batches. Every client must get exactly what
+    message-by-message routing gives (a pedantic publisher's PUBs go one at a time): order
+    across subjects and across a PING, headers (and a client without them), echo off, UNSUB
+    max reached in the middle of a read, a queue group, a client with two matching
+    subscriptions, delivery permissions, an in-process subscriber, a PUB with a reply and a
+    reserved subject in between."""
+    from edgebus.core.client import InternalClient
+    from edgebus.core.permissions import Permissions
+    batches = []
+    real = NatsConnection.deliver_batch
+
+    def counting(self, sub, batch, src):
+        batches.append(len(batch.msgs))
+        real(self, sub, batch, src)
+
+    monkeypatch.setattr(NatsConnection, "deliver_batch", counting)
+    hdr = b"NATS/1.0\r\nA: 1\r\n\r\n"
+    read = (b"PUB m.1 2\r\nab\r\nPUB m.2 2\r\ncd\r\nHPUB m.3 %d %d\r\n%sh\r\n"
+            % (len(hdr), len(hdr) + 1, hdr) +
+            b"PUB m.x 1\r\nx\r\nPUB m.4 0\r\n\r\nPUB m.q 1\r\nq\r\nPUB m.5 1\r\n5\r\nPING\r\n"
+            b"PUB m.i 1\r\ni\r\nPUB m.6 1\r\n6\r\nPUB m.7 1\r\n7\r\nPUB m.8 r.1 1\r\n8\r\n"
+            b"PUB m.9 1\r\n9\r\nPUB _GR_.x 1\r\ng\r\nPUB m.10 2\r\n10\r\n" +
+            b"".join(b"PUB m.%d 3\r\nn%02d\r\n" % (i % 7, i) for i in range(40)))
+
+    async def scenario(pedantic: bool) -> list[list[tuple]]:
+        b = broker()
+        seen = []
+        InternalClient(b).subscribe("m.i", lambda sub, msg: seen.append((msg.subject, msg.data)))
+        async with trio.open_nursery() as n:
+            pub = await connect(n, b, hello=b'CONNECT {"verbose":false,"pedantic":%s,'
+                                b'"headers":true,"echo":false}\r\n' % (b"true" if pedantic else b"false"))
+            s1 = await connect(n, b, hello=b'CONNECT {"verbose":false,"headers":true}\r\n')
+            s2 = await connect(n, b)  # no headers
+            s3 = await connect(n, b)
+            s4 = await connect(n, b, hello=b'CONNECT {"verbose":false,"headers":true}\r\n')
+            await pub.send(b"SUB m.* 1\r\n")
+            await s1.send(b"SUB m.* 1\r\nSUB m.x 2\r\n")
+            await s2.send(b"SUB m.> 7\r\nUNSUB 7 5\r\n")
+            await s3.send(b"SUB m.q g 1\r\nSUB m.* 2\r\n")
+            await s4.send(b"SUB m.* 4\r\n")
+            for p in (pub, s1, s2, s3, s4):
+                await p.sync()
+            s4.conn.permissions = Permissions.from_config({"subscribe": {"deny": ["m.3", "m.5"]}})
+            s4.conn.deny_filter = True
+            await pub.send(read)
+            # (the publisher's PING in the read answers the first sync)
+            got = [await pub.sync() + [(OP_PONG,)] + await pub.sync()]
+            got += [await p.sync() for p in (s1, s2, s3, s4)]
+            n.cancel_scope.cancel()
+        return got + [seen]
+
+    one_by_one = await scenario(True)
+    assert not batches
+    together = await scenario(False)
+    assert batches and max(batches) > 10
+    assert together == one_by_one
+    pub, s1, s2, s3, s4, seen = together
+    assert pub == [(OP_PONG,), (OP_ERR, b'Permissions Violation for Publish to "_GR_.x"')]
+    assert [o[5] for o in s2] == [b"ab", b"cd", b"h", b"x", b""]  # max 5; no headers
+    assert s2[2][4] is None and [o for o in s1 if o[1] == b"m.3"][0][4] == hdr
+    assert [o[2] for o in s1 if o[1] == b"m.x"] == [b"2", b"1"]  # (the literal first)
+    assert not [o for o in s4 if o[1] in (b"m.3", b"m.5")] and len(s4) == 40
+    assert seen == [("m.i", b"i")]

@@ -32,10 +32,14 @@ def test_codecs_core_and_client_kinds_typecheck() -> None:
 def test_a_subscriber_without_deliver_fails_the_type_check(tmp_path: Path) -> None:
     bad = tmp_path / "bad_kind.py"
     bad.write_text(
+        "from typing import Any\n"
+        "from edgebus.core.contract import Batch\n"
         "from edgebus.core.sublist import Subscription\n"
         "class Gadget:\n"
         "    kind = 'Client'\n"
         "    echo = True\n"
+        "    takes_batches = False\n"
+        "    def deliver_batch(self, sub: Subscription, batch: Batch, src: Any) -> None: ...\n"
         "    def remove_sub(self, sub: Subscription) -> None: ...\n"
         "Subscription(Gadget(), 'a.b')\n")
     r = _mypy(str(bad))
