@@ -297,6 +297,16 @@ _CLIENT_OPS = (
 )
 
 
+# exact upper-case openings -> _classify's answer; UNSUB is told by its next two bytes
+_QUICK = {
+    b"PUB ": (OP_PUB, 3, _NEEDS_SPACE),
+    b"SUB ": (OP_SUB, 3, _NEEDS_SPACE),
+    b"UNSU": (OP_UNSUB, 5, _NEEDS_SPACE),
+    b"PING": (OP_PING, 4, _IGNORES_REST),
+    b"PONG": (OP_PONG, 4, _IGNORES_REST),
+}
+
+
 def _classify(buf: bytes, pos: int, limit: int, complete: bool) -> tuple[Any, ...] | None:
     """Which client operation starts at `pos`?
 
@@ -305,6 +315,11 @@ def _classify(buf: bytes, pos: int, limit: int, complete: bool) -> tuple[Any, ..
     ProtocolError('Unknown Protocol Operation') as soon as no operation can match, as the
     server's byte-wise state machine does (so 'PUX' fails before any newline arrives).
     """
+    if pos + 6 <= limit:
+        # the usual spellings, in one look-up (SUB/UNSUB floods, PINGs, PUBs with a reply)
+        q = _QUICK.get(buf[pos:pos + 4])
+        if q is not None and (q[0] != OP_UNSUB or buf[pos + 4:pos + 6] == b"B "):
+            return q
     head = buf[pos:min(limit, pos + 8)].upper()
     lh = len(head)
     for name, code, mode in _CLIENT_OPS:
