@@ -1,0 +1,448 @@
+"""Delivery: taking the next message and handing it to a push subscriber or a pull request.
+
+Two paths with one set of books. The general path (`_deliver_burst`) takes one message at a
+time (`_get_next_msg`: redeliveries, then the last-per-subject skip list, then the read-ahead)
+and routes it through `core.router.route`. The bulk path (`_burst_fast`) runs first when only
+fresh messages to plain client subscribers are due, and hands a run of read-ahead messages to
+the one subscriber through the delivery contract without a route per message. Both format the
+ack reply with `_ack_reply`, advance a pull request with `_took_from`, record pending entries
+with `_track_pending` and settle counters, timers and the dirty mark with `_settle_delivered`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ...core.client import CLIENT, LEAF
+from ...core.router import route
+from .common import TERM_UNACKED_LIMITS_REASON, pending_status
+from .pull import PullRequest
+
+if TYPE_CHECKING:
+    from ...core.contract import Subscriber
+
+BURST = 256                                    # deliveries before yielding to other tasks
+FAST_BURST_BYTES = 1 << 20                     # bulk path: payload bytes per burst before settling
+
+
+class _Target:
+    """The one subscriber a fast burst delivers to on one deliver subject (through the
+    delivery contract, core.contract.Subscriber), and how many it got."""
+
+    __slots__ = ("deliver", "sub", "on", "n")
+
+    def __init__(self, sub: Any, on: bytes) -> None:
+        self.deliver = sub.client.deliver
+        self.sub = sub
+        self.on = on
+        self.n = 0
+
+
+_MISSING: Any = object()
+# subscriber kinds a fast burst hands messages to itself (see _fast_target)
+_BURST_KINDS = (CLIENT, LEAF)
+
+
+def _headers_only(hdr: bytes | None, data: bytes) -> tuple[bytes, bytes]:
+    """convertToHeadersOnly: drop the payload, add `Nats-Msg-Size`."""
+    size = f"Nats-Msg-Size: {len(data)}\r\n\r\n".encode()
+    if not hdr:
+        return b"NATS/1.0\r\n" + size, b""
+    return hdr[:-2] + size, b""
+
+
+def _add_header(hdr: bytes | None, key: str, value: str) -> bytes:
+    line = f"{key}: {value}\r\n\r\n".encode()
+    if not hdr:
+        return b"NATS/1.0\r\n" + line
+    return hdr[:-2] + line
+
+
+class DeliveryMixin:
+    """Delivery (both paths) of `Consumer`."""
+
+    def _paused(self) -> bool:
+        pu = self.cfg.pause_until
+        return bool(pu) and self.clock.now_ns() < pu  # type: ignore[operator]
+
+    async def _deliver_burst(self) -> str:
+        """Deliver until something stops us; returns why: eof, maxack, idle, paused, yield.
+
+        The clock is read once per burst (and again after any sleep): a burst is at most BURST
+        deliveries done without yielding, so every message in it gets the same timestamps."""
+        count = 0
+        now = self._now()
+        now_ns = self.clock.now_ns()
+        retention = self.retention
+        if self._fast_ok():
+            count = self._burst_fast(BURST, now, now_ns, retention)
+        while not self.closed:
+            cfg = self.cfg
+            pu = cfg.pause_until
+            if pu and now_ns < pu:
+                return "paused"
+            push = bool(cfg.deliver_subject)
+            if push:
+                if not self.active or (self.maxpb > 0 and self.pbytes > self.maxpb):
+                    return "idle"
+            elif not self.waiting:
+                return "idle"
+            if count >= BURST:
+                return "yield"
+            nxt = self._get_next_msg()
+            if nxt is None:
+                return "eof"
+            if nxt == "maxack":
+                return "maxack"
+            sm, dc = nxt
+            if dc == 1 and not self._npc_stale:
+                self.npc -= 1
+            pending = self._num_pending()
+            seq = sm.seq
+            reply = f"{self.ack_prefix}{dc}.{seq}.{self.st.dseq}.{sm.ts}.{pending}"
+            hdr = sm.hdr
+            data = sm.data
+            if cfg.headers_only:
+                hdr, data = _headers_only(hdr, data)
+            sz = len(sm.subject) + len(reply) + (len(hdr) if hdr else 0) + len(data)
+            wr: PullRequest | None = None
+            if push:
+                dsubj = cfg.deliver_subject
+            else:
+                # fast path of _next_waiting for the head request when no byte budget, expiry
+                # or priority rule applies (anything else: the full walk, nothing changed yet)
+                wq = self.waiting
+                wr = wq[0] if wq else None
+                pp = cfg.priority_policy
+                if wr is not None and wr.b <= 0 and (not wr.expires or now < wr.expires) and pp != "pinned_client" \
+                        and (pp != "overflow" or wr.group is None) \
+                        and self.account.sublist.match(wr.reply):
+                    wr.d += 1
+                    wr.n -= 1
+                    wq.popleft()
+                    if wr.n > 0:
+                        wq.append(wr)
+                else:
+                    wr = self._next_waiting(sz, now)
+                if wr is None:
+                    self._put_back(seq, dc)
+                    return "idle"
+                dsubj = wr.reply
+                if cfg.priority_policy == "pinned_client" and self.pin_id:
+                    hdr = _add_header(hdr, "Nats-Pin-Id", self.pin_id)
+                    sz = len(sm.subject) + len(reply) + len(hdr) + len(data)
+                if wr.n > 0 and wr.hb:
+                    wr.hbt = now + wr.hb
+            # replay original / rate limit: wait while still holding the message
+            delay_until = 0.0
+            if self._replay and self._lts > 0:
+                gap = (sm.ts - self._lts) / 1e9
+                if gap > 0.001:
+                    delay_until = now + gap
+            self._lts = sm.ts
+            if cfg.rate_limit_bps:
+                d = self._rate_delay(sz)
+                if d > 0:
+                    delay_until = max(delay_until, now + d)
+            if delay_until:
+                await trio.sleep_until(delay_until)
+                if self.closed:
+                    return "idle"
+                now = self._now()
+                now_ns = self.clock.now_ns()
+            self._deliver(dsubj, reply, sm, hdr, data, dc, sz, now, now_ns, retention)
+            if wr is not None and wr.n <= 0 and wr.b > 0:
+                self._send(dsubj, None, pending_status(409, "Batch Completed", wr.n, wr.b), b"")
+            if push and self.cfg.idle_heartbeat:
+                self._hb_at = now + self.cfg.idle_heartbeat / 1e9
+            count += 1
+        return "idle"
+
+    def _fast_ok(self) -> bool:
+        """Whether this burst can start on the bulk path: fresh messages only (no
+        redeliveries, skip list or replay/rate pacing), no per-message rewriting, no flow
+        control, one filter at most, deliver subjects that are not remapped."""
+        cfg = self.cfg
+        if self.rdq or self.st.lss or self._replay or self.closed:
+            return False
+        if cfg.rate_limit_bps or cfg.headers_only or cfg.backoff or self.maxpb > 0:
+            return False
+        if cfg.priority_policy not in ("none", "") or len(self._filters) > 1:
+            return False
+        if self._paused():
+            return False
+        if cfg.deliver_subject:
+            if not self.active:
+                return False
+        elif not self.waiting:
+            return False
+        return self.account.mappings is None and hasattr(self.store, "load_next_msgs")
+
+    def _fast_target(self, dsubj: str) -> "_Target | None":
+        """The one subscription a delivery to `dsubj` goes to, when the burst may hand it
+        messages itself, as the router would (a single plain subscription, no auto-unsubscribe)
+        and nothing can re-enter this consumer during the burst (a client connection or a
+        leaf link, not an in-process subscriber whose callback might ack); else None."""
+        sub = self.account.sublist.match(dsubj).solo
+        if sub is None or sub.max or sub.client.kind not in _BURST_KINDS:
+            return None
+        return _Target(sub, dsubj.encode("utf-8", "surrogateescape"))
+
+    def _burst_fast(self, limit: int, now: float, now_ns: int, retention: str) -> int:
+        """Deliver up to `limit` fresh messages the way `_deliver_burst` would, each handed to
+        its subscriber through the delivery contract: one subscriber lookup per deliver
+        subject per burst instead of a route per message, and the burst's state (timers,
+        dirty mark, flush) settled once at the end. Stops (to let the general loop decide)
+        at the first message or request that needs anything more. Returns the count."""
+        cfg = self.cfg
+        c = self.client
+        store = self.store
+        push = bool(cfg.deliver_subject)
+        acking = cfg.ack_policy != "none"
+        if acking and cfg.max_ack_pending > 0:
+            limit = min(limit, cfg.max_ack_pending - len(self.st.pending))
+        if limit <= 0:
+            return 0
+        if self._npc_stale:
+            self._recalc_num_pending()
+        wq = self.waiting
+        targets: dict[str, _Target | None] = {}
+        used: list[_Target] = []
+        prefix = self.ack_prefix_b
+        pending_map = self.st.pending
+        stream_acks = not acking and retention != "limits"
+        npc = self.npc
+        dseq = self.st.dseq
+        count = 0
+        nbytes = 0
+        last_seq = 0
+        last_ts = 0
+        dsubj = cfg.deliver_subject
+        wr: PullRequest | None = None
+        last_subj: Any = None
+        sb = b""
+        while count < limit and nbytes < FAST_BURST_BYTES:
+            msgs = self._take_fresh(store, limit - count)
+            if not msgs:
+                break
+            stop = False
+            for i, sm in enumerate(msgs):
+                if not push:
+                    if not wq:
+                        stop = True
+                    else:
+                        wr = wq[0]
+                        if wr.b > 0 or (wr.expires and now >= wr.expires):
+                            stop = True
+                        dsubj = wr.reply
+                if not stop:
+                    t = targets.get(dsubj, _MISSING)
+                    if t is _MISSING:
+                        t = targets[dsubj] = self._fast_target(dsubj)
+                        if t is not None:
+                            used.append(t)
+                    stop = t is None or nbytes >= FAST_BURST_BYTES
+                if stop:
+                    self._give_back(store, msgs[i:])
+                    break
+                seq, subj, hdr, data, ts = sm
+                if subj is not last_subj:
+                    last_subj = subj
+                    sb = subj.encode("utf-8", "surrogateescape")
+                npc -= 1
+                pend = npc if npc > 0 else 0
+                size = len(data) if hdr is None else len(hdr) + len(data)
+                # the delivery contract, as the router calls it: seen under the stored
+                # subject, routed on the deliver subject, the ack subject as reply
+                t.deliver(t.sub, sb, b"%s1.%d.%d.%d.%d" % (prefix, seq, dseq, ts, pend), hdr,
+                          (data,), c, t.on)
+                t.n += 1
+                nbytes += size
+                if acking:
+                    p = pending_map.get(seq)
+                    if p is not None:
+                        p[1] = now_ns
+                    else:
+                        pending_map[seq] = [dseq, now_ns]
+                dseq += 1
+                count += 1
+                last_seq = seq
+                last_ts = ts
+                if wr is not None:
+                    wr.d += 1
+                    wr.n -= 1
+                    wq.popleft()
+                    if wr.n > 0:
+                        wq.append(wr)
+                        if wr.hb:
+                            wr.hbt = now + wr.hb
+                if stream_acks:
+                    self.npc = npc
+                    self._stream_ack(seq)
+                    if self._npc_stale:
+                        self._recalc_num_pending()
+                    npc = self.npc
+            if stop:
+                break
+        if not count:
+            return 0
+        # settle the burst as `_deliver` would have after its last message
+        self.npc = npc
+        self.st.dseq = dseq
+        self._taken = None
+        if last_seq > self.st.delivered_sseq:
+            self.st.delivered_sseq = last_seq
+        self.st.ldt = now_ns
+        self._lts = last_ts
+        if acking:
+            at = now + self._ack_wait(0) / 1e9
+            if not self._ptmr_at or self._ptmr_at > at:
+                self._ptmr_at = at
+        else:
+            self.st.adflr = dseq - 1
+            self.st.asflr = last_seq
+        if not (self._dirty and (self._flush_at or not self._persist)):
+            self._mark_dirty()
+        if self.dthresh > 0 and not push:
+            self.waiting_last = now
+        if push and cfg.idle_heartbeat:
+            self._hb_at = now + cfg.idle_heartbeat / 1e9
+        c = self.client
+        c.in_msgs += count
+        c.in_bytes += nbytes
+        for t in used:
+            t.sub.delivered += t.n
+        return count
+
+    def _get_next_msg(self) -> tuple[Any, int] | str | None:
+        """getNextMsg: redeliveries first, then the skip list, then the next match."""
+        store = self.store
+        while self.rdq:
+            seq = self.rdq.popleft()
+            self.rdq_set.discard(seq)
+            if seq not in self.st.pending:
+                continue
+            dc = self._inc_dc(seq)
+            if self.maxdc and dc > self.maxdc:
+                if dc == self.maxdc + 1:
+                    self.advisories.max_deliveries(seq, dc - 1)
+                self._drop_pending(seq)
+                continue
+            sm = store.load_msg(seq)
+            if sm is None:
+                self._dec_dc(seq)
+                # gone from the stream while pending: settle it like a TERM
+                p = self.st.pending.get(seq)
+                if p is not None:
+                    self._process_term(seq, p[0], dc - 1, TERM_UNACKED_LIMITS_REASON, None)
+                continue
+            return sm, dc
+        if self.cfg.max_ack_pending > 0 and self.cfg.ack_policy != "none" \
+                and len(self.st.pending) >= self.cfg.max_ack_pending:
+            return "maxack"
+        while self.st.lss:
+            seq = self.st.lss.pop(0)
+            self._taken = (seq, self.st.sseq, True)
+            if not self.st.lss:
+                self.st.lss = None
+                self.st.sseq = self.st.lss_resume
+            else:
+                self.st.sseq = seq
+            self.st.sseq += 1
+            sm = store.load_msg(seq)
+            if sm is None:
+                continue
+            return sm, 1
+        if len(self._filters) <= 1 and hasattr(store, "load_next_msgs"):
+            sm = self._next_buffered(store)
+        else:
+            sm, nseq = self._load_next(self.st.sseq)
+            if sm is None and nseq > self.st.sseq:
+                self.st.sseq = nseq
+        if sm is None:
+            return None
+        self._taken = (sm.seq, self.st.sseq, False)
+        self.st.sseq = sm.seq + 1
+        return sm, 1
+
+    def _put_back(self, seq: int, dc: int) -> None:
+        """Could not hand this message to anyone: undo taking it."""
+        taken = self._taken
+        if dc == 1 and taken is not None and taken[0] == seq:
+            _, prev_sseq, from_lss = taken
+            if from_lss:   # back onto the last-per-subject skip list
+                self.st.lss = [seq] + (self.st.lss or [])
+            self.st.sseq = prev_sseq
+            if not self._npc_stale:
+                self.npc += 1
+            self._taken = None
+        elif seq not in self.rdq_set:
+            self._dec_dc(seq)
+            self.rdq.appendleft(seq)
+            self.rdq_set.add(seq)
+
+    def _deliver(self, dsubj: str, reply: str, sm: Any, hdr: bytes | None, data: bytes,
+                 dc: int, sz: int, now: float | None = None, now_ns: int | None = None,
+                 retention: str | None = None) -> None:
+        """deliverMsg: update state first (delivery may re-enter us via a synchronous ack),
+        then publish. `now` / `now_ns` / `retention`: the burst's clock readings and stream
+        retention (looked up here when absent)."""
+        if now is None:
+            now = self._now()
+        if now_ns is None:
+            now_ns = self.clock.now_ns()
+        dseq = self.st.dseq
+        self.st.dseq = dseq + 1
+        seq = sm.seq
+        maxpb = self.maxpb
+        if maxpb > 0:
+            self.pbytes += sz
+        ap = self.cfg.ack_policy
+        if dc == 1 and seq > self.st.delivered_sseq:
+            self.st.delivered_sseq = seq
+        self.st.ldt = now_ns
+        if ap != "none":
+            self._track_pending(seq, dseq, now_ns, now)
+        else:
+            self.st.adflr = dseq
+            self.st.asflr = seq
+        if not (self._dirty and (self._flush_at or not self._persist)):
+            self._mark_dirty()
+        if self.dthresh > 0 and not self.cfg.deliver_subject:
+            self.waiting_last = now
+        n = self._publish_as(dsubj, reply, hdr, data, sm.subject)
+        if n == 0:
+            self._did_not_deliver(seq, dsubj)
+        if maxpb > 0 and self._need_flow_control(sz):
+            self._send_flow_control()
+        if ap == "none" and (retention or self.retention) != "limits":
+            self._stream_ack(seq)
+
+    def _publish_as(self, dsubj: str, reply: str, hdr: bytes | None, data: bytes, orig_subject: str) -> int:
+        """Deliver to `dsubj` while the message keeps its stored subject.
+
+        A pull consumer's messages are addressed to the request's inbox but must arrive with the
+        original subject; push deliveries likewise. The router routes on `on` (dsubj) and the
+        frame carries the stored subject (nats-server's internal client does the same)."""
+        c = self.client
+        c.in_msgs += 1
+        c.in_bytes += len(data) + (len(hdr) if hdr else 0)
+        return route(self.account, orig_subject.encode("utf-8", "surrogateescape"),
+                     reply.encode("utf-8", "surrogateescape") if reply else None, hdr, (data,), c,
+                     dsubj.encode("utf-8", "surrogateescape"))
+
+    def _send(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes) -> int:
+        return self.client.publish(subject, reply, hdr, data)
+
+    def _did_not_deliver(self, seq: int, dsubj: str) -> None:
+        """Nobody received it: push goes inactive, pull re-queues it."""
+        self._dec_dc(seq)
+        if self.is_push:
+            self.active = bool(self.account.sublist.match(self.cfg.deliver_subject))
+            if not self.active and self.dthresh > 0 and not self._dtmr_at:
+                self._dtmr_at = self._now() + self.dthresh
+        if seq in self.st.pending and seq not in self.rdq_set:
+            self.rdq.append(seq)
+            self.rdq_set.add(seq)

@@ -1,0 +1,269 @@
+"""Pull requests: the waiting list of a pull consumer.
+
+A `MSG.NEXT` request becomes a `PullRequest` (nats-server's waitingRequest) after
+`parse_next_request` read its JSON; requests wait in `Consumer.waiting`, FIFO with round-robin
+per message (nats-server waitQueue.pop). This part admits requests (limits, priority groups,
+no_wait), picks the request the next message goes to, and ends requests: expiry (408), no_wait
+with nothing left (404), batch/bytes done (409), and sends their heartbeats.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ...codec.json_depth import loads
+from ..advisories import nuid
+from ..consumer_config import go_duration
+from .common import pending_status, status
+
+if TYPE_CHECKING:
+    from ...core.client import Msg
+    from .main import Consumer
+
+class PullRequest:
+    """A waiting pull request (nats-server waitingRequest). Times are trio seconds."""
+
+    __slots__ = ("reply", "n", "d", "b", "expires", "received", "hb", "hbt", "no_wait", "max_bytes",
+                 "group")
+
+    def __init__(self, reply: str, n: int, b: int, expires: float, received: float, hb: float,
+                 no_wait: bool, group: dict[str, Any] | None = None) -> None:
+        self.reply = reply
+        self.n = n                  # messages still wanted
+        self.d = 0                  # messages delivered
+        self.b = b                  # remaining byte budget (0 = unlimited)
+        self.max_bytes = b
+        self.expires = expires      # 0 = never
+        self.received = received
+        self.hb = hb                # heartbeat interval in seconds (0 = none)
+        self.hbt = received + hb if hb else 0.0
+        self.no_wait = no_wait
+        self.group = group          # priority group request: group, min_pending, min_ack_pending, id
+
+
+def parse_next_request(data: bytes, now: float) -> tuple[int, float, int, bool, float, dict[str, Any] | None]:
+    """nextReqFromMsg: (batch, expires_at, max_bytes, no_wait, heartbeat_s, priority_group).
+
+    Raises ValueError with nats-server's text for a bad JSON request."""
+    req = data.strip()
+    if not req:
+        return 1, 0.0, 0, False, 0.0, None
+    if req[:1] == b"{":
+        try:
+            d = loads(req)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+        if not isinstance(d, dict):
+            raise ValueError("json: cannot unmarshal into Go value of type server.JSApiConsumerGetNextRequest")
+
+        def num(key: str) -> int:
+            v = d.get(key)
+            if v is None:
+                return 0
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"json: cannot unmarshal {type(v).__name__} into Go struct field "
+                                 f"JSApiConsumerGetNextRequest.{key}")
+            return int(v)
+
+        expires_ns = num("expires")
+        batch = num("batch")
+        max_bytes = num("max_bytes")
+        hb_ns = num("idle_heartbeat")
+        no_wait = bool(d.get("no_wait") or False)
+        if hb_ns > 0 and hb_ns * 2 > expires_ns:
+            raise ValueError("heartbeat value too large")
+        # like nats-server, a JSON request always carries a (possibly empty) priority group
+        group = {"group": d.get("group") or "", "min_pending": d.get("min_pending") or 0,
+                 "min_ack_pending": d.get("min_ack_pending") or 0, "id": d.get("id") or ""}
+        expires = now + expires_ns / 1e9 if expires_ns > 0 else 0.0
+        return batch, expires, max_bytes, no_wait, hb_ns / 1e9, group
+    try:
+        return int(req), 0.0, 0, False, 0.0, None
+    except ValueError:
+        return 1, 0.0, 0, False, 0.0, None
+
+
+class PullMixin:
+    """The pull-request waiting list of `Consumer`."""
+
+    def _on_next_request(self, sub: Any, msg: "Msg") -> None:
+        if not msg.reply or self.closed:
+            return
+        self.process_next_request(msg.reply, bytes(msg.data))
+
+    def process_next_request(self, reply: str, data: bytes) -> None:
+        """processNextMsgRequest."""
+        if self.closed:
+            return
+        if self.is_push:
+            self._send(reply, None, status(409, "Consumer is push based"), b"")
+            return
+        now = self._now()
+        try:
+            batch, expires, max_bytes, no_wait, hb, group = parse_next_request(data, now)
+        except ValueError as e:
+            self._send(reply, None, status(400, f"Bad Request - {e}"), b"")
+            return
+        cfg = self.cfg
+        if cfg.max_batch > 0 and batch > cfg.max_batch:
+            self._send(reply, None, status(409, f"Exceeded MaxRequestBatch of {cfg.max_batch}"), b"")
+            return
+        if expires and cfg.max_expires > 0 and expires > now + cfg.max_expires / 1e9:
+            self._send(reply, None, status(409, f"Exceeded MaxRequestExpires of {go_duration(cfg.max_expires)}"), b"")
+            return
+        if max_bytes > 0 and cfg.max_bytes > 0 and max_bytes > cfg.max_bytes:
+            self._send(reply, None, status(409, f"Exceeded MaxRequestMaxBytes of {cfg.max_bytes}"), b"")
+            return
+        if group is not None:
+            if (group["min_pending"] or group["min_ack_pending"]) and cfg.priority_policy != "overflow":
+                self._send(reply, None, status(400, "Bad Request - Not a Overflow Priority consumer"), b"")
+            if group["id"] and cfg.priority_policy != "pinned_client":
+                self._send(reply, None, status(400, "Bad Request - Not a Pinned Client Priority consumer"), b"")
+            if cfg.priority_policy != "none":
+                if not group["group"]:
+                    self._send(reply, None, status(400, "Bad Request - Priority Group missing"), b"")
+                    return
+                if group["group"] not in cfg.priority_groups:
+                    self._send(reply, None, status(400, "Bad Request - Invalid Priority Group"), b"")
+                    return
+                if self.pin_id:
+                    if group["id"] == self.pin_id:
+                        self._pin_at = now + cfg.priority_timeout / 1e9
+                    elif group["id"]:
+                        self._send(reply, None, status(423, "Nats-Pin-Id mismatch"), b"")
+                        return
+        if batch <= 0:
+            batch = 1
+        if len(self.waiting) >= cfg.max_waiting > 0:
+            self._process_waiting(eos=False)
+        if no_wait:
+            msgs_pending = self.num_pending() + len(self.rdq)
+            if msgs_pending == 0 and not expires:
+                self.waiting_last = now
+                self._send(reply, None, status(404, "No Messages"), b"")
+                return
+            if msgs_pending > 0:
+                brp = self._process_waiting(eos=False)
+                if msgs_pending < brp:
+                    self.waiting_last = now
+                    self._send(reply, None, status(408, "Requests Pending"), b"")
+                    return
+        wr = PullRequest(reply, batch, max_bytes, expires, now, hb, no_wait, group)
+        if cfg.max_waiting > 0 and len(self.waiting) >= cfg.max_waiting:
+            if not hb:
+                self._send(reply, None, status(409, "Exceeded MaxWaiting"), b"")
+            return
+        self.waiting.append(wr)
+        self.waiting_last = now
+        self._wake()
+
+    def _next_waiting(self, sz: int, now: float | None = None) -> PullRequest | None:
+        """nextWaiting: the request the next message goes to, FIFO with round-robin batches,
+        honouring a pinned client or overflow thresholds when the consumer has a priority
+        policy."""
+        wq = self.waiting
+        if now is None:
+            now = self._now()
+        sl = self.account.sublist
+        policy = self.cfg.priority_policy
+        cycled = 0
+        while wq:
+            wr = wq[0]
+            if wr.b > 0:
+                if sz <= wr.b:
+                    wr.b -= sz
+                    if wr.b == 0:
+                        wr.n = 1
+                else:
+                    self._send(wr.reply, None,
+                               pending_status(409, "Message Size Exceeds MaxBytes", wr.n, wr.b), b"")
+                    wq.popleft()
+                    continue
+            if not wr.expires or now < wr.expires:
+                new_pin = False
+                rid = (wr.group or {}).get("id") or ""
+                if policy == "pinned_client":
+                    if not self.pin_id:
+                        if rid:
+                            self._send(wr.reply, None, status(423, "Nats-Wrong-Pin-Id"), b"")
+                            wq.popleft()
+                            continue
+                        self.pin_id = nuid()
+                        self.pin_ts = self.clock.now_ns()
+                        self._pin_at = now + self.cfg.priority_timeout / 1e9
+                        new_pin = True
+                    elif rid != self.pin_id:
+                        if not rid:
+                            wq.rotate(-1)
+                            cycled += 1
+                            if cycled >= len(wq):
+                                return None
+                            continue
+                        self._send(wr.reply, None, status(423, "Nats-Wrong-Pin-Id"), b"")
+                        wq.popleft()
+                        continue
+                elif policy == "overflow" and wr.group is not None:
+                    mp = int(wr.group.get("min_pending") or 0)
+                    map_ = int(wr.group.get("min_ack_pending") or 0)
+                    if (mp > 0 and mp > self.npc + 1) or (map_ > 0 and map_ > len(self.st.pending)):
+                        wq.rotate(-1)
+                        cycled += 1
+                        if cycled >= len(wq):
+                            return None
+                        continue
+                if sl.match(wr.reply):
+                    if new_pin:
+                        self.advisories.pinned(self._group_name(), self.pin_id)
+                    wr.d += 1
+                    wr.n -= 1
+                    wq.popleft()
+                    if wr.n > 0:
+                        wq.append(wr)
+                    return wr
+                if new_pin:
+                    self.pin_id = ""   # the would-be pinned client is gone: pick again
+                    self._pin_at = 0.0
+            else:
+                self._send(wr.reply, None, pending_status(408, "Request Timeout", wr.n, wr.b), b"")
+            wq.popleft()
+        return None
+
+    def _group_name(self) -> str:
+        g = self.cfg.priority_groups
+        return g[0] if g else ""
+
+    def unpin(self, group: str) -> None:
+        """CONSUMER.UNPIN: the next pull request gets a new pin."""
+        self.pin_id = ""
+        self._pin_at = 0.0
+        self.advisories.unpinned(group, "admin")
+        self._wake()
+
+    def _process_waiting(self, eos: bool) -> int:
+        """processWaiting: expire, answer finished no-wait requests, drop requests nobody
+        listens to, send pull heartbeats. Returns the batch still wanted in total."""
+        if not self.waiting:
+            return 0
+        now = self._now()
+        sl = self.account.sublist
+        keep: deque[PullRequest] = deque()
+        brp = 0
+        for wr in self.waiting:
+            expired = bool(wr.expires) and now >= wr.expires
+            if (eos and wr.no_wait) or expired:
+                if expired:
+                    self._send(wr.reply, None, pending_status(408, "Request Timeout", wr.n, wr.b), b"")
+                    continue
+                if not wr.expires or wr.d > 0:
+                    self._send(wr.reply, None, status(404, "No Messages"), b"")
+                    continue
+            if not sl.match(wr.reply):
+                continue
+            brp += wr.n
+            if wr.hbt and now >= wr.hbt:
+                self._send_idle_heartbeat(wr.reply)
+                wr.hbt = now + wr.hb
+            keep.append(wr)
+        self.waiting = keep
+        return brp
