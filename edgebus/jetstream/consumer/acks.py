@@ -261,20 +261,19 @@ class AckMixin:
             if self.cfg.max_ack_pending > 0:
                 self._wake()
 
-    def _track_pending(self, seq: int, dseq: int, now_ns: int, now: float | None = None) -> None:
-        p = self.st.pending.get(seq)
-        if p is not None:
-            p[1] = now_ns
-        else:
-            self.st.pending[seq] = [dseq, now_ns]
-        delay = self._ack_wait(0)
+    def _arm_ack_timer(self, at: float) -> None:
+        """Make sure the pending check runs by trio time `at` (the earliest wins)."""
+        if not self._ptmr_at or self._ptmr_at > at:
+            self._ptmr_at = at
+
+    def _ack_wait_for(self, seq: int) -> int:
+        """How long (ns, with the burst delay) a delivery of `seq` waits for its ack: AckWait,
+        or the BackOff step for the deliveries it has had so far."""
         bo = self.cfg.backoff
         if bo:
             bi = min(max(self.st.rdc.get(seq, 0), 0), len(bo) - 1)
-            delay = self._ack_wait(bo[bi])
-        at = (self._now() if now is None else now) + delay / 1e9
-        if not self._ptmr_at or self._ptmr_at > at:
-            self._ptmr_at = at
+            return self._ack_wait(bo[bi])
+        return self._ack_wait(0)
 
     def _ack_wait(self, nxt: int) -> int:
         return (nxt if nxt > 0 else self.cfg.ack_wait) + ACK_WAIT_DELAY_NS

@@ -23,6 +23,9 @@ from .pull import PullRequest
 if TYPE_CHECKING:
     from ...core.contract import Subscriber
 
+# the ack reply subject of a delivery: $JS.ACK.<stream>.<consumer>. (the consumer's ack prefix)
+# then <delivery count>.<stream seq>.<consumer seq>.<stored ts ns>.<num pending>
+ACK_REPLY = b"%s%d.%d.%d.%d.%d"
 BURST = 256                                    # deliveries before yielding to other tasks
 FAST_BURST_BYTES = 1 << 20                     # bulk path: payload bytes per burst before settling
 
@@ -99,9 +102,8 @@ class DeliveryMixin:
             sm, dc = nxt
             if dc == 1 and not self._npc_stale:
                 self.npc -= 1
-            pending = self._num_pending()
             seq = sm.seq
-            reply = f"{self.ack_prefix}{dc}.{seq}.{self.st.dseq}.{sm.ts}.{pending}"
+            reply = ACK_REPLY % (self.ack_prefix_b, dc, seq, self.st.dseq, sm.ts, self._num_pending())
             hdr = sm.hdr
             data = sm.data
             if cfg.headers_only:
@@ -119,11 +121,7 @@ class DeliveryMixin:
                 if wr is not None and wr.b <= 0 and (not wr.expires or now < wr.expires) and pp != "pinned_client" \
                         and (pp != "overflow" or wr.group is None) \
                         and self.account.sublist.match(wr.reply):
-                    wr.d += 1
-                    wr.n -= 1
-                    wq.popleft()
-                    if wr.n > 0:
-                        wq.append(wr)
+                    self._took_from(wr, now)
                 else:
                     wr = self._next_waiting(sz, now)
                 if wr is None:
@@ -133,15 +131,12 @@ class DeliveryMixin:
                 if cfg.priority_policy == "pinned_client" and self.pin_id:
                     hdr = _add_header(hdr, "Nats-Pin-Id", self.pin_id)
                     sz = len(sm.subject) + len(reply) + len(hdr) + len(data)
-                if wr.n > 0 and wr.hb:
-                    wr.hbt = now + wr.hb
             # replay original / rate limit: wait while still holding the message
             delay_until = 0.0
             if self._replay and self._lts > 0:
                 gap = (sm.ts - self._lts) / 1e9
                 if gap > 0.001:
                     delay_until = now + gap
-            self._lts = sm.ts
             if cfg.rate_limit_bps:
                 d = self._rate_delay(sz)
                 if d > 0:
@@ -155,8 +150,6 @@ class DeliveryMixin:
             self._deliver(dsubj, reply, sm, hdr, data, dc, sz, now, now_ns, retention)
             if wr is not None and wr.n <= 0 and wr.b > 0:
                 self._send(dsubj, None, pending_status(409, "Batch Completed", wr.n, wr.b), b"")
-            if push and self.cfg.idle_heartbeat:
-                self._hb_at = now + self.cfg.idle_heartbeat / 1e9
             count += 1
         return "idle"
 
@@ -193,38 +186,41 @@ class DeliveryMixin:
     def _burst_fast(self, limit: int, now: float, now_ns: int, retention: str) -> int:
         """Deliver up to `limit` fresh messages the way `_deliver_burst` would, each handed to
         its subscriber through the delivery contract: one subscriber lookup per deliver
-        subject per burst instead of a route per message, and the burst's state (timers,
-        dirty mark, flush) settled once at the end. Stops (to let the general loop decide)
-        at the first message or request that needs anything more. Returns the count."""
+        subject per burst instead of a route per message, and the burst's books settled once
+        at the end (`_settle_delivered`). Stops (to let the general loop decide) at the first
+        message or request that needs anything more. Returns the count."""
         cfg = self.cfg
         c = self.client
         store = self.store
+        st = self.st
         push = bool(cfg.deliver_subject)
         acking = cfg.ack_policy != "none"
         if acking and cfg.max_ack_pending > 0:
-            limit = min(limit, cfg.max_ack_pending - len(self.st.pending))
+            limit = min(limit, cfg.max_ack_pending - len(st.pending))
         if limit <= 0:
             return 0
         if self._npc_stale:
             self._recalc_num_pending()
         wq = self.waiting
+        took_from = self._took_from
+        track = st.track
         targets: dict[str, _Target | None] = {}
         used: list[_Target] = []
         prefix = self.ack_prefix_b
-        pending_map = self.st.pending
         stream_acks = not acking and retention != "limits"
+        # local copies of the counters the loop moves; written back by _settle_delivered
         npc = self.npc
-        dseq = self.st.dseq
-        count = 0
+        dseq = first_dseq = st.dseq
         nbytes = 0
         last_seq = 0
         last_ts = 0
         dsubj = cfg.deliver_subject
         wr: PullRequest | None = None
+        t: _Target | None = None
         last_subj: Any = None
         sb = b""
-        while count < limit and nbytes < FAST_BURST_BYTES:
-            msgs = self._take_fresh(store, limit - count)
+        while dseq - first_dseq < limit and nbytes < FAST_BURST_BYTES:
+            msgs = self._take_fresh(store, limit - (dseq - first_dseq))
             if not msgs:
                 break
             stop = False
@@ -252,32 +248,19 @@ class DeliveryMixin:
                     last_subj = subj
                     sb = subj.encode("utf-8", "surrogateescape")
                 npc -= 1
-                pend = npc if npc > 0 else 0
-                size = len(data) if hdr is None else len(hdr) + len(data)
                 # the delivery contract, as the router calls it: seen under the stored
                 # subject, routed on the deliver subject, the ack subject as reply
-                t.deliver(t.sub, sb, b"%s1.%d.%d.%d.%d" % (prefix, seq, dseq, ts, pend), hdr,
-                          (data,), c, t.on)
+                t.deliver(t.sub, sb, ACK_REPLY % (prefix, 1, seq, dseq, ts, npc if npc > 0 else 0),
+                          hdr, (data,), c, t.on)
                 t.n += 1
-                nbytes += size
+                nbytes += len(data) if hdr is None else len(hdr) + len(data)
                 if acking:
-                    p = pending_map.get(seq)
-                    if p is not None:
-                        p[1] = now_ns
-                    else:
-                        pending_map[seq] = [dseq, now_ns]
+                    track(seq, dseq, now_ns)
                 dseq += 1
-                count += 1
                 last_seq = seq
                 last_ts = ts
                 if wr is not None:
-                    wr.d += 1
-                    wr.n -= 1
-                    wq.popleft()
-                    if wr.n > 0:
-                        wq.append(wr)
-                        if wr.hb:
-                            wr.hbt = now + wr.hb
+                    took_from(wr, now)
                 if stream_acks:
                     self.npc = npc
                     self._stream_ack(seq)
@@ -286,34 +269,17 @@ class DeliveryMixin:
                     npc = self.npc
             if stop:
                 break
+        count = dseq - first_dseq
         if not count:
             return 0
-        # settle the burst as `_deliver` would have after its last message
         self.npc = npc
-        self.st.dseq = dseq
         self._taken = None
-        if last_seq > self.st.delivered_sseq:
-            self.st.delivered_sseq = last_seq
-        self.st.ldt = now_ns
-        self._lts = last_ts
         if acking:
-            at = now + self._ack_wait(0) / 1e9
-            if not self._ptmr_at or self._ptmr_at > at:
-                self._ptmr_at = at
-        else:
-            self.st.adflr = dseq - 1
-            self.st.asflr = last_seq
-        if not (self._dirty and (self._flush_at or not self._persist)):
-            self._mark_dirty()
-        if self.dthresh > 0 and not push:
-            self.waiting_last = now
-        if push and cfg.idle_heartbeat:
-            self._hb_at = now + cfg.idle_heartbeat / 1e9
-        c = self.client
-        c.in_msgs += count
-        c.in_bytes += nbytes
-        for t in used:
-            t.sub.delivered += t.n
+            # (no BackOff on this path: every delivery waits the plain AckWait)
+            self._arm_ack_timer(now + self._ack_wait(0) / 1e9)
+        self._settle_delivered(count, nbytes, dseq, last_seq, last_seq, last_ts, now, now_ns)
+        for u in used:
+            u.sub.delivered += u.n   # (the router counts these on the general path)
         return count
 
     def _get_next_msg(self) -> tuple[Any, int] | str | None:
@@ -383,55 +349,61 @@ class DeliveryMixin:
             self.rdq.appendleft(seq)
             self.rdq_set.add(seq)
 
-    def _deliver(self, dsubj: str, reply: str, sm: Any, hdr: bytes | None, data: bytes,
-                 dc: int, sz: int, now: float | None = None, now_ns: int | None = None,
-                 retention: str | None = None) -> None:
-        """deliverMsg: update state first (delivery may re-enter us via a synchronous ack),
-        then publish. `now` / `now_ns` / `retention`: the burst's clock readings and stream
-        retention (looked up here when absent)."""
-        if now is None:
-            now = self._now()
-        if now_ns is None:
-            now_ns = self.clock.now_ns()
-        dseq = self.st.dseq
-        self.st.dseq = dseq + 1
+    def _deliver(self, dsubj: str, reply: bytes, sm: Any, hdr: bytes | None, data: bytes,
+                 dc: int, sz: int, now: float, now_ns: int, retention: str) -> None:
+        """deliverMsg, one message of the general path: update state first (delivery may
+        re-enter us via a synchronous ack), then publish. `now` / `now_ns` / `retention`: the
+        burst's clock readings and stream retention."""
+        st = self.st
+        dseq = st.dseq
         seq = sm.seq
         maxpb = self.maxpb
         if maxpb > 0:
             self.pbytes += sz
         ap = self.cfg.ack_policy
-        if dc == 1 and seq > self.st.delivered_sseq:
-            self.st.delivered_sseq = seq
-        self.st.ldt = now_ns
         if ap != "none":
-            self._track_pending(seq, dseq, now_ns, now)
-        else:
-            self.st.adflr = dseq
-            self.st.asflr = seq
-        if not (self._dirty and (self._flush_at or not self._persist)):
-            self._mark_dirty()
-        if self.dthresh > 0 and not self.cfg.deliver_subject:
-            self.waiting_last = now
-        n = self._publish_as(dsubj, reply, hdr, data, sm.subject)
+            st.track(seq, dseq, now_ns)
+            self._arm_ack_timer(now + self._ack_wait_for(seq) / 1e9)
+        self._settle_delivered(1, len(data) + (len(hdr) if hdr else 0), dseq + 1,
+                               seq if dc == 1 else 0, seq, sm.ts, now, now_ns)
+        n = route(self.account, sm.subject.encode("utf-8", "surrogateescape"), reply, hdr, (data,),
+                  self.client, dsubj.encode("utf-8", "surrogateescape"))
         if n == 0:
             self._did_not_deliver(seq, dsubj)
         if maxpb > 0 and self._need_flow_control(sz):
             self._send_flow_control()
-        if ap == "none" and (retention or self.retention) != "limits":
+        if ap == "none" and retention != "limits":
             self._stream_ack(seq)
 
-    def _publish_as(self, dsubj: str, reply: str, hdr: bytes | None, data: bytes, orig_subject: str) -> int:
-        """Deliver to `dsubj` while the message keeps its stored subject.
-
-        A pull consumer's messages are addressed to the request's inbox but must arrive with the
-        original subject; push deliveries likewise. The router routes on `on` (dsubj) and the
-        frame carries the stored subject (nats-server's internal client does the same)."""
+    def _settle_delivered(self, count: int, nbytes: int, next_dseq: int, fresh_seq: int,
+                          last_seq: int, last_ts: int, now: float, now_ns: int) -> None:
+        """The books after `count` deliveries (both paths; the bulk path once per burst):
+        delivery sequence, delivered stream seq (`fresh_seq`: the highest first delivery, 0
+        for none), activity times, the AckNone ack floor, the dirty mark, and the in-process
+        client's counters (`nbytes` of headers and payloads, as nats-server counts them).
+        Pending entries and their ack timer are the caller's (`st.track`,
+        `_arm_ack_timer`)."""
+        st = self.st
+        cfg = self.cfg
+        st.dseq = next_dseq
+        if fresh_seq > st.delivered_sseq:
+            st.delivered_sseq = fresh_seq
+        st.ldt = now_ns
+        self._lts = last_ts
+        if cfg.ack_policy == "none":
+            # nothing to ack: the floor follows the deliveries
+            st.adflr = next_dseq - 1
+            st.asflr = last_seq
+        if not (self._dirty and (self._flush_at or not self._persist)):
+            self._mark_dirty()
+        if cfg.deliver_subject:
+            if cfg.idle_heartbeat:
+                self._hb_at = now + cfg.idle_heartbeat / 1e9
+        elif self.dthresh > 0:
+            self.waiting_last = now
         c = self.client
-        c.in_msgs += 1
-        c.in_bytes += len(data) + (len(hdr) if hdr else 0)
-        return route(self.account, orig_subject.encode("utf-8", "surrogateescape"),
-                     reply.encode("utf-8", "surrogateescape") if reply else None, hdr, (data,), c,
-                     dsubj.encode("utf-8", "surrogateescape"))
+        c.in_msgs += count
+        c.in_bytes += nbytes
 
     def _send(self, subject: str, reply: str | None, hdr: bytes | None, data: bytes) -> int:
         return self.client.publish(subject, reply, hdr, data)

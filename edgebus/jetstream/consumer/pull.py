@@ -215,11 +215,7 @@ class PullMixin:
                 if sl.match(wr.reply):
                     if new_pin:
                         self.advisories.pinned(self._group_name(), self.pin_id)
-                    wr.d += 1
-                    wr.n -= 1
-                    wq.popleft()
-                    if wr.n > 0:
-                        wq.append(wr)
+                    self._took_from(wr, now)
                     return wr
                 if new_pin:
                     self.pin_id = ""   # the would-be pinned client is gone: pick again
@@ -228,6 +224,19 @@ class PullMixin:
                 self._send(wr.reply, None, pending_status(408, "Request Timeout", wr.n, wr.b), b"")
             wq.popleft()
         return None
+
+    def _took_from(self, wr: PullRequest, now: float) -> None:
+        """One message goes to `wr`, the head of the waiting list (both delivery paths): count
+        it, and move `wr` to the back while it wants more (round robin per message, as
+        nats-server's waitQueue.pop), its heartbeat timer restarted; else drop it."""
+        wr.d += 1
+        wr.n -= 1
+        wq = self.waiting
+        wq.popleft()
+        if wr.n > 0:
+            wq.append(wr)
+            if wr.hb:
+                wr.hbt = now + wr.hb
 
     def _group_name(self) -> str:
         g = self.cfg.priority_groups

@@ -49,6 +49,15 @@ class ConsumerState:
         self.asflr = self.sseq - 1
         self.delivered_sseq = self.sseq - 1
 
+    def track(self, seq: int, dseq: int, now_ns: int) -> None:
+        """Stream seq `seq` went out as delivery `dseq` at `now_ns` and waits for its ack. A
+        redelivery keeps the delivery seq of its first delivery and restarts the clock."""
+        p = self.pending.get(seq)
+        if p is not None:
+            p[1] = now_ns
+        else:
+            self.pending[seq] = [dseq, now_ns]
+
     def to_json(self) -> dict[str, Any]:
         """The o.dat document."""
         return {

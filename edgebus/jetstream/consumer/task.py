@@ -191,14 +191,8 @@ class TaskMixin:
                 return
             now_ns = self.clock.now_ns()
             delay = 0
-            bo = self.cfg.backoff
             for seq, p in self.st.pending.items():
-                if bo:
-                    bi = min(max(self.st.rdc.get(seq, 0), 0), len(bo) - 1)
-                    aw = self._ack_wait(bo[bi])
-                else:
-                    aw = self._ack_wait(0)
-                ts = p[1] + aw + int(self.dthresh * 1e9)
+                ts = p[1] + self._ack_wait_for(seq) + int(self.dthresh * 1e9)
                 if ts > now_ns:
                     delay = max(delay, ts - now_ns)
             if delay > 0:
