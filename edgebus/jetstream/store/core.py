@@ -391,19 +391,7 @@ class StoreCore(MsgStore):
         start = start_seq
         load = self._load
         if self._msgs and self._subjects.covers_all(filter_subject):
-            # one walk over the live slots instead of a search per message, then one load of
-            # them all (the file store reads adjacent records with one pread)
-            items = []
-            slot_size = self._slot_size if max_bytes < 1 << 62 else None
-            nxt = self._last + 1
-            for item in self._seqs.iter_live(self._clamp_start(start), self._last):
-                items.append(item)
-                if slot_size is not None:
-                    nbytes += slot_size(item[2], item[3], item[1])
-                if len(items) >= max_msgs or nbytes >= max_bytes:
-                    nxt = item[0] + 1
-                    break
-            return [m for m in self._load_many(items) if m is not None], nxt
+            return self._load_live(self._clamp_start(start), max_msgs, max_bytes)
         while True:
             seq = self._next_matching(filter_subject, start)
             if seq is None:
@@ -416,6 +404,24 @@ class StoreCore(MsgStore):
                 nbytes += len(msg.data) + (len(hdr) if hdr else 0)
                 if len(out) >= max_msgs or nbytes >= max_bytes:
                     return out, start
+
+    def _load_live(self, start: int, max_msgs: int, max_bytes: int) -> tuple[list[StoredMsg], int]:
+        """`load_next_msgs` when every message matches: one walk over the live slots from
+        `start` instead of a search per message, then one load of them all (the file store
+        reads adjacent records with one pread, and overrides this with a one-pass reader).
+        `max_bytes` counts `_slot_size` (1 << 62 or more: no cap)."""
+        items = []
+        nbytes = 0
+        slot_size = self._slot_size if max_bytes < 1 << 62 else None
+        nxt = self._last + 1
+        for item in self._seqs.iter_live(start, self._last):
+            items.append(item)
+            if slot_size is not None:
+                nbytes += slot_size(item[2], item[3], item[1])
+            if len(items) >= max_msgs or nbytes >= max_bytes:
+                nxt = item[0] + 1
+                break
+        return [m for m in self._load_many(items) if m is not None], nxt
 
     def is_live(self, seq: int) -> bool:
         """Whether `seq` holds a message, without the lock (a single index probe, for a reader

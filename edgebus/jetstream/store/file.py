@@ -64,7 +64,7 @@ from .base import StoredMsg, StoreError, StoreLimits, check_meta_name
 from .base import new_stored_msg as _new_sm
 from .core import StoreCore, _op
 from .fileio import StoreWriteError
-from .index import Page, SubjInfo
+from .index import PAGE_BITS, Page, SubjInfo
 
 log = logging.getLogger(__name__)
 
@@ -596,6 +596,93 @@ class FileStore(StoreCore):
         p = 8 + MSGF.size + slen
         hdr = buf[p : p + hlen] if hlen else None
         return _new_sm(StoredMsg, (seq, info.name, hdr, buf[p + hlen : 8 + blen], ts))
+
+    def _load_live(self, start: int, max_msgs: int, max_bytes: int) -> tuple[list[StoredMsg], int]:
+        """`load_next_msgs` when every message matches, in one pass: a run of live slots of one
+        index page whose records lie back to back in one block (what a stream that is only
+        appended to has) is read with one pread and checked and parsed in the same loop, with
+        no per-message tuples between the index walk and the reads. Anything else (a removed
+        slot, a block boundary, a record that does not check out) is left to the general walk
+        from there on, so the result is exactly StoreCore._load_live's."""
+        seqs = self._seqs
+        pages = seqs.pages
+        last = self._last
+        out: list[StoredMsg] = []
+        append = out.append
+        nbytes = 0
+        cur = start
+        unpack = HEADMSGF.unpack_from
+        crc_at = CRC.unpack_from
+        hsize = HEADMSGF.size
+        while cur <= last and len(out) < max_msgs and nbytes < max_bytes:
+            pno = cur >> PAGE_BITS
+            page = pages.get(pno)
+            if page is None:
+                break
+            base = pno << PAGE_BITS
+            lo = cur - base
+            subj = page.subj
+            hi = min(len(subj), last - base + 1, lo + max_msgs - len(out))
+            if hi <= lo:
+                break
+            if subj[lo] is None:
+                # removed: on to the next live slot (its record starts a fresh read)
+                while lo < hi and subj[lo] is None:
+                    lo += 1
+                cur = base + lo
+                continue
+            infos = subj[lo:hi]
+            if None in infos:
+                hi = lo + infos.index(None)   # the live slots before the next removed one
+                del infos[hi - lo:]
+            a = page.a
+            b = page.b
+            assert b is not None
+            first = a[lo]
+            end_loc = a[hi - 1]
+            index = first >> 32
+            p0 = first & OFF_MASK
+            span = (end_loc & OFF_MASK) + (b[hi - 1] >> 1) - p0
+            if end_loc >> 32 != index or not 0 < span <= READ_RUN_MAX:
+                break
+            buf = os.pread(self._read_fd(index), span, p0)
+            mv = memoryview(buf)
+            n = len(buf)
+            p = 0
+            seq = cur
+            ok = True
+            for info, bb in zip(infos, b[lo:hi]):
+                # the record of `seq` must be the next one in the buffer and pass _read_run's
+                # checks (magic, type, length as indexed, sequence, CRC); a gap between two
+                # records (a tombstone, a removed message) fails them and ends the fast walk
+                rl = bb >> 1
+                if rl < MSG_OVERHEAD or p + rl > n:
+                    ok = False
+                    break
+                magic, typ, _f, blen, rseq, ts, _ttl, slen, hlen = unpack(buf, p)
+                e = p + 8 + blen
+                if magic != MAGIC or typ != T_MSG or blen + 12 != rl or rseq != seq \
+                        or crc32(mv[p + 2 : e]) != crc_at(buf, e)[0]:
+                    ok = False
+                    break
+                q = p + hsize + slen
+                append(_new_sm(StoredMsg, (seq, info.name, buf[q : q + hlen] if hlen else None,
+                                           buf[q + hlen : e], ts)))
+                nbytes += rl - 12 + ((bb & 1) << 2)   # _slot_size
+                p = e + 4
+                seq += 1
+                if nbytes >= max_bytes:
+                    return out, seq
+            cur = seq
+            if not ok:
+                break
+        if cur > last:
+            return out, last + 1
+        if len(out) >= max_msgs:
+            return out, cur
+        more, nxt = super()._load_live(cur, max_msgs - len(out), max_bytes - nbytes)
+        out += more
+        return out, nxt
 
     def _load_many(self, items: list[tuple[int, SubjInfo, Page, int]]) -> list[StoredMsg | None]:
         """Adjacent records of one block are read with a single pread (up to READ_RUN_MAX
