@@ -203,9 +203,9 @@ class DeliveryMixin:
             self._recalc_num_pending()
         wq = self.waiting
         took_from = self._took_from
+        took_many = self._took_many
         track = st.track
         targets: dict[str, _Target | None] = {}
-        used: list[_Target] = []
         prefix = self.ack_prefix_b
         stream_acks = not acking and retention != "limits"
         # local copies of the counters the loop moves; written back by _settle_delivered
@@ -214,34 +214,70 @@ class DeliveryMixin:
         nbytes = 0
         last_seq = 0
         last_ts = 0
-        dsubj = cfg.deliver_subject
         wr: PullRequest | None = None
+        # the subscriber of the current deliver subject and its delivery method, kept in
+        # locals while the subject stays the same (push: always; pull: while the requests
+        # share an inbox)
+        dsubj: str | None = None
         t: _Target | None = None
+        if push:
+            dsubj = cfg.deliver_subject
+            t = targets[dsubj] = self._fast_target(dsubj)
+            if t is None:
+                return 0
+        deliver, tsub, on = (t.deliver, t.sub, t.on) if t is not None else (None, None, None)
         last_subj: Any = None
         sb = b""
         while dseq - first_dseq < limit and nbytes < FAST_BURST_BYTES:
             msgs = self._take_fresh(store, limit - (dseq - first_dseq))
             if not msgs:
                 break
-            stop = False
-            for i, sm in enumerate(msgs):
-                if not push:
-                    if not wq:
-                        stop = True
-                    else:
-                        wr = wq[0]
-                        if wr.b > 0 or (wr.expires and now >= wr.expires):
-                            stop = True
-                        dsubj = wr.reply
-                if not stop:
+            stop = -1
+            take = msgs
+            per_msg = not push   # pull: pick the request for each message
+            if per_msg and self._all_take_alike(now):
+                # every waiting request takes messages alike: hand the run out in one step
+                if wq[0].reply != dsubj:
+                    dsubj = wq[0].reply
                     t = targets.get(dsubj, _MISSING)
                     if t is _MISSING:
                         t = targets[dsubj] = self._fast_target(dsubj)
-                        if t is not None:
-                            used.append(t)
-                    stop = t is None or nbytes >= FAST_BURST_BYTES
-                if stop:
-                    self._give_back(store, msgs[i:])
+                per_msg = False
+                wr = None
+                if t is None:   # not a subscriber this path delivers to: none of the run
+                    stop = 0
+                    take = []
+                else:
+                    deliver, tsub, on = t.deliver, t.sub, t.on
+                    k = took_many(len(msgs), now)
+                    if k < len(msgs):   # the requests want no more than these
+                        stop = k
+                        take = msgs[:k]
+            for i, sm in enumerate(take):
+                if per_msg:
+                    if not wq:
+                        stop = i
+                        break
+                    wr = wq[0]
+                    if wr.b > 0 or (wr.expires and now >= wr.expires):
+                        stop = i
+                        break
+                    if wr.reply != dsubj:
+                        dsubj = wr.reply
+                        t = targets.get(dsubj, _MISSING)
+                        if t is _MISSING:
+                            t = targets[dsubj] = self._fast_target(dsubj)
+                        if t is None:
+                            stop = i
+                            break
+                        deliver, tsub, on = t.deliver, t.sub, t.on
+                    if nbytes >= FAST_BURST_BYTES:
+                        stop = i
+                        break
+                elif push and nbytes >= FAST_BURST_BYTES:
+                    # (a run handed out in one step is delivered whole: the cap then acts
+                    # between runs, by the loop condition)
+                    stop = i
                     break
                 seq, subj, hdr, data, ts = sm
                 if subj is not last_subj:
@@ -250,15 +286,13 @@ class DeliveryMixin:
                 npc -= 1
                 # the delivery contract, as the router calls it: seen under the stored
                 # subject, routed on the deliver subject, the ack subject as reply
-                t.deliver(t.sub, sb, ACK_REPLY % (prefix, 1, seq, dseq, ts, npc if npc > 0 else 0),
-                          hdr, (data,), c, t.on)
-                t.n += 1
+                deliver(tsub, sb, ACK_REPLY % (prefix, 1, seq, dseq, ts, npc if npc > 0 else 0),
+                        hdr, (data,), c, on)
+                t.n += 1  # type: ignore[union-attr]
                 nbytes += len(data) if hdr is None else len(hdr) + len(data)
                 if acking:
                     track(seq, dseq, now_ns)
                 dseq += 1
-                last_seq = seq
-                last_ts = ts
                 if wr is not None:
                     took_from(wr, now)
                 if stream_acks:
@@ -267,7 +301,11 @@ class DeliveryMixin:
                     if self._npc_stale:
                         self._recalc_num_pending()
                     npc = self.npc
-            if stop:
+            k = len(take) if stop < 0 or stop > len(take) else stop
+            if k:
+                last_seq, last_ts = msgs[k - 1].seq, msgs[k - 1].ts
+            if stop >= 0:
+                self._give_back(store, msgs[stop:])
                 break
         count = dseq - first_dseq
         if not count:
@@ -278,8 +316,9 @@ class DeliveryMixin:
             # (no BackOff on this path: every delivery waits the plain AckWait)
             self._arm_ack_timer(now + self._ack_wait(0) / 1e9)
         self._settle_delivered(count, nbytes, dseq, last_seq, last_seq, last_ts, now, now_ns)
-        for u in used:
-            u.sub.delivered += u.n   # (the router counts these on the general path)
+        for u in targets.values():
+            if u is not None:
+                u.sub.delivered += u.n   # (the router counts these on the general path)
         return count
 
     def _get_next_msg(self) -> tuple[Any, int] | str | None:

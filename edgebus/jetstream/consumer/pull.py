@@ -238,6 +238,73 @@ class PullMixin:
             if wr.hb:
                 wr.hbt = now + wr.hb
 
+    def _all_take_alike(self, now: float) -> bool:
+        """Whether every waiting request takes messages the bulk path's simple way: no byte
+        budget, not expired, and all on one inbox (so a run of messages can be handed out
+        with `_took_many`)."""
+        wq = self.waiting
+        if not wq:
+            return False
+        reply = wq[0].reply
+        for wr in wq:
+            if wr.b > 0 or (wr.expires and now >= wr.expires) or wr.reply != reply:
+                return False
+        return True
+
+    def _took_many(self, k: int, now: float) -> int:
+        """Hand up to `k` messages to the waiting requests in one step, leaving every request
+        (delivered and wanted counts, heartbeat time) and the order of the waiting list exactly
+        as `k` calls of `_took_from` on the head would (round robin per message). For the bulk
+        path, when every waiting request takes messages the same way (the caller checked:
+        no byte budget, not expired, one inbox). Returns how many were handed out: `k`, or
+        fewer when the requests want fewer in total."""
+        wq = self.waiting
+        if not wq or k <= 0:
+            return 0
+        ns = [wr.n for wr in wq]
+        total = sum(ns)
+        if k >= total:
+            # every request gets all it wants and is done
+            for wr, n in zip(wq, ns):
+                wr.d += n
+                wr.n = 0
+            wq.clear()
+            return total
+        # r complete rounds (each request with some left gets one per round, in list order),
+        # then one more message for each of the first `rem` requests still wanting after them
+        alive = len(ns)
+        done = 0     # messages handed out by the complete rounds so far
+        r = 0
+        for v in sorted(set(ns)):
+            step = (v - r) * alive
+            if done + step > k:
+                break
+            done += step
+            r = v
+            alive -= ns.count(v)
+        r += (k - done) // alive
+        done = sum(n if n < r else r for n in ns)
+        rem = k - done
+        stay: list[PullRequest] = []
+        served: list[PullRequest] = []
+        for wr, n in zip(wq, ns):
+            got = n if n < r else r
+            if n > r and rem > 0:
+                got += 1
+                rem -= 1
+                served.append(wr)
+            elif got < n:
+                stay.append(wr)
+            wr.d += got
+            wr.n = n - got
+            if got and wr.n > 0 and wr.hb:
+                wr.hbt = now + wr.hb
+        # the requests served in the last partial round moved to the back (those done drop)
+        wq.clear()
+        wq.extend(stay)
+        wq.extend(wr for wr in served if wr.n > 0)
+        return k
+
     def _group_name(self) -> str:
         g = self.cfg.priority_groups
         return g[0] if g else ""

@@ -76,6 +76,7 @@ HEAD = struct.Struct("<HBBI")
 CRC = struct.Struct("<I")
 MSGF = struct.Struct("<QqqHI")
 HEADMSGF = struct.Struct("<HBBIQqqHI")  # HEAD then MSGF, one unpack for the read loops
+TAILHEAD = struct.Struct("<IHBBIQqqHI")  # a record's CRC, then HEADMSGF of the record after it
 TOMBF = struct.Struct("<Q")
 STATEF = struct.Struct("<QQq")
 ERASEDF = struct.Struct("<Qq")
@@ -613,6 +614,7 @@ class FileStore(StoreCore):
         cur = start
         unpack = HEADMSGF.unpack_from
         crc_at = CRC.unpack_from
+        tail_head = TAILHEAD.unpack_from
         hsize = HEADMSGF.size
         while cur <= last and len(out) < max_msgs and nbytes < max_bytes:
             pno = cur >> PAGE_BITS
@@ -651,25 +653,34 @@ class FileStore(StoreCore):
             p = 0
             seq = cur
             ok = True
+            if n < MSG_OVERHEAD:
+                break
+            magic, typ, _f, blen, rseq, ts, _ttl, slen, hlen = unpack(buf, 0)
             for info, bb in zip(infos, b[lo:hi]):
                 # the record of `seq` must be the next one in the buffer and pass _read_run's
                 # checks (magic, type, length as indexed, sequence, CRC); a gap between two
                 # records (a tombstone, a removed message) fails them and ends the fast walk
                 rl = bb >> 1
-                if rl < MSG_OVERHEAD or p + rl > n:
-                    ok = False
-                    break
-                magic, typ, _f, blen, rseq, ts, _ttl, slen, hlen = unpack(buf, p)
                 e = p + 8 + blen
-                if magic != MAGIC or typ != T_MSG or blen + 12 != rl or rseq != seq \
-                        or crc32(mv[p + 2 : e]) != crc_at(buf, e)[0]:
+                if magic != MAGIC or typ != T_MSG or blen + 12 != rl or rseq != seq or p + rl > n:
                     ok = False
                     break
+                c = crc32(mv[p + 2 : e])
                 q = p + hsize + slen
-                append(_new_sm(StoredMsg, (seq, info.name, buf[q : q + hlen] if hlen else None,
-                                           buf[q + hlen : e], ts)))
-                nbytes += rl - 12 + ((bb & 1) << 2)   # _slot_size
+                sm = _new_sm(StoredMsg, (seq, info.name, buf[q : q + hlen] if hlen else None,
+                                         buf[q + hlen : e], ts))
                 p = e + 4
+                # this record's CRC and the next record's head in one unpack
+                if p + hsize <= n:
+                    crc, magic, typ, _f, blen, rseq, ts, _ttl, slen, hlen = tail_head(buf, e)
+                else:
+                    crc = crc_at(buf, e)[0]
+                    magic = 0   # no next record in this read
+                if crc != c:
+                    ok = False
+                    break
+                append(sm)
+                nbytes += rl - 12 + ((bb & 1) << 2)   # _slot_size
                 seq += 1
                 if nbytes >= max_bytes:
                     return out, seq
