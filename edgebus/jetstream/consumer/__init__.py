@@ -8,7 +8,8 @@ parts, each a module of this package:
 - `state`        `ConsumerState`, the persisted position: delivered / ack-floor sequences, the
                  pending map, redelivery counts (nats-server's ConsumerState)
 - `delivery`     taking the next message and delivering it: the general path and the bulk path,
-                 which share their bookkeeping (`_track_pending`, `_settle_delivered`, ...)
+                 which share their bookkeeping (`ACK_REPLY`, `_took_from`/`_took_many`,
+                 `ConsumerState.track`, `_settle_delivered`)
 - `readahead`    batched store reads ahead of delivery
 - `pull`         `PullRequest`, `parse_next_request`, the waiting list of a pull consumer
 - `push`         deliver-subject interest, idle heartbeats, flow control, rate limit

@@ -3,10 +3,14 @@
 Two paths with one set of books. The general path (`_deliver_burst`) takes one message at a
 time (`_get_next_msg`: redeliveries, then the last-per-subject skip list, then the read-ahead)
 and routes it through `core.router.route`. The bulk path (`_burst_fast`) runs first when only
-fresh messages to plain client subscribers are due, and hands a run of read-ahead messages to
-the one subscriber through the delivery contract without a route per message. Both format the
-ack reply with `_ack_reply`, advance a pull request with `_took_from`, record pending entries
-with `_track_pending` and settle counters, timers and the dirty mark with `_settle_delivered`.
+fresh messages to plain client subscribers are due, and hands read-ahead messages to the one
+subscriber through the delivery contract without a route per message; when every waiting
+pull request takes messages alike it hands a whole run to them at once (`_took_many`). Both
+format the ack reply with `ACK_REPLY`, advance pull requests with `_took_from` / `_took_many`
+(the same round robin), record pending entries with `ConsumerState.track` and the ack timer with
+`_arm_ack_timer`, and settle sequences, activity, the AckNone ack floor, the dirty mark and the
+counters with `_settle_delivered`. `tests/interop/test_js_consumers_bulk.py` holds the two paths
+to the same bytes.
 """
 
 from __future__ import annotations
