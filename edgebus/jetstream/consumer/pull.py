@@ -268,6 +268,8 @@ class PullMixin:
             for wr, n in zip(wq, ns):
                 wr.d += n
                 wr.n = 0
+                if n > 1 and wr.hb:
+                    wr.hbt = now + wr.hb
             wq.clear()
             return total
         # r complete rounds (each request with some left gets one per round, in list order),
@@ -297,8 +299,8 @@ class PullMixin:
                 stay.append(wr)
             wr.d += got
             wr.n = n - got
-            if got and wr.n > 0 and wr.hb:
-                wr.hbt = now + wr.hb
+            if wr.hb and (got > 1 or (got and wr.n > 0)):
+                wr.hbt = now + wr.hb   # (a serve that leaves it wanting more restarts it)
         # the requests served in the last partial round moved to the back (those done drop)
         wq.clear()
         wq.extend(stay)
