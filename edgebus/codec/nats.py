@@ -158,14 +158,14 @@ def append_msgs(out: bytearray, subject: bytes, sid: bytes, reply: bytes | None,
 _SP_SIZE_LINES = [b" %d\r\n" % i for i in range(4096)]
 
 
-def batch_frames(msgs: Sequence[tuple[Any, bytes, None, bytes | None, bytes]],
+def batch_frames(msgs: Sequence[tuple[Any, bytes, bytes | None, bytes | None, bytes]],
                  headers: bool) -> tuple[list[bytes], int]:
     """The MSG frames (HMSG for a message with headers, when `headers`; otherwise its headers
-    are left out) of messages without reply, (code, subject, None, hdr, payload) as the parser
-    hands them over, for any subscription: `sid.join(pieces)` is the frames for subscription
-    id `sid` (each piece runs from one frame's sid to the next's), so they are made once for
-    all the subscriptions that get the same messages (core.contract.Batch). Returns the
-    pieces and the bytes counted as delivered (headers and payloads)."""
+    are left out) of messages (code, subject, reply, hdr, payload), as the parser hands a
+    PUB over, for any subscription: `sid.join(pieces)` is the frames for subscription id
+    `sid` (each piece runs from one frame's sid to the next's), so they are made once for all
+    the subscriptions that get the same messages (core.contract.Batch). Returns the pieces
+    and the bytes counted as delivered (headers and payloads)."""
     sizes = _SP_SIZE_LINES
     pieces: list[bytes] = []
     append = pieces.append
@@ -189,6 +189,9 @@ def batch_frames(msgs: Sequence[tuple[Any, bytes, None, bytes | None, bytes]],
             total += n
             size_line = b" %d %d\r\n" % (hl, n)
             hdr_b = hdr
+        reply = m[2]
+        if reply:
+            size_line = b" " + reply + size_line
         end = b"\r\n"
     append(b"".join((size_line, hdr_b, data, b"\r\n")))
     return pieces, total

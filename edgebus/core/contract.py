@@ -19,22 +19,26 @@ if TYPE_CHECKING:
     from .sublist import Subscription
 
 # a message of a Batch: the NATS parser's PUB operation (code, subject, reply, hdr, payload),
-# passed on as it is (the code is not read; the reply is None)
-BatchMsg = tuple[Any, bytes, None, "bytes | None", bytes]
+# passed on as it is (the code is not read); the reply is None for a publisher's PUBs, and the
+# ack subject for a JetStream consumer's deliveries
+BatchMsg = tuple[Any, bytes, "bytes | None", "bytes | None", bytes]
 
 
 class Batch:
-    """Messages without reply for `Subscriber.deliver_batch`, in order (`msgs`).
+    """Messages for `Subscriber.deliver_batch`, in order (`msgs`).
 
     The router makes one per group of messages and hands the same one to each subscriber:
     `framed` is where a codec keeps what it made of the messages for one subscriber and can
-    use again for the next (NATS: the frames up to the subscription id), by its own key."""
+    use again for the next (NATS: the frames up to the subscription id), by its own key.
+    `replies` says whether any message has a reply (a JetStream consumer's run: each its own
+    ack subject), which a kind with response permissions must see message by message."""
 
-    __slots__ = ("msgs", "framed")
+    __slots__ = ("msgs", "framed", "replies")
 
-    def __init__(self, msgs: list[BatchMsg]) -> None:
+    def __init__(self, msgs: list[BatchMsg], replies: bool = False) -> None:
         self.msgs = msgs
         self.framed: dict[Any, Any] = {}
+        self.replies = replies
 
 
 def deliver_each(s: "Subscriber", sub: "Subscription", batch: Batch,
@@ -42,7 +46,7 @@ def deliver_each(s: "Subscriber", sub: "Subscription", batch: Batch,
     """`deliver_batch` as one `deliver` per message (for kinds with nothing better)."""
     deliver = s.deliver
     for m in batch.msgs:
-        deliver(sub, m[1], None, m[3], (m[4],), src, None)
+        deliver(sub, m[1], m[2], m[3], (m[4],), src, None)
 
 
 class Subscriber(Protocol):
@@ -71,8 +75,8 @@ class Subscriber(Protocol):
         ...
 
     def deliver_batch(self, sub: "Subscription", batch: Batch, src: "Subscriber | None") -> None:
-        """Take `batch.msgs` for `sub`, in order, as if each came through `deliver` (with
-        `reply` and `on` None). The router has counted them on `sub` and applied echo and the
+        """Take `batch.msgs` for `sub`, in order, as if each came through `deliver` (with its
+        reply, and `on` None). The router has counted them on `sub` and applied echo and the
         max; only a kind that `takes_batches` gets this call (`deliver_each` does it one by
         one)."""
         ...

@@ -305,8 +305,10 @@ class NatsConnection(Client, Outbox):
         subscriptions that get the batch) joined with the sid of `sub`."""
         if self.closing:
             return
-        if self.deny_filter and self.permissions is not None:
-            deliver_each(self, sub, batch, src)  # (delivery permissions: message by message)
+        perms = self.permissions
+        if perms is not None and (self.deny_filter or (batch.replies and perms.resp_max)):
+            # delivery permissions, or replies this client may answer: message by message
+            deliver_each(self, sub, batch, src)
             return
         headers = self.headers
         key = _FRAMED[headers]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ...core.client import CLIENT, LEAF
+from ...core.contract import Batch
 from ...core.router import route
 from .common import TERM_UNACKED_LIMITS_REASON, pending_status
 from .pull import PullRequest
@@ -38,10 +39,14 @@ class _Target:
     """The one subscriber a fast burst delivers to on one deliver subject (through the
     delivery contract, core.contract.Subscriber), and how many it got."""
 
-    __slots__ = ("deliver", "sub", "on", "n")
+    __slots__ = ("deliver", "batch", "sub", "on", "n")
 
     def __init__(self, sub: Any, on: bytes) -> None:
-        self.deliver = sub.client.deliver
+        c = sub.client
+        self.deliver = c.deliver
+        # a kind that only frames into its own output takes a run in one call (the
+        # NATS connection: one join for the run's frames instead of a format per message)
+        self.batch = c.deliver_batch if c.takes_batches else None
         self.sub = sub
         self.on = on
         self.n = 0
@@ -257,6 +262,9 @@ class DeliveryMixin:
                     if k < len(msgs):   # the requests want no more than these
                         stop = k
                         take = msgs[:k]
+            # a run handed out in one step goes to its subscriber in one call, if it takes
+            # batches (Batch with replies: each delivery's ack subject)
+            run: list[Any] | None = [] if not per_msg and t is not None and t.batch else None
             for i, sm in enumerate(take):
                 if per_msg:
                     if not wq:
@@ -290,8 +298,11 @@ class DeliveryMixin:
                 npc -= 1
                 # the delivery contract, as the router calls it: seen under the stored
                 # subject, routed on the deliver subject, the ack subject as reply
-                deliver(tsub, sb, ACK_REPLY % (prefix, 1, seq, dseq, ts, npc if npc > 0 else 0),
-                        hdr, (data,), c, on)
+                reply = ACK_REPLY % (prefix, 1, seq, dseq, ts, npc if npc > 0 else 0)
+                if run is not None:
+                    run.append((None, sb, reply, hdr, data))
+                else:
+                    deliver(tsub, sb, reply, hdr, (data,), c, on)
                 t.n += 1  # type: ignore[union-attr]
                 nbytes += len(data) if hdr is None else len(hdr) + len(data)
                 if acking:
@@ -305,6 +316,8 @@ class DeliveryMixin:
                     if self._npc_stale:
                         self._recalc_num_pending()
                     npc = self.npc
+            if run:
+                t.batch(tsub, Batch(run, True), c)  # type: ignore[union-attr]
             k = len(take) if stop < 0 or stop > len(take) else stop
             if k:
                 last_seq, last_ts = msgs[k - 1].seq, msgs[k - 1].ts
