@@ -60,7 +60,7 @@ from typing import Any, Iterator
 from zlib import crc32
 
 from . import fileio
-from .base import StoredMsg, StoreError, StoreLimits, check_meta_name
+from .base import ErrMaxMsgSize, StoredMsg, StoreError, StoreLimits, check_meta_name
 from .base import new_stored_msg as _new_sm
 from .core import StoreCore, _op
 from .fileio import StoreWriteError
@@ -89,6 +89,10 @@ INDEX_MAGIC = b"EBSIDX01"
 OFF_MASK = 0xFFFFFFFF
 WBUF_MAX = 1 << 20       # deferred appends are written once this many bytes are held
 READ_RUN_MAX = 1 << 20   # batch loads read adjacent records with one pread of at most this
+
+
+_pack_headmsg = HEADMSGF.pack
+_pack_crc = CRC.pack
 
 
 def _record(typ: int, body: bytes) -> bytes:
@@ -440,8 +444,8 @@ class FileStore(StoreCore):
             self._wbuf.append(rec)
             blk.size = off + len(rec)
             self._unsynced.add(blk.index)
-            if blk.size - self._wbuf_at >= WBUF_MAX:
-                self._flush_pending_io()
+            # past WBUF_MAX the appends are written at the end of the operation (_after_op),
+            # once the message is in the index: a failed write then takes it out again
             return at
         try:
             n = fileio.pwrite(self._active_fd, rec, off)
@@ -581,6 +585,73 @@ class FileStore(StoreCore):
         blk.msg_last = seq
         return (blk.index << 32) | off, (len(rec) << 1) | (1 if hdr_b else 0)
 
+    _ap_sb = b""
+
+    def _append(self, subject: str, hdr: bytes | None, data: bytes, ts: int) -> tuple[int, int] | None:
+        """`_persist_msg` + the rest of `_store_msg` + `_after_op`, flat, for a message whose
+        record joins the held-back appends of a read (`defer_writes`) in the active block; any
+        other case (a write now, a new block, a block without its STATE header, a subject that
+        is not ASCII, a huge message) goes the general way."""
+        if not self.defer_writes or self.sync_always:
+            return None
+        blk = self._active
+        assert blk is not None
+        off = blk.size
+        if off == 0:
+            return None
+        if subject is self._ap_subj:
+            sb = self._ap_sb
+        else:
+            if not subject.isascii() or len(subject) > 0xFFFF:
+                return None
+            sb = self._ap_sb = subject.encode()
+            self._ap_subj = subject
+        slen = len(sb)
+        dlen = len(data)
+        seq = self._last + 1
+        if hdr is None:
+            mms = self._fast_mms
+            if mms > 0 and dlen > mms:
+                raise ErrMaxMsgSize()
+            if dlen >= MAX_BODY:
+                return None
+            size = 30 + slen + dlen  # _size_of
+            rec = _pack_headmsg(MAGIC, T_MSG, 0, 30 + slen + dlen, seq, ts, 0, slen, 0) + sb + data
+        else:
+            hlen = len(hdr)
+            mms = self._fast_mms
+            if mms > 0 and hlen + dlen > mms:
+                raise ErrMaxMsgSize()
+            if hlen + dlen >= MAX_BODY:
+                return None
+            size = 34 + slen + hlen + dlen
+            rec = _pack_headmsg(MAGIC, T_MSG, 0, 30 + slen + hlen + dlen, seq, ts, 0, slen, hlen) + sb + hdr + data
+        rec += _pack_crc(crc32(rec[2:]))
+        rl = len(rec)
+        if off + rl > self.block_size:
+            return None
+        # _write, deferred
+        wbuf = self._wbuf
+        if not wbuf:
+            self._wbuf_at = off
+            self._io_pending = True
+            # (the block cannot change while appends are held: _new_block writes them first)
+            self._unsynced.add(blk.index)
+        wbuf.append(rec)
+        blk.size = off + rl
+        blk.live += 1
+        blk.live_bytes += rl
+        if blk.msg_first == 0:
+            blk.msg_first = seq
+        blk.msg_last = seq
+        self._index_append(seq, subject, ts, (blk.index << 32) | off, (rl << 1) | (hdr is not None), size)
+        # _after_op
+        if self._need_state or self._pending_tombs or self._pending_erase or self._newly_dead:
+            self._flush()
+        if self._io_pending and self._active.size - self._wbuf_at >= WBUF_MAX:
+            self._flush_pending_io()
+        return seq, ts
+
     def _load_slot(self, seq: int, info: SubjInfo, page: Page, off: int) -> StoredMsg:
         loc = page.a[off]
         index = loc >> 32
@@ -708,6 +779,8 @@ class FileStore(StoreCore):
     def _after_op(self) -> None:
         if not self._closed:
             self._flush()
+            if self._io_pending and self._active is not None and self._active.size - self._wbuf_at >= WBUF_MAX:
+                self._flush_pending_io()
 
     # ================================================================ flushing & maintenance
     def _flush(self) -> None:
