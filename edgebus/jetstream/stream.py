@@ -366,33 +366,23 @@ class Stream:
         if window <= 0:
             return
         cutoff = self.clock.now_ns() - window
-        found: list[tuple[int, int, str]] = []
-        m: StoredMsg | None = last
-        while m is not None and m.ts >= cutoff:
+        # only messages with headers are read (a store of plain messages reads none)
+        for m in self.store.load_recent_with_headers(cutoff):
             if m.hdr and MSG_ID in m.hdr:
                 v = get_header(m.hdr, MSG_ID)
                 if v:
-                    found.append((m.ts, m.seq, v.decode("utf-8", "replace")))
-            if m.seq <= 1:
-                break
-            m = self.store.load_prev_msg(">", m.seq - 1)
-        for ts, seq, mid in reversed(found):
-            if mid not in self._dd:
-                self._dd[mid] = (seq, ts)
-                self._ddq.append((ts, mid))
+                    mid = v.decode("utf-8", "replace")
+                    if mid not in self._dd:
+                        self._dd[mid] = (m.seq, m.ts)
+                        self._ddq.append((m.ts, mid))
 
     def _rebuild_sdm_index(self) -> None:
         self._sdm_heap = []
-        seq = 0
-        while True:
-            m, nxt = self.store.load_next_msg(">", seq)
-            if m is None:
-                break
+        for m in self.store.load_recent_with_headers(0):  # (every message with headers)
             if m.hdr and MSG_TTL in m.hdr:
                 ttl, _ = msg_ttl_of(m.hdr)
                 if ttl > 0:
                     self._sdm_heap.append((m.ts + ttl * SECOND, m.seq))
-            seq = nxt
         heapq.heapify(self._sdm_heap)
 
     # ---------------------------------------------------------------------------------

@@ -536,6 +536,26 @@ class StoreCore(MsgStore):
         return self._load(seq) if seq is not None else None
 
     @_op
+    def load_recent_with_headers(self, since_ts: int) -> list[StoredMsg]:
+        """The newest messages stamped at or after `since_ts` (walking back from the last one
+        to the first older one) that carry headers, ascending. Only those are read: what a
+        stream's restart needs (Nats-Msg-Id within the duplicate window, Nats-TTL for delete
+        markers) without loading every message."""
+        has_hdr = self._has_headers
+        items = []
+        for seq, info, page, off in self._seqs.iter_live_rev(self._last, self._first):
+            if page.ts[off] < since_ts:
+                break
+            if has_hdr(page, off):
+                items.append((seq, info, page, off))
+        items.reverse()
+        return [m for m in self._load_many(items) if m is not None]
+
+    def _has_headers(self, page: Page, off: int) -> bool:
+        """Does the message in this slot carry headers? (backends answer from the index)"""
+        raise NotImplementedError
+
+    @_op
     def load_prev_msg(self, filter_subject: str, start_seq: int) -> StoredMsg | None:
         if self._msgs == 0 or start_seq < self._first:
             return None

@@ -565,6 +565,9 @@ class FileStore(StoreCore):
         b = page.b[off]  # type: ignore[index]
         return (b >> 1) - 12 + (4 if b & 1 else 0)
 
+    def _has_headers(self, page: Page, off: int) -> bool:
+        return bool(page.b[off] & 1)  # type: ignore[index]
+
     def _persist_msg(self, seq: int, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[Any, int]:
         sb = subject.encode("utf-8", "surrogateescape")
         hdr_b = hdr or b""

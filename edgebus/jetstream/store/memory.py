@@ -45,6 +45,9 @@ class MemoryStore(StoreCore):
             return _blen(info.name) + len(p) + 16
         return _blen(info.name) + len(p[0]) + len(p[1]) + 16
 
+    def _has_headers(self, page: Page, off: int) -> bool:
+        return type(page.a[off]) is not bytes
+
     def _persist_msg(self, seq: int, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[Any, int]:
         return (data if hdr is None else (hdr, data)), 0
 
