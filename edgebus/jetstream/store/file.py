@@ -286,7 +286,9 @@ class FileStore(StoreCore):
     def _recover_blocks(self, files: list[tuple[int, str]]) -> None:
         self._recovering = True
         self._subjects.begin_bulk()
+        fast_evict, self._fast_evict = self._fast_evict, False  # limits apply after the replay
         try:
+            index_append = self._index_append
             floor = 0
             best_seq, best_ts = 0, 0  # highest sequence seen anywhere, and its timestamp
             subj_cache: dict[bytes, str] = {}
@@ -315,9 +317,17 @@ class FileStore(StoreCore):
                         if subject is None:
                             subject = subj_cache[sb] = sb.decode("utf-8", "surrogateescape")
                         rl = end + 4 - off
-                        if seq > self._last:
-                            self._last = seq
-                        insert(seq, subject, None, ts, (index << 32) | off, (rl << 1) | (1 if hlen else 0), rl - 12 + (4 if hlen else 0), ttl)
+                        if ttl:
+                            if seq > self._last:
+                                self._last = seq
+                            insert(seq, subject, None, ts, (index << 32) | off, (rl << 1) | (1 if hlen else 0), rl - 12 + (4 if hlen else 0), ttl)
+                        else:
+                            # what _insert does, one call (_fast_evict is off while replaying;
+                            # last_ts is settled after the replay)
+                            last = self._last
+                            index_append(seq, subject, ts, (index << 32) | off, (rl << 1) | (1 if hlen else 0), rl - 12 + (4 if hlen else 0))
+                            if last > seq:
+                                self._last = last
                         blk.live += 1
                         blk.live_bytes += rl
                         if blk.msg_first == 0:
@@ -373,6 +383,7 @@ class FileStore(StoreCore):
                 elif blk.live_bytes * 2 < blk.size:
                     self._sparse.add(blk.index)
         finally:
+            self._fast_evict = fast_evict
             self._recovering = False
             self._subjects.end_bulk()
             self._pending_tombs.clear()
