@@ -8,7 +8,9 @@ limits), stored, and acknowledged to the reply subject with a pub ack. Then roll
 republish fires and `new_msg_listeners` (consumers) are told. During a client connection's
 read the replies are held and sent, in order, when the read has been handled
 (`core.outbox.at_end_of_read`); a file stream writes the read's messages in one go just
-before.
+before. The clock is read once per read (the read's messages are stamped 1 ns apart), and a
+message without headers on a stream that checks nothing per message (no transform, republish,
+interest retention or seal) takes `_ingest_plain`, the same steps without those checks.
 
 Time-based work runs in the stream's own nursery on the server clock: the expiry task
 (max_age, per-message TTL, subject delete markers) and the sync task (periodic fsync, or a

@@ -35,7 +35,9 @@ keep working; tombstones and STATE records that could not be written stay pendin
 written by a later operation, so writing resumes by itself once the disk has room. An owner may set `defer_writes`
 while it handles a batch (the stream does for one client read): appends are then held and
 written together by `flush_writes()`, before any other operation of the store, or once 1 MiB
-is held; the owner acknowledges the batch only after `flush_writes()` returned.
+is held; the owner acknowledges the batch only after `flush_writes()` returned. Such an append
+takes `_append`, the per-message path written flat (the same records and index as the general
+`_store_msg`, which every other case takes).
 
 Blocks are never rewritten on the write path: dead blocks are unlinked when that is cheap,
 and sparse or tombstone-holding ones are compacted by `sync()` / `stop()` (one block at a
