@@ -8,7 +8,9 @@ limits), stored, and acknowledged to the reply subject with a pub ack. Then roll
 republish fires and `new_msg_listeners` (consumers) are told. During a client connection's
 read the replies are held and sent, in order, when the read has been handled
 (`core.outbox.at_end_of_read`); a file stream writes the read's messages in one go just
-before.
+before. The clock is read once per read (the read's messages are stamped 1 ns apart), and a
+message without headers on a stream that checks nothing per message (no transform, republish,
+interest retention or seal) takes `_ingest_plain`, the same steps without those checks.
 
 Time-based work runs in the stream's own nursery on the server clock: the expiry task
 (max_age, per-message TTL, subject delete markers) and the sync task (periodic fsync, or a
@@ -292,6 +294,10 @@ class Stream:
                 self._rp_tr = SubjectTransform.compile(rp.get("src") or ">", rp.get("dest") or ">")
         self._max_msg_size = cfg.max_msg_size
         self._sdm_ttl = cfg.subject_delete_marker_ttl // SECOND if cfg.subject_delete_marker_ttl > 0 else 0
+        # a message without headers needs no per-message check but sizes and limits
+        # (_ingest_plain): nothing maps its subject, republishes it, or decides per message
+        self._plain_ok = (not cfg.sealed and self._itr is None and self._rp_tr is None
+                          and cfg.retention != "interest")
 
     def _make_ack_prefix(self) -> bytes:
         dom = self.js.service.domain
@@ -362,33 +368,23 @@ class Stream:
         if window <= 0:
             return
         cutoff = self.clock.now_ns() - window
-        found: list[tuple[int, int, str]] = []
-        m: StoredMsg | None = last
-        while m is not None and m.ts >= cutoff:
+        # only messages with headers are read (a store of plain messages reads none)
+        for m in self.store.load_recent_with_headers(cutoff):
             if m.hdr and MSG_ID in m.hdr:
                 v = get_header(m.hdr, MSG_ID)
                 if v:
-                    found.append((m.ts, m.seq, v.decode("utf-8", "replace")))
-            if m.seq <= 1:
-                break
-            m = self.store.load_prev_msg(">", m.seq - 1)
-        for ts, seq, mid in reversed(found):
-            if mid not in self._dd:
-                self._dd[mid] = (seq, ts)
-                self._ddq.append((ts, mid))
+                    mid = v.decode("utf-8", "replace")
+                    if mid not in self._dd:
+                        self._dd[mid] = (m.seq, m.ts)
+                        self._ddq.append((m.ts, mid))
 
     def _rebuild_sdm_index(self) -> None:
         self._sdm_heap = []
-        seq = 0
-        while True:
-            m, nxt = self.store.load_next_msg(">", seq)
-            if m is None:
-                break
+        for m in self.store.load_recent_with_headers(0):  # (every message with headers)
             if m.hdr and MSG_TTL in m.hdr:
                 ttl, _ = msg_ttl_of(m.hdr)
                 if ttl > 0:
                     self._sdm_heap.append((m.ts + ttl * SECOND, m.seq))
-            seq = nxt
         heapq.heapify(self._sdm_heap)
 
     # ---------------------------------------------------------------------------------
@@ -407,7 +403,10 @@ class Stream:
         if subject_b is not self._last_sb:  # a run of PUBs shares one subject object
             self._last_sb = subject_b
             self._last_s = subject_b.decode("utf-8", "surrogateescape")
-        self.process(self._last_s, reply_b, hdr, data)
+        if hdr is None and self._plain_ok and not self.closed:
+            self._ingest_plain(self._last_s, reply_b, data)
+        elif not self.closed:
+            self._process(self._last_s, reply_b, hdr, data, False, -1, 0)
 
     _last_sb: bytes | None = None
     _last_s = ""
@@ -435,11 +434,16 @@ class Stream:
         return json.dumps({"error": err.to_json(), "stream": self.name, "seq": 0},
                           separators=(",", ":")).encode()
 
-    def _defer_replies(self) -> None:
+    def _defer_replies(self, now: int) -> None:
         """Hold this read's file appends and replies back until the read is handled
         (core.outbox.at_end_of_read): the appends then go to the file in one write, and only
-        then do the PubAcks leave, so a PubAck still means the message reached the file."""
+        then do the PubAcks leave, so a PubAck still means the message reached the file.
+
+        The clock is read once per read (`now`, at its first message): the read's later
+        messages are stamped `now` + 1 ns, + 2 ns ... (`_ingest_now`), so timestamps stay
+        distinct and ascending without a clock read per message."""
         self._deferring = True
+        self._read_now = now + 1
         if self._store_defers:
             self.store.defer_writes = True  # type: ignore[attr-defined]
         at_end_of_read(self._release_replies)
@@ -485,6 +489,63 @@ class Stream:
                     self._publish_reply(*acks[k])
             i = j
 
+    _read_now = 0
+
+    def _ingest_now(self) -> int:
+        """The time to stamp an arriving message with: the clock, or during a client's read
+        the read's time, one nanosecond further for each message (see `_defer_replies`)."""
+        if self._deferring:
+            now = self._read_now
+            self._read_now = now + 1
+            return now
+        return self.clock.now_ns()
+
+    def _ingest_plain(self, subject: str, reply: str | bytes | None, data: bytes) -> int:
+        """`process()` for a message without headers on a stream whose config checks nothing
+        per message (`_plain_ok`; the caller checked `closed`): the same result, with
+        nothing looked at that cannot apply. A message the size or storage limits refuse
+        goes to `process()`, which answers it as always."""
+        svc = self.js.service
+        cfg = self.config
+        if 0 <= self._max_msg_size < len(data) or svc.limits_exceeded(cfg.storage) or \
+                self.js.would_exceed_limits(cfg.storage, subject, None, data):
+            return self._process(subject, reply, None, data, False, -1, 0)
+        if self._deferring:
+            now = self._read_now
+            self._read_now = now + 1
+        else:
+            now = self.clock.now_ns()
+            if self._defer_ok and in_read():
+                self._defer_replies(now)
+        try:
+            seq, ts = self.store.store_msg(subject, None, data, now)
+        except StoreError as e:
+            self._store_failed(reply, e)
+            return 0
+        self.lseq = seq
+        self.lmsgid = ""
+        if reply and not cfg.no_ack:
+            if self._deferring:
+                self._pending_acks.append((reply, self._ack_prefix + b"%d}" % seq))
+            else:
+                self._send_ack(reply, self._ack_prefix + b"%d}" % seq)
+        if self.new_msg_listeners:
+            for cb in self.new_msg_listeners:
+                try:
+                    cb(seq, subject)
+                except Exception:
+                    log.exception("new message listener failed on stream %s", self.name)
+        if cfg.max_age > 0 and self._scheduled is None:
+            self._wake.set()
+        return seq
+
+    def _store_failed(self, reply: str | bytes | None, e: StoreError) -> None:
+        """The store refused or failed a message: the publisher gets the error."""
+        if not isinstance(e, LimitError):
+            log.error("JetStream failed to store a msg on stream '%s > %s': %s",
+                      self.account.name, self.name, e)
+        self._reply_err(reply, js_err(STREAM_STORE_FAILED, err=str(e)))
+
     def _forget_unstored(self, seqs: Any) -> None:
         """Messages the store accepted but could not write (disk full) were dropped again:
         a retry with the same Nats-Msg-Id must be stored, not answered as a duplicate."""
@@ -504,6 +565,13 @@ class Stream:
         the sequence it must follow (the message is stored at lseq+1), and the origin's `ts`."""
         if self.closed:
             return 0
+        if not hdr and lseq < 0 and self._plain_ok and not ts:
+            return self._ingest_plain(subject, reply, data)
+        return self._process(subject, reply, hdr, data, sourced, lseq, ts)
+
+    def _process(self, subject: str, reply: str | bytes | None, hdr: bytes | None, data: bytes,
+                 sourced: bool, lseq: int, ts: int) -> int:
+        """`process()` for every message (`_ingest_plain` takes the plain ones)."""
         cfg = self.config
         if cfg.sealed:
             self._reply_err(reply, js_err(STREAM_SEALED))
@@ -525,7 +593,7 @@ class Stream:
         rollup = b""
         ttl = 0
         ttl_err: JSError | None = None
-        now = self.clock.now_ns()
+        now = self._ingest_now()
         if hdr:
             if hdr.startswith(STATUS_PREFIX):
                 hdr = _strip_status(hdr)
@@ -598,16 +666,11 @@ class Stream:
             assert hdr is not None
             hdr = _set_ttl_header(hdr, ttl)
         if self._defer_ok and not self._deferring and in_read():
-            self._defer_replies()
+            self._defer_replies(now)
         try:
             seq, ts = self.store.store_msg(subject, hdr, data, ts or now, ttl)
-        except LimitError as e:
-            self._reply_err(reply, js_err(STREAM_STORE_FAILED, err=str(e)))
-            return 0
         except StoreError as e:
-            log.error("JetStream failed to store a msg on stream '%s > %s': %s",
-                      self.account.name, self.name, e)
-            self._reply_err(reply, js_err(STREAM_STORE_FAILED, err=str(e)))
+            self._store_failed(reply, e)
             return 0
         self.lseq = seq
         self.lmsgid = msg_id

@@ -186,6 +186,12 @@ class MsgStore(abc.ABC):
     def load_prev_msg(self, filter_subject: str, start_seq: int) -> StoredMsg | None:
         """Newest message with seq <= start_seq matching the filter."""
 
+    @abc.abstractmethod
+    def load_recent_with_headers(self, since_ts: int) -> list[StoredMsg]:
+        """Messages with headers among the newest ones stamped at or after `since_ts`
+        (walking back from the last message to the first older one), ascending; messages
+        without headers are not read."""
+
     # -- removing --------------------------------------------------------------------------
     @abc.abstractmethod
     def remove_msg(self, seq: int) -> bool: ...

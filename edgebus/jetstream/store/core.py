@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import heapq
 import threading
+from array import array
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .base import (
@@ -26,7 +27,7 @@ from .base import (
     StoreLimits,
     StreamState,
 )
-from .index import Page, SeqMap, SubjectIndex, SubjInfo
+from .index import PAGE_BITS, PAGE_MASK, Page, SeqMap, SubjectIndex, SubjInfo
 from .subjects import compile_filter, has_wildcard, is_all
 
 NS_PER_S = 1_000_000_000
@@ -65,6 +66,13 @@ class StoreCore(MsgStore):
     # load_next_msgs honours max_bytes (False: loads copy nothing, so the cap is ignored)
     _BATCH_BYTES_CAP = True
 
+    # an append that needs no limit check but the ones `_append` makes itself (see `limits`)
+    _fast = False
+    _fast_mms = 0
+    _fast_evict = False
+    # the last subject `_append` saw (a run of messages on one subject shares the str object)
+    _ap_subj: str | None = None
+
     def __init__(self, limits: StoreLimits | None = None) -> None:
         self.limits = limits if limits is not None else StoreLimits()
         # the backend has no end-of-operation work: _op skips the call
@@ -90,6 +98,22 @@ class StoreCore(MsgStore):
         # counts removals: a reader holding messages it loaded earlier knows they are all
         # still live while this has not moved (see Consumer._take_fresh)
         self.removals = 0
+
+    @property
+    def limits(self) -> StoreLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, lim: StoreLimits) -> None:
+        """Adopt `lim` (treated as immutable: assign a new one to change it) and decide
+        whether `store_msg` may take the backend's `_append` path: no per-subject limit and
+        nothing a discard-new limit could refuse (max_msg_size and discard-old eviction are
+        checked there)."""
+        self._limits = lim
+        old = lim.discard is DiscardPolicy.OLD
+        self._fast = lim.max_msgs_per_subject <= 0 and (old or (lim.max_msgs <= 0 and lim.max_bytes <= 0))
+        self._fast_mms = lim.max_msg_size
+        self._fast_evict = old and (lim.max_msgs > 0 or lim.max_bytes > 0)
 
     # ---------------------------------------------------------------- backend hooks
     def _size_of(self, subject: str, hlen: int, dlen: int) -> int:
@@ -120,6 +144,56 @@ class StoreCore(MsgStore):
 
     def _after_op(self) -> None:
         """End of a public operation."""
+
+    def _append(self, subject: str, hdr: bytes | None, data: bytes, ts: int) -> tuple[int, int] | None:
+        """`_store_msg` for a message without TTL when `_fast` holds, written flat for the
+        backend (the per-message ingest path): the same effects, in the same order, or None
+        (before changing anything) for `_store_msg` to take it. It ends the operation itself
+        (what `_after_op` does). `hdr` is None or non-empty bytes, `data` bytes. The base
+        class has no such path."""
+        return None
+
+    def _index_append(self, seq: int, subject: str, ts: int, a: Any, b: int, size: int) -> None:
+        """What `_store_msg` does after persisting a message without TTL (last, `_insert`),
+        inlined for `_append`; the caller then checks eviction and ends the operation."""
+        self._last = seq
+        self._last_ts = ts
+        subjects = self._subjects
+        info = subjects.by_name.get(subject)
+        if info is None:
+            info = subjects.add(subject, None, seq)
+        else:
+            n = info.msgs
+            if n > 1:
+                info.seqs.append(seq)  # type: ignore[union-attr]
+            elif n == 1:
+                info.seqs = array("Q", (info.first, seq))
+                info.head = 0
+            else:
+                info.first = seq
+            info.last = seq
+            info.msgs = n + 1
+        seqs = self._seqs
+        page = seqs._last_page
+        if page is not None and seq >> PAGE_BITS == seqs._last_pno and len(page.subj) == seq & PAGE_MASK:
+            page.subj.append(info)
+            page.ts.append(ts)
+            page.a.append(a)
+            if page.b is not None:
+                page.b.append(b)
+            page.live += 1
+            seqs.count += 1
+        else:
+            seqs.append(seq, info, ts, a, b)
+        self._bytes += size
+        self._msgs += 1
+        if self._msgs == 1:
+            self._first = seq
+            self._first_ts = ts
+        if self._fast_evict:
+            lim = self._limits
+            if 0 < lim.max_msgs < self._msgs or 0 < lim.max_bytes < self._bytes:
+                self._enforce_limits()
 
     # set by a backend holding writes back (file store: deferred appends); every public
     # operation but store_msg completes them first, so nothing ever reads around them
@@ -275,6 +349,10 @@ class StoreCore(MsgStore):
         with self._lock:
             if self._closed:
                 raise ErrStoreClosed()
+            if self._fast and not ttl and type(data) is bytes and (not hdr or type(hdr) is bytes):
+                r = self._append(subject, hdr or None, data, ts)
+                if r is not None:
+                    return r
             if self._after_op_noop:
                 return self._store_msg(subject, hdr, data, ts, ttl)
             try:
@@ -462,6 +540,26 @@ class StoreCore(MsgStore):
         else:
             seq = max((i.last for i in self._subjects.match(subject_filter)), default=None)
         return self._load(seq) if seq is not None else None
+
+    @_op
+    def load_recent_with_headers(self, since_ts: int) -> list[StoredMsg]:
+        """The newest messages stamped at or after `since_ts` (walking back from the last one
+        to the first older one) that carry headers, ascending. Only those are read: what a
+        stream's restart needs (Nats-Msg-Id within the duplicate window, Nats-TTL for delete
+        markers) without loading every message."""
+        has_hdr = self._has_headers
+        items = []
+        for seq, info, page, off in self._seqs.iter_live_rev(self._last, self._first):
+            if page.ts[off] < since_ts:
+                break
+            if has_hdr(page, off):
+                items.append((seq, info, page, off))
+        items.reverse()
+        return [m for m in self._load_many(items) if m is not None]
+
+    def _has_headers(self, page: Page, off: int) -> bool:
+        """Does the message in this slot carry headers? (backends answer from the index)"""
+        raise NotImplementedError
 
     @_op
     def load_prev_msg(self, filter_subject: str, start_seq: int) -> StoredMsg | None:

@@ -35,7 +35,9 @@ keep working; tombstones and STATE records that could not be written stay pendin
 written by a later operation, so writing resumes by itself once the disk has room. An owner may set `defer_writes`
 while it handles a batch (the stream does for one client read): appends are then held and
 written together by `flush_writes()`, before any other operation of the store, or once 1 MiB
-is held; the owner acknowledges the batch only after `flush_writes()` returned.
+is held; the owner acknowledges the batch only after `flush_writes()` returned. Such an append
+takes `_append`, the per-message path written flat (the same records and index as the general
+`_store_msg`, which every other case takes).
 
 Blocks are never rewritten on the write path: dead blocks are unlinked when that is cheap,
 and sparse or tombstone-holding ones are compacted by `sync()` / `stop()` (one block at a
@@ -60,7 +62,7 @@ from typing import Any, Iterator
 from zlib import crc32
 
 from . import fileio
-from .base import StoredMsg, StoreError, StoreLimits, check_meta_name
+from .base import ErrMaxMsgSize, StoredMsg, StoreError, StoreLimits, check_meta_name
 from .base import new_stored_msg as _new_sm
 from .core import StoreCore, _op
 from .fileio import StoreWriteError
@@ -90,6 +92,10 @@ INDEX_MAGIC = b"EBSIDX01"
 OFF_MASK = 0xFFFFFFFF
 WBUF_MAX = 1 << 20       # deferred appends are written once this many bytes are held
 READ_RUN_MAX = 1 << 20   # batch loads read adjacent records with one pread of at most this
+
+
+_pack_headmsg = HEADMSGF.pack
+_pack_crc = CRC.pack
 
 
 def _record(typ: int, body: bytes) -> bytes:
@@ -283,7 +289,9 @@ class FileStore(StoreCore):
     def _recover_blocks(self, files: list[tuple[int, str]]) -> None:
         self._recovering = True
         self._subjects.begin_bulk()
+        fast_evict, self._fast_evict = self._fast_evict, False  # limits apply after the replay
         try:
+            index_append = self._index_append
             floor = 0
             best_seq, best_ts = 0, 0  # highest sequence seen anywhere, and its timestamp
             subj_cache: dict[bytes, str] = {}
@@ -312,9 +320,17 @@ class FileStore(StoreCore):
                         if subject is None:
                             subject = subj_cache[sb] = sb.decode("utf-8", "surrogateescape")
                         rl = end + 4 - off
-                        if seq > self._last:
-                            self._last = seq
-                        insert(seq, subject, None, ts, (index << 32) | off, (rl << 1) | (1 if hlen else 0), rl - 12 + (4 if hlen else 0), ttl)
+                        if ttl:
+                            if seq > self._last:
+                                self._last = seq
+                            insert(seq, subject, None, ts, (index << 32) | off, (rl << 1) | (1 if hlen else 0), rl - 12 + (4 if hlen else 0), ttl)
+                        else:
+                            # what _insert does, one call (_fast_evict is off while replaying;
+                            # last_ts is settled after the replay)
+                            last = self._last
+                            index_append(seq, subject, ts, (index << 32) | off, (rl << 1) | (1 if hlen else 0), rl - 12 + (4 if hlen else 0))
+                            if last > seq:
+                                self._last = last
                         blk.live += 1
                         blk.live_bytes += rl
                         if blk.msg_first == 0:
@@ -370,6 +386,7 @@ class FileStore(StoreCore):
                 elif blk.live_bytes * 2 < blk.size:
                     self._sparse.add(blk.index)
         finally:
+            self._fast_evict = fast_evict
             self._recovering = False
             self._subjects.end_bulk()
             self._pending_tombs.clear()
@@ -441,8 +458,8 @@ class FileStore(StoreCore):
             self._wbuf.append(rec)
             blk.size = off + len(rec)
             self._unsynced.add(blk.index)
-            if blk.size - self._wbuf_at >= WBUF_MAX:
-                self._flush_pending_io()
+            # past WBUF_MAX the appends are written at the end of the operation (_after_op),
+            # once the message is in the index: a failed write then takes it out again
             return at
         try:
             n = fileio.pwrite(self._active_fd, rec, off)
@@ -562,6 +579,9 @@ class FileStore(StoreCore):
         b = page.b[off]  # type: ignore[index]
         return (b >> 1) - 12 + (4 if b & 1 else 0)
 
+    def _has_headers(self, page: Page, off: int) -> bool:
+        return bool(page.b[off] & 1)  # type: ignore[index]
+
     def _persist_msg(self, seq: int, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[Any, int]:
         sb = subject.encode("utf-8", "surrogateescape")
         hdr_b = hdr or b""
@@ -581,6 +601,73 @@ class FileStore(StoreCore):
             blk.msg_first = seq
         blk.msg_last = seq
         return (blk.index << 32) | off, (len(rec) << 1) | (1 if hdr_b else 0)
+
+    _ap_sb = b""
+
+    def _append(self, subject: str, hdr: bytes | None, data: bytes, ts: int) -> tuple[int, int] | None:
+        """`_persist_msg` + the rest of `_store_msg` + `_after_op`, flat, for a message whose
+        record joins the held-back appends of a read (`defer_writes`) in the active block; any
+        other case (a write now, a new block, a block without its STATE header, a subject that
+        is not ASCII, a huge message) goes the general way."""
+        if not self.defer_writes or self.sync_always:
+            return None
+        blk = self._active
+        assert blk is not None
+        off = blk.size
+        if off == 0:
+            return None
+        if subject is self._ap_subj:
+            sb = self._ap_sb
+        else:
+            if not subject.isascii() or len(subject) > 0xFFFF:
+                return None
+            sb = self._ap_sb = subject.encode()
+            self._ap_subj = subject
+        slen = len(sb)
+        dlen = len(data)
+        seq = self._last + 1
+        if hdr is None:
+            mms = self._fast_mms
+            if mms > 0 and dlen > mms:
+                raise ErrMaxMsgSize()
+            if dlen >= MAX_BODY:
+                return None
+            size = 30 + slen + dlen  # _size_of
+            rec = _pack_headmsg(MAGIC, T_MSG, 0, 30 + slen + dlen, seq, ts, 0, slen, 0) + sb + data
+        else:
+            hlen = len(hdr)
+            mms = self._fast_mms
+            if mms > 0 and hlen + dlen > mms:
+                raise ErrMaxMsgSize()
+            if hlen + dlen >= MAX_BODY:
+                return None
+            size = 34 + slen + hlen + dlen
+            rec = _pack_headmsg(MAGIC, T_MSG, 0, 30 + slen + hlen + dlen, seq, ts, 0, slen, hlen) + sb + hdr + data
+        rec += _pack_crc(crc32(rec[2:]))
+        rl = len(rec)
+        if off + rl > self.block_size:
+            return None
+        # _write, deferred
+        wbuf = self._wbuf
+        if not wbuf:
+            self._wbuf_at = off
+            self._io_pending = True
+            # (the block cannot change while appends are held: _new_block writes them first)
+            self._unsynced.add(blk.index)
+        wbuf.append(rec)
+        blk.size = off + rl
+        blk.live += 1
+        blk.live_bytes += rl
+        if blk.msg_first == 0:
+            blk.msg_first = seq
+        blk.msg_last = seq
+        self._index_append(seq, subject, ts, (blk.index << 32) | off, (rl << 1) | (hdr is not None), size)
+        # _after_op
+        if self._need_state or self._pending_tombs or self._pending_erase or self._newly_dead:
+            self._flush()
+        if self._io_pending and self._active.size - self._wbuf_at >= WBUF_MAX:
+            self._flush_pending_io()
+        return seq, ts
 
     def _load_slot(self, seq: int, info: SubjInfo, page: Page, off: int) -> StoredMsg:
         loc = page.a[off]
@@ -806,6 +893,8 @@ class FileStore(StoreCore):
     def _after_op(self) -> None:
         if not self._closed:
             self._flush()
+            if self._io_pending and self._active is not None and self._active.size - self._wbuf_at >= WBUF_MAX:
+                self._flush_pending_io()
 
     # ================================================================ flushing & maintenance
     def _flush(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import StoredMsg, StoreLimits, check_meta_name
+from .base import ErrMaxMsgSize, StoredMsg, StoreLimits, check_meta_name
 from .base import new_stored_msg as _new_sm
 from .core import StoreCore, _op
 from .index import Page, SubjInfo
@@ -45,8 +45,29 @@ class MemoryStore(StoreCore):
             return _blen(info.name) + len(p) + 16
         return _blen(info.name) + len(p[0]) + len(p[1]) + 16
 
+    def _has_headers(self, page: Page, off: int) -> bool:
+        return type(page.a[off]) is not bytes
+
     def _persist_msg(self, seq: int, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[Any, int]:
         return (data if hdr is None else (hdr, data)), 0
+
+    _ap_slen = 0
+
+    def _append(self, subject: str, hdr: bytes | None, data: bytes, ts: int) -> tuple[int, int] | None:
+        if subject is self._ap_subj:
+            slen = self._ap_slen
+        else:
+            if not subject.isascii():
+                return None
+            slen = self._ap_slen = len(subject)
+            self._ap_subj = subject
+        n = len(data) if hdr is None else len(data) + len(hdr)
+        mms = self._fast_mms
+        if mms > 0 and n > mms:
+            raise ErrMaxMsgSize()
+        seq = self._last + 1
+        self._index_append(seq, subject, ts, data if hdr is None else (hdr, data), 0, slen + n + 16)
+        return seq, ts
 
     def _load_many(self, items: list[tuple[int, SubjInfo, Page, int]]) -> list[StoredMsg | None]:
         out: list[StoredMsg | None] = []

@@ -93,6 +93,28 @@ def test_failed_deferred_batch_is_taken_back(tmp_path):
     st2.stop()
 
 
+@pytest.mark.parametrize("hdr", [None, b"NATS/1.0\r\nA: b\r\n\r\n"])
+def test_held_appends_written_past_the_cap_fail_as_a_whole(tmp_path, hdr):
+    """Held-back appends are written once WBUF_MAX bytes are held, by the store_msg that
+    crosses it: when that write fails, that message too leaves the index (it is indexed
+    before the write), and the whole batch is reported."""
+    st = FileStore(str(tmp_path / "s"), block_size=8 << 20)
+    st.store_msg("a.0", None, b"ok", T0)
+    st.defer_writes = True
+    FAULTS.fail_writes = errno.ENOSPC
+    big = b"x" * (200 << 10)
+    seqs = [st.store_msg("a.1", hdr, big, T0 + i)[0] for i in range(1, 7)]  # > 1 MiB at the 6th
+    assert not st._io_pending  # the 6th wrote them (and failed)
+    st.defer_writes = False
+    with pytest.raises(StoreWriteError) as ei:
+        st.flush_writes()
+    assert ei.value.seqs == tuple(seqs)
+    FAULTS.fail_writes = 0
+    assert contents(st) == [(1, "a.0", b"ok")]
+    assert st.state().msgs == 1 and st.state().last_seq == 7
+    st.stop()
+
+
 def test_a_deferred_failure_seen_by_another_operation_still_reaches_flush_writes(tmp_path):
     st = FileStore(str(tmp_path / "s"))
     st.defer_writes = True

@@ -305,6 +305,20 @@ class StoreMachine(RuleBasedStateMachine):
                 got = type(e)
             assert got == want
 
+    @rule(items=st.lists(st.tuples(st.sampled_from(SUBJECTS), st.sampled_from([None, b"", b"NATS/1.0\r\n\r\n", ROLLUP]),
+                                   st.binary(max_size=12), st.sampled_from([0, 0, 0, 3, -1]), st.integers(0, S)),
+                         min_size=1, max_size=8))
+    def store_batch(self, items):
+        """A client read's worth of messages: the file store holds their records back and
+        writes them in one go (as a stream does), which is the per-message `_append` path."""
+        self.file.defer_writes = True
+        try:
+            for subj, hdr, data, ttl, dt in items:
+                self.store(subj, hdr, data, ttl, dt)
+        finally:
+            self.file.defer_writes = False
+        self.file.flush_writes()
+
     @rule(data=st.data(), erase=st.booleans())
     def remove(self, data, erase):
         seq = data.draw(st.integers(0, self.models["mem"].last + 2))
