@@ -25,12 +25,14 @@ N = 600
 class Raw:
     """A bare NATS connection (headers on) that collects MSG/HMSG frames whole."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, **auth: str) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.buf = b""
         self._line()  # INFO
-        self.send(b'CONNECT {"verbose":false,"pedantic":false,"protocol":1,"headers":true,'
-                  b'"no_responders":true}\r\nPING\r\n')
+        opts = {"verbose": False, "pedantic": False, "protocol": 1, "headers": True,
+                "no_responders": True, **{("pass" if k == "password" else k): v
+                                          for k, v in auth.items()}}
+        self.send(b"CONNECT " + json.dumps(opts).encode() + b"\r\nPING\r\n")
         while self._line() != b"PONG":
             pass
 
@@ -96,23 +98,28 @@ def _publish(c: Raw) -> None:
 def _read(port: int, name: str, config: dict[str, Any], kind: str) -> list[bytes]:
     c = Raw(port)
     try:
-        if kind == "push":
-            config = dict(config, deliver_subject="_INBOX.d")
-        c.send(b"SUB _INBOX.a 1\r\nSUB _INBOX.b 2\r\nSUB _INBOX.d 3\r\n")
-        r = c.request(f"$JS.API.CONSUMER.CREATE.S.{name}",
-                      {"stream_name": "S", "config": dict(config, durable_name=name)})
-        assert "error" not in r, r
-        if kind != "push":
-            reqs = []
-            for k in range(N // 100):
-                inbox = b"_INBOX.a" if kind == "one-inbox" or k % 2 == 0 else b"_INBOX.b"
-                body = b'{"batch":100,"expires":30000000000}'
-                reqs.append(b"PUB $JS.API.CONSUMER.MSG.NEXT.S.%s %s %d\r\n%s\r\n"
-                            % (name.encode(), inbox, len(body), body))
-            c.send(b"".join(reqs))
-        return c.frames(N)
+        return _read_open(c, name, config, kind, N)
     finally:
         c.close()
+
+
+def _read_open(c: Raw, name: str, config: dict[str, Any], kind: str, n: int) -> list[bytes]:
+    """Create consumer `name` on S and read its first `n` deliveries (pull requests of 100)."""
+    if kind == "push":
+        config = dict(config, deliver_subject="_INBOX.d")
+    c.send(b"SUB _INBOX.a 1\r\nSUB _INBOX.b 2\r\nSUB _INBOX.d 3\r\n")
+    r = c.request(f"$JS.API.CONSUMER.CREATE.S.{name}",
+                  {"stream_name": "S", "config": dict(config, durable_name=name)})
+    assert "error" not in r, r
+    if kind != "push":
+        reqs = []
+        for k in range(n // 100):
+            inbox = b"_INBOX.a" if kind == "one-inbox" or k % 2 == 0 else b"_INBOX.b"
+            body = b'{"batch":100,"expires":30000000000}'
+            reqs.append(b"PUB $JS.API.CONSUMER.MSG.NEXT.S.%s %s %d\r\n%s\r\n"
+                        % (name.encode(), inbox, len(body), body))
+        c.send(b"".join(reqs))
+    return c.frames(n)
 
 
 @pytest.mark.edgebus(jetstream=True)
@@ -158,3 +165,54 @@ def test_bulk_path_gives_the_general_paths_bytes(edgebus_server, monkeypatch, ki
     assert len(fast) == N and fast[0].startswith((b"MSG s.a ", b"HMSG s.a "))
     assert b".FAST.1.1.1." in fast[0] and b".FAST.1.%d.%d." % (N, N) in fast[-1]
     assert [f.replace(b".FAST.", b".SLOW.") for f in fast] == slow
+
+
+RESPONDER = """
+port: -1
+jetstream { store_dir: "%s" }
+authorization { users: [
+  { user: admin, password: a }
+  { user: u, password: u, permissions: { publish: { allow: ["$JS.API.>"] }, allow_responses: true } }
+] }
+"""
+
+
+@pytest.mark.parametrize("kind", ["push", "one-inbox"])
+def test_a_run_to_a_responder_grants_each_ack_subject(tmp_path, monkeypatch, kind):
+    """A client whose only right to publish to an ack subject is `allow_responses` gets each
+    delivery's reply granted, when the run went through the bulk path: its acks are taken
+    (before, one Batch for the run would have skipped the grant and every ack would be a
+    Permissions Violation)."""
+    from edgebus.testing.embedded import EmbeddedServer
+    from edgebus.transport.nats_conn import NatsConnection
+
+    batches: list[int] = []
+    deliver_batch = NatsConnection.deliver_batch
+
+    def spied(self: Any, sub: Any, batch: Any, src: Any) -> None:
+        if batch.replies:
+            batches.append(len(batch.msgs))
+        deliver_batch(self, sub, batch, src)
+
+    monkeypatch.setattr(NatsConnection, "deliver_batch", spied)
+    srv = EmbeddedServer(config=RESPONDER % tmp_path)
+    srv.start()
+    try:
+        admin = Raw(srv.port, user="admin", password="a")
+        _publish(admin)
+        admin.close()
+        c = Raw(srv.port, user="u", password="u")
+        frames = _read_open(c, "ACKED", {"ack_policy": "explicit"}, kind, 100)
+        acks = b"".join(b"PUB %s 0\r\n\r\n" % f.split(b"\r\n", 1)[0].split(b" ")[3]
+                        for f in frames)
+        c.send(acks + b"PING\r\n")
+        lines = []
+        while (line := c._line()) != b"PONG":
+            lines.append(line)
+        assert not [x for x in lines if x.startswith(b"-ERR")], lines
+        info = c.request("$JS.API.CONSUMER.INFO.S.ACKED", {})
+        assert info["ack_floor"]["stream_seq"] == 100, info
+        c.close()
+    finally:
+        srv.close()
+    assert batches  # the run did reach the connection as one batch with replies

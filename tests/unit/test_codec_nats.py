@@ -386,8 +386,9 @@ def test_connect_options_types_like_nats_server():
 
 def test_batch_frames_joined_with_a_sid_are_what_append_msgs_makes():
     """codec.nats.batch_frames frames a batch once for every subscription: joined with a sid,
-    the pieces are exactly the frames append_msgs makes message by message (MSG, HMSG, headers
-    left out for a client without them, sizes past the size-line table)."""
+    the pieces are exactly the frames append_msgs makes message by message (MSG, HMSG, with and
+    without reply, headers left out for a client without them, sizes past the size-line
+    table)."""
     import random
 
     from edgebus.codec.nats import append_msgs, batch_frames
@@ -397,11 +398,15 @@ def test_batch_frames_joined_with_a_sid_are_what_append_msgs_makes():
         for _ in range(rnd.randint(1, 12)):
             hdr = rnd.choice([None, None, b"NATS/1.0\r\nK: v\r\n\r\n"])
             size = rnd.choice([0, 1, 16, 4095, 4096, 70000])
-            msgs.append((1, b"s.%d" % rnd.randint(0, 5), None, hdr, bytes([97 + rnd.randint(0, 5)]) * size))
+            # a JetStream run carries an ack subject per message
+            reply = rnd.choice([None, None, b"$JS.ACK.S.C.1.%d.%d.1700000000000000000.0"
+                                % (rnd.randint(1, 9), rnd.randint(1, 9))])
+            msgs.append((1, b"s.%d" % rnd.randint(0, 5), reply, hdr,
+                         bytes([97 + rnd.randint(0, 5)]) * size))
         for headers in (True, False):
             pieces, total = batch_frames(msgs, headers)
             for sid in (b"1", b"abc"):
                 want = bytearray()
-                n = sum(append_msgs(want, m[1], sid, None, m[3] if headers else None, (m[4],))
+                n = sum(append_msgs(want, m[1], sid, m[2], m[3] if headers else None, (m[4],))
                         for m in msgs)
                 assert sid.join(pieces) == bytes(want) and total == n
