@@ -498,7 +498,15 @@ class Stream:
             now = self._read_now
             self._read_now = now + 1
             return now
-        return self.clock.now_ns()
+        return self._clock_stamp()
+
+    def _clock_stamp(self) -> int:
+        """The clock, but never before a stamp already given: a read's stamps run ahead of
+        the clock by a nanosecond a message, and under MockClock the clock may not move at
+        all between two reads."""
+        now = self.clock.now_ns()
+        r = self._read_now
+        return now if now >= r else r
 
     def _ingest_plain(self, subject: str, reply: str | bytes | None, data: bytes) -> int:
         """`process()` for a message without headers on a stream whose config checks nothing
@@ -514,7 +522,7 @@ class Stream:
             now = self._read_now
             self._read_now = now + 1
         else:
-            now = self.clock.now_ns()
+            now = self._clock_stamp()
             if self._defer_ok and in_read():
                 self._defer_replies(now)
         try:
