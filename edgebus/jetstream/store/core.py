@@ -411,7 +411,7 @@ class StoreCore(MsgStore):
             if not self._fast:
                 return 0, 0
             k = self._append_run(subject, datas, start, ts)
-            return k, self._last
+            return (k, self._last) if k else (0, 0)
 
     def _append_run(self, subject: str, datas: Sequence[bytes], start: int, ts: int) -> int:
         """`store_run` under the lock: `_append` for each, stopping at the first it declines."""
