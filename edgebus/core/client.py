@@ -231,6 +231,11 @@ class InternalClient(Client):
                 payloads: Sequence[bytes], src: Any, on: bytes | None) -> None:
         self.out_msgs += len(payloads)
         raw = sub.raw
+        if hdr is None and len(payloads) > 1 and sub.raw_run is not None:
+            for data in payloads:
+                self.out_bytes += len(data)
+            sub.raw_run(sub, subject, reply, payloads, src)
+            return
         hl = len(hdr) if hdr else 0
         for data in payloads:
             self.out_bytes += len(data) + hl

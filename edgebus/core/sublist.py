@@ -39,7 +39,7 @@ CACHE_SUBJECT_MAX = 512
 class Subscription:
     """One interest: the client it belongs to, its subject, optional queue, and sid."""
 
-    __slots__ = ("client", "subject", "queue", "sid", "max", "delivered", "sid_b", "extra", "raw")
+    __slots__ = ("client", "subject", "queue", "sid", "max", "delivered", "sid_b", "extra", "raw", "raw_run")
 
     def __init__(self, client: "Subscriber", subject: str, queue: str | None = None,
                  sid: bytes = b"", max_msgs: int = 0) -> None:
@@ -54,6 +54,9 @@ class Subscription:
         # an in-process subscription may take messages as parts, with no Msg made:
         # raw(sub, subject_b, reply_b, hdr, data, src) (see core.client.InternalClient)
         self.raw: Any = None
+        # and a run of payloads without headers in one call:
+        # raw_run(sub, subject_b, reply_b, payloads, src)
+        self.raw_run: Any = None
 
     def __repr__(self) -> str:
         q = f" q={self.queue}" if self.queue else ""

@@ -393,6 +393,7 @@ class Stream:
     def _ingest_sub(self, subject: str) -> Any:
         sub = self.js.client.subscribe(subject, self._on_inbound)
         sub.raw = self._on_raw
+        sub.raw_run = self._on_raw_run
         return sub
 
     def _on_inbound(self, sub: Any, msg: Any) -> None:
@@ -407,6 +408,18 @@ class Stream:
             self._ingest_plain(self._last_s, reply_b, data)
         elif not self.closed:
             self._process(self._last_s, reply_b, hdr, data, False, -1, 0)
+
+    def _on_raw_run(self, sub: Any, subject_b: bytes, reply_b: bytes | None, payloads: Any,
+                    src: Any) -> None:
+        """`_on_raw` for each of a run of payloads without headers (one subject and reply)."""
+        if self._plain_ok and not self.closed:
+            if subject_b is not self._last_sb:
+                self._last_sb = subject_b
+                self._last_s = subject_b.decode("utf-8", "surrogateescape")
+            self._ingest_run(self._last_s, reply_b, payloads)
+        else:
+            for data in payloads:
+                self._on_raw(sub, subject_b, reply_b, None, data, src)
 
     _last_sb: bytes | None = None
     _last_s = ""
@@ -546,6 +559,54 @@ class Stream:
         if cfg.max_age > 0 and self._scheduled is None:
             self._wake.set()
         return seq
+
+    def _run_ok(self) -> bool:
+        """Can `_ingest_run` store a stretch of plain messages in one go: their stamps come
+        from the read's time (`_deferring`), no listener must see each one stored before
+        the next, and no account or server storage limit needs a look per message."""
+        if not self._deferring or self.new_msg_listeners or self.closed:
+            return False
+        svc = self.js.service
+        lim = self.js.limits
+        if self.config.storage == "memory":
+            return svc.max_memory < 0 and lim.max_memory < 0 and lim.memory_max_stream_bytes <= 0
+        return svc.max_store < 0 and lim.max_storage < 0 and lim.storage_max_stream_bytes <= 0
+
+    def _ingest_run(self, subject: str, reply: bytes | None, datas: Any) -> None:
+        """`_ingest_plain(subject, reply, data)` for each of `datas` in order (the caller
+        checked `_plain_ok` and `closed`), with what can go in one go stored by one
+        `store_run` and its PubAcks made in one loop: the same stamps, sequences, stored
+        records, limits and replies. A message the run cannot take (the first of a read,
+        too large, a new block, ...) goes through `_ingest_plain` alone."""
+        n = len(datas)
+        i = 0
+        mms = self._max_msg_size
+        while i < n:
+            if not self._run_ok():
+                self._ingest_plain(subject, reply, datas[i])
+                i += 1
+                continue
+            j = n
+            if mms >= 0:
+                for k in range(i, n):
+                    if len(datas[k]) > mms:
+                        j = k
+                        break
+            k, last = self.store.store_run(subject, datas if j == n else datas[:j], i, self._read_now)
+            if k == 0:
+                self._ingest_plain(subject, reply, datas[i])
+                i += 1
+                continue
+            self._read_now += k
+            self.lseq = last
+            self.lmsgid = ""
+            cfg = self.config
+            if reply and not cfg.no_ack:
+                pre = self._ack_prefix
+                self._pending_acks.extend([(reply, pre + b"%d}" % s) for s in range(last - k + 1, last + 1)])
+            if cfg.max_age > 0 and self._scheduled is None:
+                self._wake.set()
+            i += k
 
     def _store_failed(self, reply: str | bytes | None, e: StoreError) -> None:
         """The store refused or failed a message: the publisher gets the error."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Iterable, NamedTuple, Sequence
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,6 +157,13 @@ class MsgStore(abc.ABC):
         """Append a message; returns (seq, ts). Raises a `LimitError` subclass when a
         discard-new limit or max_msg_size rejects it (nothing is stored, no seq consumed).
         With discard-old the oldest messages are evicted to make room."""
+
+    def store_run(self, subject: str, datas: Sequence[bytes], start: int, ts: int) -> tuple[int, int]:
+        """Store `datas[start:]` (no headers, no TTL) stamped `ts`, `ts` + 1 ns, ... as that
+        many `store_msg` calls would, as far as it can do so in one go; returns how many it
+        stored and the sequence of the last of them ((0, 0): the caller stores
+        `datas[start]` with `store_msg`, which also raises what that one would)."""
+        return 0, 0
 
     @abc.abstractmethod
     def skip_msg(self, ts: int | None = None) -> int:

@@ -10,7 +10,7 @@ import functools
 import heapq
 import threading
 from array import array
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .base import (
     DiscardPolicy,
@@ -195,6 +195,47 @@ class StoreCore(MsgStore):
             if 0 < lim.max_msgs < self._msgs or 0 < lim.max_bytes < self._bytes:
                 self._enforce_limits()
 
+    def _index_extend(self, seq: int, subject: str, ts: int, a_col: list[Any], b_col: list[int] | None,
+                      size: int) -> None:
+        """`_index_append` for len(a_col) messages on `subject`: seq, seq+1, ... stamped ts,
+        ts+1, ... with columns a_col[i] (b_col[i]) and `size` bytes in all, when nothing can
+        be evicted (not `_fast_evict`): the same index, built a page at a time."""
+        m = len(a_col)
+        self._index_append(seq, subject, ts, a_col[0], b_col[0] if b_col is not None else 0, 0)
+        if m > 1:
+            info = self._subjects.by_name[subject]
+            last = seq + m - 1
+            if info.msgs == 1:
+                info.seqs = array("Q", (info.first,))
+                info.head = 0
+            info.seqs.extend(range(seq + 1, last + 1))  # type: ignore[union-attr]
+            info.last = last
+            info.msgs += m - 1
+            seqs = self._seqs
+            i = 1
+            s = seq + 1
+            while i < m:
+                page = seqs._last_page
+                if page is not None and s >> PAGE_BITS == seqs._last_pno and len(page.subj) == s & PAGE_MASK:
+                    c = min(PAGE_MASK + 1 - (s & PAGE_MASK), m - i)
+                    page.subj.extend([info] * c)
+                    page.ts.extend(range(ts + i, ts + i + c))
+                    page.a.extend(a_col[i:i + c])
+                    if page.b is not None:
+                        page.b.extend(b_col[i:i + c])  # type: ignore[index]
+                    page.live += c
+                    seqs.count += c
+                    i += c
+                    s += c
+                else:
+                    seqs.append(s, info, ts + i, a_col[i], b_col[i] if b_col is not None else 0)
+                    i += 1
+                    s += 1
+            self._last = last
+            self._last_ts = ts + m - 1
+            self._msgs += m - 1
+        self._bytes += size
+
     # set by a backend holding writes back (file store: deferred appends); every public
     # operation but store_msg completes them first, so nothing ever reads around them
     _io_pending = False
@@ -359,6 +400,33 @@ class StoreCore(MsgStore):
                 return self._store_msg(subject, hdr, data, ts, ttl)
             finally:
                 self._after_op()
+
+    def store_run(self, subject: str, datas: Sequence[bytes], start: int, ts: int) -> tuple[int, int]:
+        """See `MsgStore.store_run`: each message as `store_msg` would take it by the
+        backend's `_append` path; the run stops (before changing anything for it) at the
+        first that needs the general path or would raise."""
+        with self._lock:
+            if self._closed:
+                raise ErrStoreClosed()
+            if not self._fast:
+                return 0, 0
+            k = self._append_run(subject, datas, start, ts)
+            return (k, self._last) if k else (0, 0)
+
+    def _append_run(self, subject: str, datas: Sequence[bytes], start: int, ts: int) -> int:
+        """`store_run` under the lock: `_append` for each, stopping at the first it declines."""
+        n = len(datas)
+        i = start
+        append = self._append
+        mms = self._fast_mms
+        while i < n:
+            data = datas[i]
+            if type(data) is not bytes or (mms > 0 and len(data) > mms) or \
+                    append(subject, None, data, ts) is None:
+                break
+            ts += 1
+            i += 1
+        return i - start
 
     def _store_msg(self, subject: str, hdr: bytes | None, data: bytes, ts: int, ttl: int) -> tuple[int, int]:
         if not hdr:
