@@ -72,6 +72,8 @@ class Raw:
         data = json.dumps(body).encode()
         self.send(b"SUB _INBOX.req 99\r\nPUB %s _INBOX.req %d\r\n%s\r\n" % (subject.encode(), len(data), data))
         frame = self.frames(1)[0]
+        while not frame.startswith(b"MSG _INBOX.req "):
+            frame = self.frames(1)[0]   # (a push consumer's delivery still on its way)
         self.send(b"UNSUB 99\r\n")
         return json.loads(frame.split(b"\r\n", 1)[1][:-2])
 
