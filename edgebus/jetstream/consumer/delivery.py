@@ -250,7 +250,7 @@ class DeliveryMixin:
             stop = -1
             take = msgs
             per_msg = not push   # pull: pick the request for each message
-            if per_msg and self._all_take_alike(now):
+            if per_msg and self._all_take_alike(now, len(msgs)):
                 # every waiting request takes messages alike: hand the run out in one step
                 if wq[0].reply != dsubj:
                     dsubj = wq[0].reply
