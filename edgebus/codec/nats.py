@@ -197,6 +197,20 @@ def batch_frames(msgs: Sequence[tuple[Any, bytes, bytes | None, bytes | None, by
     return pieces, total
 
 
+def run_frames(subject: bytes, replies: Sequence[bytes], payloads: Sequence[bytes]) -> tuple[list[bytes], int]:
+    """`batch_frames` (either `headers`) of messages that all have `subject`, no headers and
+    each its reply (`replies[i]` for `payloads[i]`; a JetStream consumer's run): one join per
+    message, nothing read from per-message tuples."""
+    sizes = _SP_SIZE_LINES
+    mid = b"\r\nMSG " + subject + b" "
+    pieces = [mid[2:]]
+    pieces += [b"".join((b" ", r, sizes[len(d)] if len(d) < 4096 else b" %d\r\n" % len(d), d, mid))
+               for r, d in zip(replies, payloads)]
+    if len(pieces) > 1:
+        pieces[-1] = pieces[-1][: 2 - len(mid)]   # the last frame ends at its CRLF
+    return pieces, sum(map(len, payloads))
+
+
 def pub_frame(subject: bytes, reply: bytes | None, hdr: bytes | None, payload: bytes) -> bytes:
     """PUB or HPUB frame, as a client sends it."""
     r = b" " + reply if reply else b""

@@ -31,14 +31,20 @@ class Batch:
     `framed` is where a codec keeps what it made of the messages for one subscriber and can
     use again for the next (NATS: the frames up to the subscription id), by its own key.
     `replies` says whether any message has a reply (a JetStream consumer's run: each its own
-    ack subject), which a kind with response permissions must see message by message."""
+    ack subject), which a kind with response permissions must see message by message.
+    `run`, when given, is the same messages as parallel lists (subject, replies, payloads) for a
+    batch whose messages all have that one subject, no headers and each a reply (a JetStream
+    consumer's run of plain messages): a codec may frame them from these without reading each
+    message's tuple (codec.nats.run_frames)."""
 
-    __slots__ = ("msgs", "framed", "replies")
+    __slots__ = ("msgs", "framed", "replies", "run")
 
-    def __init__(self, msgs: list[BatchMsg], replies: bool = False) -> None:
+    def __init__(self, msgs: list[BatchMsg], replies: bool = False,
+                 run: "tuple[bytes, list[bytes], list[bytes]] | None" = None) -> None:
         self.msgs = msgs
         self.framed: dict[Any, Any] = {}
         self.replies = replies
+        self.run = run
 
 
 def deliver_each(s: "Subscriber", sub: "Subscription", batch: Batch,

@@ -31,7 +31,7 @@ import trio
 from .. import NATS_VERSION
 from ..codec import nats as proto
 from ..codec.nats import (OP_CONNECT, OP_ERR, OP_INFO, OP_PING, OP_PONG, OP_PUB, OP_PUBS, OP_SUB,
-                          OP_UNSUB, append_msgs, batch_frames, err_frame)
+                          OP_UNSUB, append_msgs, batch_frames, err_frame, run_frames)
 from ..core.client import CLIENT, Client
 from ..core.contract import Batch, deliver_each
 from ..core.outbox import Outbox, ReadBatch
@@ -314,7 +314,9 @@ class NatsConnection(Client, Outbox):
         key = _FRAMED[headers]
         framed = batch.framed.get(key)
         if framed is None:
-            framed = batch.framed[key] = batch_frames(batch.msgs, headers)
+            run = batch.run
+            framed = batch.framed[key] = run_frames(*run) if run is not None \
+                else batch_frames(batch.msgs, headers)
         pieces, nbytes = framed
         out = self.out
         out += sub.sid.join(pieces)

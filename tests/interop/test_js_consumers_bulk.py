@@ -18,6 +18,7 @@ import pytest
 
 from edgebus.jetstream.consumer.delivery import DeliveryMixin
 from edgebus.jetstream.consumer.pull import PullMixin
+from edgebus.transport import nats_conn
 
 N = 600
 
@@ -71,6 +72,8 @@ class Raw:
         data = json.dumps(body).encode()
         self.send(b"SUB _INBOX.req 99\r\nPUB %s _INBOX.req %d\r\n%s\r\n" % (subject.encode(), len(data), data))
         frame = self.frames(1)[0]
+        while not frame.startswith(b"MSG _INBOX.req "):
+            frame = self.frames(1)[0]   # (a push consumer's delivery still on its way)
         self.send(b"UNSUB 99\r\n")
         return json.loads(frame.split(b"\r\n", 1)[1][:-2])
 
@@ -78,14 +81,16 @@ class Raw:
         self.sock.close()
 
 
-def _publish(c: Raw) -> None:
+def _publish(c: Raw, plain: bool = False) -> None:
+    """N messages on S: on three subjects, every fourth with headers; or (`plain`) all on
+    s.a without headers (runs the bulk path frames from parallel lists, Batch.run)."""
     r = c.request("$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s.>"], "storage": "file"})
     assert "error" not in r, r
     out = []
     for i in range(N):
-        subj = b"s.%s" % (b"abc"[i % 3:i % 3 + 1])
+        subj = b"s.a" if plain else b"s.%s" % (b"abc"[i % 3:i % 3 + 1])
         data = b"m%d" % i * (1 + i % 5)
-        if i % 4 == 1:
+        if i % 4 == 1 and not plain:
             hdr = b"NATS/1.0\r\nI: %d\r\n\r\n" % i
             out.append(b"HPUB %s %d %d\r\n%s%s\r\n" % (subj, len(hdr), len(hdr) + len(data), hdr, data))
         else:
@@ -130,8 +135,17 @@ def _read_open(c: Raw, name: str, config: dict[str, Any], kind: str, n: int) -> 
     ("push", {"ack_policy": "none"}),
     ("push", {"ack_policy": "explicit"}),
 ])
-def test_bulk_path_gives_the_general_paths_bytes(edgebus_server, monkeypatch, kind, config):
+@pytest.mark.parametrize("plain", [False, True])
+def test_bulk_path_gives_the_general_paths_bytes(edgebus_server, monkeypatch, kind, config, plain):
     bulk: dict[str, int] = {}
+    framed_runs: list[int] = []
+    run_frames = nats_conn.run_frames
+
+    def counted_run_frames(*a: Any) -> Any:
+        framed_runs.append(len(a[1]))
+        return run_frames(*a)
+
+    monkeypatch.setattr(nats_conn, "run_frames", counted_run_frames)
     runs: dict[str, int] = {}
     fast_ok, burst_fast, took_many = (DeliveryMixin._fast_ok, DeliveryMixin._burst_fast,
                                       PullMixin._took_many)
@@ -154,11 +168,19 @@ def test_bulk_path_gives_the_general_paths_bytes(edgebus_server, monkeypatch, ki
     port = edgebus_server.port
     c = Raw(port)
     try:
-        _publish(c)
+        _publish(c, plain)
     finally:
         c.close()
     fast = _read(port, "FAST", config, kind)
+    n_runs = len(framed_runs)
     slow = _read(port, "SLOW", config, kind)
+    assert len(framed_runs) == n_runs   # (the general path frames message by message)
+    # plain messages handed out a run at a time (not per message: two inboxes) are framed
+    # from the run's parallel lists; mixed subjects and headers never are
+    if plain and kind != "two-inboxes":
+        assert sum(framed_runs) == N
+    else:
+        assert not framed_runs
     assert bulk.get("FAST") == N and not bulk.get("SLOW")
     if kind == "one-inbox":
         assert runs.get("FAST") and not runs.get("SLOW")

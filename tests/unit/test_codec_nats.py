@@ -410,3 +410,24 @@ def test_batch_frames_joined_with_a_sid_are_what_append_msgs_makes():
                 n = sum(append_msgs(want, m[1], sid, m[2], m[3] if headers else None, (m[4],))
                         for m in msgs)
                 assert sid.join(pieces) == bytes(want) and total == n
+
+
+def test_run_frames_are_batch_frames_of_the_same_run():
+    """codec.nats.run_frames (a JetStream run kept as parallel lists, Batch.run: one subject, no
+    headers, a reply each) makes exactly batch_frames' pieces and count, with and without
+    headers, for runs of one message and more, sizes past the size-line table."""
+    import random
+
+    from edgebus.codec.nats import batch_frames, run_frames
+    rnd = random.Random(11)
+    for _ in range(200):
+        subject = rnd.choice([b"s", b"orders.eu.%d" % rnd.randint(0, 9), b"a%b"])
+        k = rnd.randint(1, 9)
+        payloads = [bytes([97 + rnd.randint(0, 5)]) * rnd.choice([0, 1, 16, 4095, 4096, 70000])
+                    for _ in range(k)]
+        replies = [b"$JS.ACK.S.C.1.%d.%d.1700000000000000000.%d" % (i + 5, i + 1, k - i - 1)
+                   for i in range(k)]
+        got = run_frames(subject, replies, payloads)
+        for headers in (True, False):
+            assert got == batch_frames([(None, subject, r, None, d)
+                                        for r, d in zip(replies, payloads)], headers)

@@ -10,6 +10,7 @@ with nothing left (404), batch/bytes done (409), and sends their heartbeats.
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ...codec.json_depth import loads
@@ -238,15 +239,16 @@ class PullMixin:
             if wr.hb:
                 wr.hbt = now + wr.hb
 
-    def _all_take_alike(self, now: float) -> bool:
-        """Whether every waiting request takes messages the bulk path's simple way: no byte
-        budget, not expired, and all on one inbox (so a run of messages can be handed out
-        with `_took_many`)."""
+    def _all_take_alike(self, now: float, k: int) -> bool:
+        """Whether every waiting request a run of `k` messages reaches takes messages the bulk
+        path's simple way: no byte budget, not expired, and all on one inbox (so the run can be
+        handed out with `_took_many`). Round robin, the run reaches the first `k` requests at
+        most: those are all that are looked at."""
         wq = self.waiting
         if not wq:
             return False
         reply = wq[0].reply
-        for wr in wq:
+        for wr in (wq if k >= len(wq) else islice(wq, k)):
             if wr.b > 0 or (wr.expires and now >= wr.expires) or wr.reply != reply:
                 return False
         return True
@@ -261,6 +263,19 @@ class PullMixin:
         wq = self.waiting
         if not wq or k <= 0:
             return 0
+        if k < len(wq):
+            # one round, not complete: each of the first k requests gets one and moves to the
+            # back if it wants more (its heartbeat restarted), the rest are not touched
+            pop = wq.popleft
+            for _ in range(k):
+                wr = pop()
+                wr.d += 1
+                wr.n -= 1
+                if wr.n > 0:
+                    wq.append(wr)
+                    if wr.hb:
+                        wr.hbt = now + wr.hb
+            return k
         ns = [wr.n for wr in wq]
         total = sum(ns)
         if k >= total:

@@ -47,11 +47,11 @@ class ReadAheadMixin:
             self._nbuf_key = None
         return sm
 
-    def _refill(self, store: Any, fl: list[str]) -> list[Any]:
-        """One read-ahead load from sseq; at the end of the stream, sseq moves to where
-        the store says the next message will be and the result is empty."""
+    def _refill(self, store: Any, fl: list[str], n: int = NBUF_MSGS) -> list[Any]:
+        """One read-ahead load (of `n` messages at most) from sseq; at the end of the stream,
+        sseq moves to where the store says the next message will be and the result is empty."""
         self._nbuf_removals = store.removals
-        msgs, nseq = store.load_next_msgs(fl[0] if fl else ">", self.st.sseq, NBUF_MSGS, NBUF_BYTES)
+        msgs, nseq = store.load_next_msgs(fl[0] if fl else ">", self.st.sseq, n, NBUF_BYTES)
         if not msgs:
             self._nbuf_key = None
             if nseq > self.st.sseq:
@@ -86,7 +86,8 @@ class ReadAheadMixin:
             else:
                 buf.clear()
         if not out and not buf:
-            msgs = self._refill(store, fl)
+            # (as many as the burst may take, if more than a read-ahead: one load, one run)
+            msgs = self._refill(store, fl, limit if limit > NBUF_MSGS else NBUF_MSGS)
             if not msgs:
                 return out
             if len(msgs) > limit:

@@ -855,7 +855,6 @@ class FileStore(StoreCore):
             if end_loc >> 32 != index or not 0 < span <= READ_RUN_MAX:
                 break
             buf = os.pread(self._read_fd(index), span, p0)
-            mv = memoryview(buf)
             n = len(buf)
             p = 0
             seq = cur
@@ -872,7 +871,7 @@ class FileStore(StoreCore):
                 if magic != MAGIC or typ != T_MSG or blen + 12 != rl or rseq != seq or p + rl > n:
                     ok = False
                     break
-                c = crc32(mv[p + 2 : e])
+                c = crc32(buf[p + 2 : e])   # (a copy costs less than a memoryview slice here)
                 q = p + hsize + slen
                 sm = _new_sm(StoredMsg, (seq, info.name, buf[q : q + hlen] if hlen else None,
                                          buf[q + hlen : e], ts))
