@@ -168,22 +168,28 @@ def route_msgs(acc: "Account", msgs: list[BatchMsg], src: "Subscriber") -> None:
         # one at a time: queue groups, in-process subscribers, a leaf link...
         sub = r.solo
         if sub is not None:
-            c = sub.client
-            if c is src and not c.echo:
-                continue
-            mx = sub.max
-            if mx and sub.delivered >= mx:
-                continue
-            sub.delivered += 1
-            c.deliver(sub, subject, None, m[3], (m[4],), src, None)
-            if mx and sub.delivered >= mx:
-                c.remove_sub(sub)
+            _give(sub, subject, m[3], (m[4],), src)
         else:
             _deliver_all(r, subject, None, m[3], (m[4],), src, None, None, src.kind == LEAF,
                          False)
     if cur is not None:
         _hand(cur, msgs, start, len(msgs), src)
     sl.cache_hits += len(msgs) - others
+
+
+def _give(sub: Subscription, subject: bytes, hdr: bytes | None, payloads: Sequence[bytes],
+          src: "Subscriber") -> None:
+    """One replyless message of `route_msgs` to `sub`, with echo and max as `route`."""
+    c = sub.client
+    if c is src and not c.echo:
+        return
+    mx = sub.max
+    if mx and sub.delivered >= mx:
+        return
+    sub.delivered += 1
+    c.deliver(sub, subject, None, hdr, payloads, src, None)
+    if mx and sub.delivered >= mx:
+        c.remove_sub(sub)
 
 
 def _hand(f: Fanout, msgs: list[BatchMsg], start: int, end: int, src: "Subscriber") -> None:
@@ -196,16 +202,7 @@ def _hand(f: Fanout, msgs: list[BatchMsg], start: int, end: int, src: "Subscribe
         hdr = m[3]
         payloads = (m[4],)
         for sub in f.subs:
-            c = sub.client
-            if c is src and not c.echo:
-                continue
-            mx = sub.max
-            if mx and sub.delivered >= mx:
-                continue
-            sub.delivered += 1
-            c.deliver(sub, subject, None, hdr, payloads, src, None)
-            if mx and sub.delivered >= mx:
-                c.remove_sub(sub)
+            _give(sub, subject, hdr, payloads, src)
         return
     if k != len(msgs):
         msgs = msgs[start:end]

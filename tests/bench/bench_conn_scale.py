@@ -19,47 +19,16 @@ nats-server (here lower is better: these are times).
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(kind: str, root: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    if kind == "nats-server":
-        argv = [shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(port)]
-        env = None
-    else:
-        argv = [sys.executable, "-m", "edgebus", "-a", "127.0.0.1", "-p", str(port)]
-        env = dict(os.environ, PYTHONPATH=str(root))
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                         cwd=str(root))
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=1)
-            s.close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                p.kill()
-                raise RuntimeError(f"{kind} did not start")
-            time.sleep(0.02)
-    return p, port
+sys.path.insert(0, str(HERE))
+from bench_delivery import start  # noqa: E402  (fresh servers of either kind, the same way)
 
 
 def recv_until(s: socket.socket, token: bytes, buf: bytes = b"") -> bytes:

@@ -749,42 +749,17 @@ class FileStore(StoreCore):
                 elif j < n:
                     return i - start  # the next one needs the general path
             return i - start
-        index_append = self._index_append
+        # discard-old eviction may run after any message: one `_append` each (the same steps)
+        append = self._append
         while i < n:
             data = datas[i]
             if type(data) is not bytes:
                 break
-            blk = self._active
-            assert blk is not None
-            off = blk.size
-            if off == 0:
-                break
             dlen = len(data)
             if (mms > 0 and dlen > mms) or dlen >= MAX_BODY:
                 break  # (store_msg raises ErrMaxMsgSize for the first)
-            seq = self._last + 1
-            rec = _pack_headmsg(MAGIC, T_MSG, 0, 30 + slen + dlen, seq, ts, 0, slen, 0) + sb + data
-            rec += _pack_crc(crc32(rec[2:]))
-            rl = len(rec)
-            if off + rl > block_size:
+            if append(subject, None, data, ts) is None:
                 break
-            wbuf = self._wbuf
-            if not wbuf:
-                self._wbuf_at = off
-                self._io_pending = True
-                self._unsynced.add(blk.index)
-            wbuf.append(rec)
-            blk.size = off + rl
-            blk.live += 1
-            blk.live_bytes += rl
-            if blk.msg_first == 0:
-                blk.msg_first = seq
-            blk.msg_last = seq
-            index_append(seq, subject, ts, (blk.index << 32) | off, rl << 1, 30 + slen + dlen)
-            if self._need_state or self._pending_tombs or self._pending_erase or self._newly_dead:
-                self._flush()
-            if self._io_pending and self._active.size - self._wbuf_at >= WBUF_MAX:
-                self._flush_pending_io()
             ts += 1
             i += 1
         return i - start

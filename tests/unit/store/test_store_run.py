@@ -16,20 +16,7 @@ from edgebus.jetstream.store.base import DiscardPolicy, LimitError, StoreLimits
 from edgebus.jetstream.store.file import FileStore
 from edgebus.jetstream.store.fileio import FAULTS, StoreWriteError
 from edgebus.jetstream.store.memory import MemoryStore
-
-
-def blocks(d: str) -> list[str]:
-    md = os.path.join(d, "msgs")
-    return sorted(os.path.join(md, f) for f in os.listdir(md) if f.endswith(".blk"))
-
-
-def contents(st: Any) -> list[tuple[Any, ...]]:
-    out, seq = [], 0
-    while True:
-        m, seq = st.load_next_msg(">", seq)
-        if m is None:
-            return out
-        out.append((m.seq, m.subject, m.hdr, m.data, m.ts))
+from test_store_file import blocks, contents  # the same helpers
 
 
 def index_of(st: Any) -> Any:
