@@ -33,8 +33,16 @@ if TYPE_CHECKING:
 # the ack reply subject of a delivery: $JS.ACK.<stream>.<consumer>. (the consumer's ack prefix)
 # then <delivery count>.<stream seq>.<consumer seq>.<stored ts ns>.<num pending>
 ACK_REPLY = b"%s%d.%d.%d.%d.%d"
+
 BURST = 256                                    # deliveries before yielding to other tasks
 FAST_BURST_BYTES = 1 << 20                     # bulk path: payload bytes per burst before settling
+
+
+def ack_format(prefix: bytes, dc: int) -> bytes:
+    """ACK_REPLY with the prefix and delivery count filled in, for the bulk path's many
+    deliveries of one count: `ack_format(p, dc) % (sseq, cseq, ts, pending)` equals
+    `ACK_REPLY % (p, dc, sseq, cseq, ts, pending)`."""
+    return ACK_REPLY.replace(b"%s%d", prefix.replace(b"%", b"%%") + b"%d" % dc, 1)
 
 
 class _Target:
@@ -242,7 +250,7 @@ class DeliveryMixin:
         deliver, tsub, on = (t.deliver, t.sub, t.on) if t is not None else (None, None, None)
         last_subj: Any = None
         sb = b""
-        run_fmt: bytes | None = None
+        fmt = ack_format(prefix, 1)  # (every fresh delivery here is the first)
         while dseq - first_dseq < limit and nbytes < FAST_BURST_BYTES:
             msgs = self._take_fresh(store, limit - (dseq - first_dseq))
             if not msgs:
@@ -284,10 +292,8 @@ class DeliveryMixin:
                         if subj is not last_subj:
                             last_subj = subj
                             sb = subj.encode("utf-8", "surrogateescape")
-                        if run_fmt is None:
-                            run_fmt = prefix.replace(b"%", b"%%") + b"1.%d.%d.%d.%d"
                         # (npc >= k: no pending count below zero to clamp)
-                        replies = [run_fmt % (sm[0], d, sm[4], q) for sm, d, q in
+                        replies = [fmt % (sm[0], d, sm[4], q) for sm, d, q in
                                    zip(take, range(dseq, dseq + k), range(npc - 1, npc - 1 - k, -1))]
                         if acking:
                             for sm, d in zip(take, range(dseq, dseq + k)):
@@ -333,7 +339,7 @@ class DeliveryMixin:
                 npc -= 1
                 # the delivery contract, as the router calls it: seen under the stored
                 # subject, routed on the deliver subject, the ack subject as reply
-                reply = ACK_REPLY % (prefix, 1, seq, dseq, ts, npc if npc > 0 else 0)
+                reply = fmt % (seq, dseq, ts, npc if npc > 0 else 0)
                 if run is not None:
                     run.append((None, sb, reply, hdr, data))
                 else:
