@@ -135,14 +135,19 @@ def test_kv_watch_many_keys_and_ttl_bucket(srv: JSServer) -> None:
             n += 1
         assert n == 300
         await w.stop()
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            if srv.is_edgebus:
-                raise
-            # the reference once answered nats-py's key listing with nothing right after the
-            # watch (CI, loaded machine); only nats-server gets a second try, never edgebus
-            keys = await kv.keys()
+        # the reference sometimes answers nats-py's key listing with nothing right after the
+        # watch (an empty list or NoKeysError; about 1 run in 12 here): only nats-server gets
+        # more tries, never edgebus
+        for attempt in range(1 if srv.is_edgebus else 5):
+            try:
+                keys = await kv.keys()
+            except NoKeysError:
+                if srv.is_edgebus:
+                    raise
+                keys = []
+            if len(keys) == 300:
+                break
+            await asyncio.sleep(0.2)
         assert len(keys) == 300
 
         ttl = await js.create_key_value(bucket="T", ttl=0.5)
